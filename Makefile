@@ -1,0 +1,21 @@
+# The two quick-start commands (see README): each does all set-up first.
+.PHONY: demo test setup lint unit bench stop
+demo:
+	hack/setup.sh
+	.venv/bin/tke-localcluster demo
+
+test:
+	hack/setup.sh
+	hack/test.sh
+
+setup:
+	hack/setup.sh
+
+lint:
+	hack/test.sh --lint-only
+
+stop:
+	.venv/bin/tke-localcluster stop
+
+bench:
+	.venv/bin/python -m bench

@@ -1,0 +1,184 @@
+"""The shapes of the state the components share through the Kubernetes API
+(CRDs of group ``networking.tke.cloud.tencent.com/v1`` and the subnet status
+ConfigMap), as plain dataclasses with ``to_dict``/``from_dict`` for the wire.
+
+Ownership (one writer per fact):
+
+* ``VpcENI`` (cluster-scoped, named by the ENI id): written by ipamd only.
+* ``VpcIP`` (cluster-scoped, named by the IP): ``spec`` by ipamd (which node /
+  ENI holds the IP, whether it is reserved for a claim, and the release
+  request); ``status`` by the node agent of ``spec.nodeName`` (who uses it).
+* ``VpcIPClaim`` (namespaced, named as the pod): written by ipamd only.
+* ConfigMap ``kube-system/tke-eni-ipamd-status`` key ``subnets.json``: ipamd.
+
+The release handshake (no IP is unassigned while a pod may still use it, and
+the agent's CNI ADD never waits for an API write):
+
+1. ipamd wants an IP back (surplus, drain, claim move): it sets
+   ``spec.state = Releasing``.
+2. The agent alone decides between "use" and "release": when the IP is not in
+   use (nor cooling down) it stops offering it and writes
+   ``status.phase = Released``; while in use it leaves it alone.
+3. ipamd unassigns/migrates the IP in the cloud only once it reads
+   ``status.phase == Released`` (or the node is gone), then deletes the
+   ``VpcIP`` (or re-creates it on the destination node for a claim).
+
+The agent offers an IP to pods only while ``spec.state == Assigned``; an IP
+with ``spec.claim`` set only to the pod ``claim`` names (and, when
+``spec.reservedPodUID`` is set, only to that UID).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Final, Self
+
+# --- VpcIP ---
+IP_STATE_ASSIGNED: Final = "Assigned"  # spec.state: the node may use it
+IP_STATE_RELEASING: Final = "Releasing"  # spec.state: ipamd asks for it back
+IP_PHASE_FREE: Final = "Free"  # status.phase: warm, unused
+IP_PHASE_IN_USE: Final = "InUse"
+IP_PHASE_COOLDOWN: Final = "Cooldown"
+IP_PHASE_RELEASED: Final = "Released"  # agent granted the release request
+
+# --- VpcENI ---
+ENI_PHASE_CREATING: Final = "Creating"
+ENI_PHASE_ATTACHING: Final = "Attaching"
+ENI_PHASE_ATTACHED: Final = "Attached"
+ENI_PHASE_DETACHING: Final = "Detaching"
+ENI_PHASE_DELETING: Final = "Deleting"
+
+# --- VpcIPClaim ---
+CLAIM_PHASE_PENDING: Final = "Pending"  # no IP yet
+CLAIM_PHASE_BOUND: Final = "Bound"  # IP held, pod running
+CLAIM_PHASE_RESERVED: Final = "Reserved"  # IP held, pod gone (expiry counting)
+CLAIM_PHASE_MIGRATING: Final = "Migrating"
+CLAIM_PHASE_RELEASING: Final = "Releasing"
+
+# --- subnet status ConfigMap ---
+SUBNET_STATUS_CONFIGMAP: Final = "tke-eni-ipamd-status"
+SUBNET_STATUS_KEY: Final = "subnets.json"
+SUBNET_ACTIVE: Final = "Active"
+SUBNET_DRAINING: Final = "Draining"  # removed from the ConfigMap but still in use
+SUBNET_INVALID: Final = "Invalid"
+
+
+class _Wire:
+    """camelCase dict <-> dataclass; unknown keys are ignored, missing ones default."""
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> Self:
+        data = data or {}
+        kwargs: dict[str, Any] = {}
+        for f in fields(cls):  # type: ignore[arg-type]
+            key = _camel(f.name)
+            if key in data and data[key] is not None:
+                kwargs[f.name] = data[key]
+        return cls(**kwargs)
+
+    def to_dict(self) -> dict[str, Any]:
+        raw = asdict(self)  # type: ignore[call-overload]
+        return {_camel(k): v for k, v in raw.items() if v is not None and v != ""}
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(p[:1].upper() + p[1:] for p in rest)
+
+
+@dataclass(slots=True)
+class VpcEniSpec(_Wire):
+    node_name: str = ""
+    instance_id: str = ""
+    subnet_id: str = ""
+    vpc_id: str = ""
+    zone: str = ""
+
+
+@dataclass(slots=True)
+class VpcEniStatus(_Wire):
+    phase: str = ""
+    mac: str = ""  # lower-case, colon-separated
+    primary_ip: str = ""
+    subnet_cidr: str = ""
+    gateway: str = ""
+    device_index: int | None = None
+    ip_capacity: int | None = None  # IPs per ENI, primary included
+    message: str = ""
+
+
+@dataclass(slots=True)
+class VpcIpSpec(_Wire):
+    node_name: str = ""
+    eni_id: str = ""
+    subnet_id: str = ""
+    zone: str = ""
+    state: str = IP_STATE_ASSIGNED
+    claim: str = ""  # "<namespace>/<name>" of a VpcIPClaim, for static IPs
+    reserved_pod_uid: str = ""
+
+
+@dataclass(slots=True)
+class VpcIpStatus(_Wire):
+    phase: str = ""
+    pod_namespace: str = ""
+    pod_name: str = ""
+    pod_uid: str = ""
+    container_id: str = ""
+    cooldown_until: str = ""  # RFC 3339
+    updated: str = ""  # RFC 3339
+
+
+@dataclass(slots=True)
+class VpcIpClaimSpec(_Wire):
+    policy: str = "Never"
+    expired_duration: str = ""  # Go duration; empty = the ipamd flag
+
+
+@dataclass(slots=True)
+class VpcIpClaimStatus(_Wire):
+    phase: str = ""
+    ip: str = ""
+    subnet_id: str = ""
+    zone: str = ""
+    node_name: str = ""
+    pod_uid: str = ""
+    last_seen: str = ""  # RFC 3339: when the pod was last seen
+    expires_at: str = ""  # RFC 3339, empty = never
+    message: str = ""
+
+
+@dataclass(slots=True)
+class SubnetStatus(_Wire):
+    subnet_id: str = ""
+    vpc_id: str = ""
+    zone: str = ""
+    cidr: str = ""
+    available: int = 0  # free in the cloud (not assigned to any ENI)
+    total: int = 0
+    state: str = SUBNET_ACTIVE
+    reason: str = ""
+
+
+def dump_subnet_statuses(items: list[SubnetStatus]) -> str:
+    return json.dumps([s.to_dict() for s in items], sort_keys=True)
+
+
+def load_subnet_statuses(text: str) -> list[SubnetStatus]:
+    data = json.loads(text or "[]")
+    if not isinstance(data, list):
+        raise ValueError(f"{SUBNET_STATUS_KEY}: expected a JSON list")
+    return [SubnetStatus.from_dict(d) for d in data if isinstance(d, dict)]
+
+
+@dataclass(slots=True)
+class Meta:
+    """The subset of ObjectMeta the components use."""
+
+    name: str
+    namespace: str = ""
+    uid: str = ""
+    resource_version: str = ""
+    labels: dict[str, str] = field(default_factory=dict)
+    annotations: dict[str, str] = field(default_factory=dict)

@@ -53,6 +53,8 @@ ZONE_LABELS: Final = (ZONE_LABEL, LEGACY_ZONE_LABEL)  # in order of preference
 INSTANCE_TYPE_LABEL: Final = "node.kubernetes.io/instance-type"
 LEGACY_INSTANCE_TYPE_LABEL: Final = "beta.kubernetes.io/instance-type"
 NODE_CONDITION_ENI_READY: Final = "TKEENIReady"
+# label ipamd puts on every VpcENI / VpcIP, so a node's agent can watch its own
+NODE_LABEL: Final = "tke.cloud.tencent.com/node"
 
 # --- component names (Deployments, DaemonSets, event sources) ---
 COMPONENT_IPAMD: Final = "tke-eni-ipamd"

@@ -1,0 +1,1 @@
+"""Generated-stub package (see protos/build.py)."""

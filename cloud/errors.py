@@ -26,9 +26,28 @@ class CloudError(Exception):
 class TaskFailedError(CloudError):
     """An asynchronous task (DescribeVpcTaskResult) ended FAILED; ``output`` is its output."""
 
+    def __init__(
+        self,
+        action: str,
+        code: str,
+        message: str,
+        request_id: str | None = None,
+        output: str = "",
+    ) -> None:
+        super().__init__(action, code, message, request_id)
+        self.output = output
+
+
+class TaskTimeoutError(CloudError):
+    """An asynchronous task was still RUNNING at the deadline (it may yet finish)."""
+
 
 class NotFoundError(CloudError):
     """The resource does not exist (``ResourceNotFound`` and friends)."""
+
+
+def is_not_found(code: str) -> bool:
+    return code.startswith("ResourceNotFound") or code.endswith(".NotFound")
 
 
 def is_throttle(code: str) -> bool:

@@ -57,7 +57,11 @@ class EniWriter(Protocol):
         secondary_ip_count: int = 0,
         tags: Mapping[str, str] | None = None,
         client_token: str | None = None,
-    ) -> Eni: ...
+        instance_id: InstanceId | None = None,
+    ) -> Eni:
+        """Create an ENI tagged with the cluster id, the creator and (when given) the
+        instance it is meant for; waits until it is AVAILABLE."""
+        ...
 
     def attach_eni(
         self, eni_id: EniId, instance_id: InstanceId, *, client_token: str | None = None

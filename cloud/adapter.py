@@ -1,0 +1,391 @@
+"""``TencentCloud``: the ``cloud.ports.CloudApi`` implementation over the
+official SDK (through ``sdk_transport``). Client-side rate limit per action,
+retries with backoff and jitter for what can succeed later, ClientTokens for
+idempotent writes, and every write waits for its async task."""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import replace
+from typing import Any
+
+from cloud import mapping, metrics
+from cloud.backoff import retry_call
+from cloud.credentials import provider_for
+from cloud.errors import CloudError, NotFoundError, TaskFailedError, TaskTimeoutError, is_not_found
+from cloud.models import Eni, Instance, PrivateIp, Subnet
+from cloud.ratelimit import API_RATE_LIMITS, ActionLimiter
+from cloud.sdk_transport import SdkTransport, Transport
+from cloud.settings import CloudSettings
+from core.ids import EniId, InstanceId, SubnetId, VpcId
+from core.limits import EniLimits
+from core.names import TAG_CLUSTER_ID, TAG_CREATOR, TAG_INSTANCE_ID
+
+log = logging.getLogger(__name__)
+MAX_IDS = 100
+PAGE = 100
+MAX_IPS_PER_CALL = 10
+
+SERVICE = {"DescribeInstances": "cvm"}
+
+
+def _chunks(items: Sequence[str], size: int) -> Iterator[list[str]]:
+    for i in range(0, len(items), size):
+        yield list(items[i : i + size])
+
+
+class TencentCloud:
+    def __init__(
+        self,
+        settings: CloudSettings,
+        transport: Transport,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.settings = settings
+        self.transport = transport
+        self._sleep = sleep
+        self._clock = clock
+        self._rng = rng or random.Random()  # noqa: S311 - jitter, not crypto
+        rates = {a: r * settings.rate_fraction for a, r in API_RATE_LIMITS.items()}
+        rates.update(settings.rate_overrides)
+        self.limiter = ActionLimiter(rates, default_rate=10, clock=clock, sleep=sleep)
+
+    @classmethod
+    def from_settings(cls, settings: CloudSettings) -> TencentCloud:
+        log.info("cloud settings %s", settings.redacted())
+        return cls(settings, SdkTransport(settings, provider_for(settings)))
+
+    # --- one call: limiter, retries, error classes -------------------------------
+    def _call(
+        self, action: str, params: dict[str, Any], *, gone_ok_on_retry: bool = False
+    ) -> dict[str, Any]:
+        service = SERVICE.get(action, "vpc")
+        state = {"ambiguous": False}
+
+        def once(attempt: int) -> dict[str, Any]:
+            waited = self.limiter.acquire(action)
+            if waited:
+                metrics.THROTTLE_WAIT.labels(action).inc(waited)
+            try:
+                return self.transport.call(service, action, params)
+            except CloudError as exc:
+                if gone_ok_on_retry and state["ambiguous"] and is_not_found(exc.code):
+                    return {}  # an earlier attempt did it, its reply was lost
+                if exc.code in ("ClientNetworkError", "ServerNetworkError", "InternalError"):
+                    state["ambiguous"] = True
+                raise
+
+        def on_retry(exc: CloudError, attempt: int, delay: float) -> None:
+            metrics.RETRIES.labels(action, exc.code).inc()
+            log.warning(
+                "cloud %s attempt %d failed (%s); retrying in %.2fs",
+                action,
+                attempt,
+                exc.code,
+                delay,
+            )
+
+        try:
+            return retry_call(
+                once,
+                max_attempts=self.settings.max_attempts,
+                base_s=self.settings.backoff_base_s,
+                cap_s=self.settings.backoff_max_s,
+                sleep=self._sleep,
+                rng=self._rng,
+                on_retry=on_retry,
+            )
+        except CloudError as exc:
+            if is_not_found(exc.code) and not isinstance(exc, NotFoundError):
+                raise NotFoundError(exc.action, exc.code, exc.message, exc.request_id) from exc
+            raise
+
+    def wait_task(self, action: str, task_id: str) -> None:
+        """Poll DescribeVpcTaskResult until SUCCESS; FAILED → TaskFailedError;
+        still RUNNING at the deadline → TaskTimeoutError."""
+        start = self._clock()
+        deadline = start + self.settings.task_timeout_s
+        delay = self.settings.task_poll_s
+        while True:
+            self._sleep(delay)  # a task never ends within the call: wait before polling
+            reply = self._call("DescribeVpcTaskResult", {"TaskId": task_id})
+            status = str(reply.get("Status") or "")
+            if status == "SUCCESS":
+                metrics.TASK_WAIT.labels(action, status).observe(self._clock() - start)
+                return
+            if status == "FAILED":
+                metrics.TASK_WAIT.labels(action, status).observe(self._clock() - start)
+                output = str(reply.get("Output") or "")
+                raise TaskFailedError(
+                    action, "TaskFailed", f"task {task_id} failed: {output}", task_id, output=output
+                )
+            if self._clock() + delay > deadline:
+                raise TaskTimeoutError(
+                    action,
+                    "TaskTimeout",
+                    f"task {task_id} still {status or 'unknown'} after "
+                    f"{self.settings.task_timeout_s:.0f}s",
+                    task_id,
+                )
+            delay = min(self.settings.task_poll_max_s, delay * 1.5)
+
+    def _write(
+        self, action: str, params: dict[str, Any], *, gone_ok: bool = False
+    ) -> dict[str, Any]:
+        reply = self._call(action, params, gone_ok_on_retry=gone_ok)
+        request_id = reply.get("RequestId")
+        if request_id:
+            self.wait_task(action, str(request_id))
+        return reply
+
+    # --- InstanceReader ------------------------------------------------------------
+    def describe_instances(self, instance_ids: Sequence[InstanceId]) -> list[Instance]:
+        out: list[Instance] = []
+        for chunk in _chunks(list(instance_ids), MAX_IDS):
+            reply = self._call("DescribeInstances", {"InstanceIds": chunk, "Limit": MAX_IDS})
+            out.extend(mapping.instance_from(d) for d in reply.get("InstanceSet") or [])
+        return out
+
+    def eni_limits(self, instance_id: InstanceId) -> EniLimits:
+        reply = self._call("DescribeNetworkInterfaceLimit", {"InstanceId": instance_id})
+        enis = int(reply.get("EniQuantity") or 0)
+        ips = int(reply.get("EniPrivateIpAddressQuantity") or 0)
+        if enis < 1 or ips < 1:
+            raise CloudError(
+                "DescribeNetworkInterfaceLimit",
+                "UnsupportedOperation.UnsupportedInstanceFamily",
+                f"instance {instance_id} reports {enis} ENIs x {ips} IPs: it cannot hold ENIs",
+                reply.get("RequestId"),
+            )
+        return EniLimits(enis, ips, "api")
+
+    # --- SubnetReader --------------------------------------------------------------
+    def describe_subnets(
+        self, subnet_ids: Sequence[SubnetId] = (), *, vpc_id: VpcId | None = None
+    ) -> list[Subnet]:
+        out: list[Subnet] = []
+        if subnet_ids:
+            for chunk in _chunks(list(subnet_ids), MAX_IDS):
+                reply = self._call("DescribeSubnets", {"SubnetIds": chunk, "Limit": str(MAX_IDS)})
+                subs = [mapping.subnet_from(d) for d in reply.get("SubnetSet") or []]
+                out.extend(s for s in subs if vpc_id is None or s.vpc_id == vpc_id)
+            return out
+        filters = [{"Name": "vpc-id", "Values": [vpc_id]}] if vpc_id else None
+        offset = 0
+        while True:
+            params: dict[str, Any] = {"Offset": str(offset), "Limit": str(PAGE)}
+            if filters:
+                params["Filters"] = filters
+            reply = self._call("DescribeSubnets", params)
+            page = reply.get("SubnetSet") or []
+            out.extend(mapping.subnet_from(d) for d in page)
+            offset += len(page)
+            if not page or offset >= int(reply.get("TotalCount") or 0):
+                return out
+
+    # --- EniReader ---------------------------------------------------------------
+    def describe_enis(
+        self,
+        *,
+        eni_ids: Sequence[EniId] = (),
+        instance_id: InstanceId | None = None,
+        subnet_id: SubnetId | None = None,
+        vpc_id: VpcId | None = None,
+        tags: Mapping[str, str] | None = None,
+        address: str | None = None,
+    ) -> list[Eni]:
+        filters: list[dict[str, Any]] = []
+        for name, value in (
+            ("attachment.instance-id", instance_id),
+            ("subnet-id", subnet_id),
+            ("vpc-id", vpc_id),
+            ("address-ip", address),
+        ):
+            if value:
+                filters.append({"Name": name, "Values": [value]})
+        for key, value in (tags or {}).items():
+            filters.append({"Name": f"tag:{key}", "Values": [value]})
+        if eni_ids:
+            # ids XOR filters on the wire: filter the id lookups locally
+            found: list[Eni] = []
+            for chunk in _chunks(list(eni_ids), MAX_IDS):
+                found.extend(self._eni_pages({"NetworkInterfaceIds": chunk}))
+            return [
+                e for e in found if _eni_matches(e, instance_id, subnet_id, vpc_id, tags, address)
+            ]
+        return self._eni_pages({"Filters": filters} if filters else {})
+
+    def _eni_pages(self, base: dict[str, Any]) -> list[Eni]:
+        out: list[Eni] = []
+        offset = 0
+        while True:
+            reply = self._call(
+                "DescribeNetworkInterfaces", {**base, "Offset": offset, "Limit": PAGE}
+            )
+            page = reply.get("NetworkInterfaceSet") or []
+            out.extend(mapping.eni_from(d) for d in page)
+            offset += len(page)
+            if not page or offset >= int(reply.get("TotalCount") or 0):
+                return out
+
+    # --- EniWriter -----------------------------------------------------------------
+    def create_eni(
+        self,
+        *,
+        vpc_id: VpcId,
+        subnet_id: SubnetId,
+        name: str,
+        description: str = "",
+        security_group_ids: Sequence[str] = (),
+        secondary_ip_count: int = 0,
+        tags: Mapping[str, str] | None = None,
+        client_token: str | None = None,
+        instance_id: InstanceId | None = None,
+    ) -> Eni:
+        """Create an ENI (with up to 10 secondary IPs; more are assigned after)
+        tagged with the cluster id and creator, and wait until it is AVAILABLE."""
+        all_tags = {TAG_CREATOR: self.settings.creator}
+        if self.settings.cluster_id:
+            all_tags[TAG_CLUSTER_ID] = self.settings.cluster_id
+        if instance_id:
+            all_tags[TAG_INSTANCE_ID] = instance_id
+        all_tags.update(tags or {})
+        token = client_token or str(uuid.uuid4())
+        params: dict[str, Any] = {
+            "VpcId": vpc_id,
+            "SubnetId": subnet_id,
+            "NetworkInterfaceName": name[:60],
+            "Tags": [{"Key": k, "Value": v} for k, v in sorted(all_tags.items())],
+            "ClientToken": token,
+        }
+        if description:
+            params["NetworkInterfaceDescription"] = description[:60]
+        groups = list(security_group_ids) or list(self.settings.security_group_ids)
+        if groups:
+            params["SecurityGroupIds"] = groups
+        first = min(secondary_ip_count, MAX_IPS_PER_CALL)
+        if first > 0:
+            params["SecondaryPrivateIpAddressCount"] = first
+        reply = self._write("CreateNetworkInterface", params)
+        eni = mapping.eni_from(reply["NetworkInterface"])
+        eni = replace(
+            eni, state="AVAILABLE", ips=tuple(replace(ip, state="AVAILABLE") for ip in eni.ips)
+        )
+        rest = secondary_ip_count - first
+        if rest > 0:
+            more = self.assign_ips(eni.eni_id, count=rest, client_token=f"{token}-more")
+            eni = replace(eni, ips=eni.ips + tuple(PrivateIp(a, False) for a in more))
+        return eni
+
+    def attach_eni(
+        self, eni_id: EniId, instance_id: InstanceId, *, client_token: str | None = None
+    ) -> None:
+        self._write(
+            "AttachNetworkInterface",
+            {
+                "NetworkInterfaceId": eni_id,
+                "InstanceId": instance_id,
+                "ClientToken": client_token or str(uuid.uuid4()),
+            },
+        )
+
+    def detach_eni(
+        self, eni_id: EniId, instance_id: InstanceId, *, client_token: str | None = None
+    ) -> None:
+        self._write(
+            "DetachNetworkInterface",
+            {
+                "NetworkInterfaceId": eni_id,
+                "InstanceId": instance_id,
+                "ClientToken": client_token or str(uuid.uuid4()),
+            },
+        )
+
+    def delete_eni(self, eni_id: EniId) -> None:
+        """Delete a detached ENI. When a retry finds it gone (the first attempt's
+        reply was lost), that counts as done."""
+        self._write("DeleteNetworkInterface", {"NetworkInterfaceId": eni_id}, gone_ok=True)
+
+    # --- IpWriter ------------------------------------------------------------------
+    def assign_ips(
+        self,
+        eni_id: EniId,
+        *,
+        count: int = 0,
+        addresses: Sequence[str] = (),
+        client_token: str | None = None,
+    ) -> list[str]:
+        if count and addresses:
+            raise ValueError("assign_ips: give count or addresses, not both")
+        if count < 0:
+            raise ValueError(f"assign_ips: count must not be negative, got {count}")
+        token = client_token or str(uuid.uuid4())
+        out: list[str] = []
+        batches: list[dict[str, Any]] = []
+        if addresses:
+            for chunk in _chunks(list(addresses), MAX_IPS_PER_CALL):
+                batches.append({"PrivateIpAddresses": [{"PrivateIpAddress": a} for a in chunk]})
+        else:
+            left = count
+            while left > 0:
+                n = min(left, MAX_IPS_PER_CALL)
+                batches.append({"SecondaryPrivateIpAddressCount": n})
+                left -= n
+        for i, batch in enumerate(batches):
+            reply = self._write(
+                "AssignPrivateIpAddresses",
+                {
+                    "NetworkInterfaceId": eni_id,
+                    **batch,
+                    "ClientToken": token if len(batches) == 1 else f"{token}-{i}",
+                },
+            )
+            out.extend(str(d["PrivateIpAddress"]) for d in reply.get("PrivateIpAddressSet") or [])
+        return out
+
+    def unassign_ips(self, eni_id: EniId, addresses: Sequence[str]) -> None:
+        """Unassign (≤ 10 per call). A retry that finds the address gone after an
+        ambiguous failure counts as done."""
+        for chunk in _chunks(list(addresses), MAX_IPS_PER_CALL):
+            self._write(
+                "UnassignPrivateIpAddresses",
+                {
+                    "NetworkInterfaceId": eni_id,
+                    "PrivateIpAddresses": [{"PrivateIpAddress": a} for a in chunk],
+                },
+                gone_ok=True,
+            )
+
+    def migrate_ip(self, source_eni_id: EniId, destination_eni_id: EniId, address: str) -> None:
+        self._write(
+            "MigratePrivateIpAddress",
+            {
+                "SourceNetworkInterfaceId": source_eni_id,
+                "DestinationNetworkInterfaceId": destination_eni_id,
+                "PrivateIpAddress": address,
+            },
+        )
+
+
+def _eni_matches(  # noqa: PLR0917
+    e: Eni,
+    instance_id: InstanceId | None,
+    subnet_id: SubnetId | None,
+    vpc_id: VpcId | None,
+    tags: Mapping[str, str] | None,
+    address: str | None,
+) -> bool:
+    return (
+        (instance_id is None or e.instance_id == instance_id)
+        and (subnet_id is None or e.subnet_id == subnet_id)
+        and (vpc_id is None or e.vpc_id == vpc_id)
+        and all(e.tags.get(k) == v for k, v in (tags or {}).items())
+        and (address is None or any(ip.address == address for ip in e.ips))
+    )

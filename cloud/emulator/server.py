@@ -1,0 +1,152 @@
+"""The emulator's HTTP server (stdlib ThreadingHTTPServer on loopback).
+
+- ``POST /``: the VPC and CVM API v3 (``api.Api``)
+- ``GET /meta/<instance-id>/latest/meta-data/<path>``: the metadata service
+- ``/_admin/...``: state dump, faults, instances, subnets (``admin.Admin``)
+- ``GET /healthz``
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from cloud.emulator import tasks
+from cloud.emulator.admin import Admin
+from cloud.emulator.api import Api, Credential
+from cloud.emulator.faults import Faults
+from cloud.emulator.metadata import Metadata
+from cloud.emulator.world import World
+
+log = logging.getLogger(__name__)
+MAX_BODY = 4 * 1024 * 1024
+META_PREFIX = "/meta/"
+META_MIDDLE = "/latest/meta-data/"
+
+
+class Emulator:
+    """Everything the server serves; usable without HTTP in unit tests."""
+
+    def __init__(
+        self,
+        world: World,
+        *,
+        secret_id: str,
+        secret_key: str,
+        faults: Faults | None = None,
+        persist: Path | None = None,
+        seed: int | None = None,
+    ) -> None:
+        self.world = world
+        self.faults = faults or Faults()
+        self.secret_id = secret_id
+        self.credentials: dict[str, Credential] = {secret_id: Credential(secret_key)}
+        self.persist = persist
+        self._save_lock = threading.Lock()
+        self.api = Api(
+            world, self.faults, self.credentials, seed=seed, on_write=self.save if persist else None
+        )
+        self.metadata = Metadata(world, self.credentials)
+        self.admin = Admin(self)
+
+    def dump(self) -> dict[str, Any]:
+        with self.world.lock:
+            tasks.advance(self.world)
+            return self.world.to_dict()
+
+    def save(self) -> None:
+        if self.persist is None:
+            return
+        with self._save_lock:
+            data = self.dump()
+            tmp = self.persist.with_suffix(self.persist.suffix + ".tmp")
+            tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
+            tmp.replace(self.persist)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server_version = "tke-vpcsim/0.1"
+    protocol_version = "HTTP/1.1"
+    emulator: Emulator  # set on the subclass built by make_server
+
+    def setup(self) -> None:
+        super().setup()
+        # headers and body go out in two writes: without this, Nagle + delayed ACK add 40 ms
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("%s %s", self.address_string(), format % args)
+
+    def _send(self, status: int, body: bytes, content_type: str = "application/json") -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _body(self) -> bytes | None:
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = -1
+        if length < 0 or length > MAX_BODY:
+            self._send(413 if length > MAX_BODY else 400, b'{"error": "bad Content-Length"}')
+            return None
+        return self.rfile.read(length) if length else b""
+
+    def do_POST(self) -> None:
+        body = self._body()
+        if body is None:
+            return
+        path = self.path.split("?")[0]
+        if path == "/":
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            status, out = self.emulator.api.handle(headers, body)
+            self._send(status, out)
+            return
+        if path.startswith("/_admin/"):
+            status, out = self.emulator.admin.post(path, body)
+            self._send(status, out)
+            return
+        self._send(404, b'{"error": "not found"}')
+
+    def do_GET(self) -> None:
+        path = self.path.split("?")[0]
+        if path == "/healthz":
+            self._send(200, b"ok", "text/plain")
+            return
+        if path.startswith(META_PREFIX):
+            instance_id, sep, rest = path[len(META_PREFIX) :].partition(META_MIDDLE)
+            if not sep and path.endswith(META_MIDDLE.rstrip("/")):
+                instance_id, sep, rest = path[len(META_PREFIX) : -len("/latest/meta-data")], "/", ""
+            text = self.emulator.metadata.get(instance_id, rest) if sep else None
+            if text is None:
+                self._send(404, b"Not Found", "text/plain")
+            else:
+                self._send(200, text.encode(), "text/plain")
+            return
+        if path.startswith("/_admin/"):
+            status, out = self.emulator.admin.get(path)
+            self._send(status, out)
+            return
+        self._send(404, b'{"error": "not found"}')
+
+    def do_DELETE(self) -> None:
+        path = self.path.split("?")[0]
+        if path.startswith("/_admin/"):
+            status, out = self.emulator.admin.delete(path)
+            self._send(status, out)
+            return
+        self._send(404, b'{"error": "not found"}')
+
+
+def make_server(emulator: Emulator, host: str = "127.0.0.1", port: int = 0) -> ThreadingHTTPServer:
+    handler = type("EmulatorHandler", (_Handler,), {"emulator": emulator})
+    server = ThreadingHTTPServer((host, port), handler)
+    server.daemon_threads = True
+    return server

@@ -1,0 +1,316 @@
+"""Test support: run the real emulator HTTP server on a free loopback port.
+
+    from cloud.emulator.testing import run_emulator
+
+    with run_emulator() as emu:                 # built-in default state
+        cloud = emu.cloud()                     # cloud.adapter.TencentCloud over HTTP
+        inst = cloud.describe_instances([emu.instance_ids[0]])
+        emu.set_faults(throttle_ratio=0.2)
+        iid = emu.add_instance("subnet-sim00003", "S5.LARGE8")
+        urllib.request.urlopen(emu.metadata_url(iid) + "instance-id")
+        assert not emu.leaked_enis()
+
+See docs/cloud.md for the whole handle API."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cloud.emulator.cli import DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY
+from cloud.emulator.faults import Faults
+from cloud.emulator.server import Emulator, make_server
+from cloud.emulator.spec import DEFAULT_SPEC, build
+
+if TYPE_CHECKING:
+    from cloud.adapter import TencentCloud
+    from cloud.settings import CloudSettings
+
+
+class _EmulatorClient:
+    """What both handles offer: addresses, adapter settings, admin calls over HTTP."""
+
+    host: str
+    port: int
+    endpoint: str
+    url: str
+    secret_id: str
+    secret_key: str
+    region: str
+
+    def state(self) -> dict[str, Any]:
+        """The full state dump (``GET /_admin/state``)."""
+        return dict(self.admin("GET", "/_admin/state"))
+
+    def leaked_enis(self, cluster_id: str | None = None) -> list[dict[str, Any]]:
+        """Secondary ENIs still present (optionally only those tagged with ``cluster_id``)."""
+        from core.names import TAG_CLUSTER_ID
+
+        return [
+            e
+            for e in self.state()["enis"]
+            if not e["primary"]
+            and (cluster_id is None or e["tags"].get(TAG_CLUSTER_ID) == cluster_id)
+        ]
+
+    # --- addresses ---------------------------------------------------------------
+    def metadata_url(self, instance_id: str) -> str:
+        """Base URL of this instance's metadata service, ending in ``/latest/meta-data/``."""
+        return f"{self.url}/meta/{instance_id}/latest/meta-data/"
+
+    # --- the adapter -----------------------------------------------------------
+    def settings(self, **overrides: Any) -> CloudSettings:
+        """CloudSettings for the adapter, pointed at this emulator (fast task polling)."""
+        from cloud.settings import CloudSettings
+
+        base = CloudSettings(
+            region=self.region,
+            vpc_endpoint=self.endpoint,
+            cvm_endpoint=self.endpoint,
+            protocol="http",
+            secret_id=self.secret_id,
+            secret_key=self.secret_key,
+            cluster_id="cls-sim00001",
+            rate_fraction=1.0,
+            task_poll_s=0.025,
+            task_poll_max_s=0.1,
+            backoff_base_s=0.02,
+            backoff_max_s=0.5,
+            task_timeout_s=30,
+        )
+        return replace(base, **overrides)
+
+    def cloud(self, **overrides: Any) -> TencentCloud:
+        from cloud.adapter import TencentCloud
+
+        return TencentCloud.from_settings(self.settings(**overrides))
+
+    def admin(self, method: str, path: str, data: dict[str, Any] | None = None) -> Any:
+        """Call an admin endpoint over HTTP (``/_admin/...``)."""
+        body = None if data is None else json.dumps(data).encode()
+        req = urllib.request.Request(  # noqa: S310 - loopback
+            self.url + path, data=body, method=method, headers={"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310 - loopback
+            return json.loads(resp.read())
+
+
+class EmulatorHandle(_EmulatorClient):
+    """A running emulator. ``endpoint`` is ``127.0.0.1:PORT`` (what
+    ``HttpProfile(protocol="http", endpoint=...)`` wants); ``url`` is ``http://…``."""
+
+    def __init__(self, emulator: Emulator, host: str, port: int) -> None:
+        self.emulator = emulator
+        self.host = host
+        self.port = port
+        self.endpoint = f"{host}:{port}"
+        self.url = f"http://{self.endpoint}"
+        self.secret_id = emulator.secret_id
+        self.secret_key = emulator.credentials[emulator.secret_id].secret_key
+        self.region = emulator.world.region
+
+    # --- state -----------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        """The full state dump (same as ``GET /_admin/state``)."""
+        return self.emulator.dump()
+
+    @property
+    def instance_ids(self) -> list[str]:
+        return sorted(self.emulator.world.instances)
+
+    def set_faults(self, **fields: Any) -> dict[str, Any]:
+        """Change fault knobs (see ``cloud.emulator.faults.Faults``); returns them all."""
+        self.emulator.faults.update(fields)
+        return self.emulator.faults.to_dict()
+
+    def clear_faults(self) -> None:
+        self.emulator.faults.update(Faults().to_dict())
+
+    def add_instance(
+        self,
+        subnet_id: str,
+        instance_type: str = "S5.LARGE8",
+        *,
+        instance_id: str | None = None,
+        name: str = "",
+        private_ip: str | None = None,
+    ) -> str:
+        """Add a running instance (with its primary ENI) and return its id."""
+        with self.emulator.world.lock:
+            inst = self.emulator.world.add_instance(
+                subnet_id, instance_type, instance_id=instance_id, name=name, private_ip=private_ip
+            )
+        self.emulator.save()
+        return inst.instance_id
+
+
+@contextmanager
+def run_emulator(
+    state: dict[str, Any] | None = None,
+    faults: dict[str, Any] | None = None,
+    *,
+    persist: Path | None = None,
+    seed: int | None = 1,
+    secret_id: str = DEFAULT_SECRET_ID,
+    secret_key: str = DEFAULT_SECRET_KEY,
+) -> Iterator[EmulatorHandle]:
+    """Start the emulator's HTTP server in a thread on 127.0.0.1:<free port>;
+    stop it on exit. ``state`` is a spec (see ``cloud.emulator.spec``) or a dump;
+    ``faults`` sets ``Faults`` fields (rate limits stay on unless ``rate_limits=False``)."""
+    if persist is not None and persist.exists():
+        world = build(json.loads(persist.read_text()))
+    else:
+        world = build(state if state is not None else DEFAULT_SPEC)
+    emu = Emulator(
+        world,
+        secret_id=secret_id,
+        secret_key=secret_key,
+        faults=Faults.from_dict(faults or {}),
+        persist=persist,
+        seed=seed,
+    )
+    server = make_server(emu, "127.0.0.1", 0)
+    port = int(server.server_address[1])
+    thread = threading.Thread(
+        target=server.serve_forever, args=(0.05,), name=f"vpcsim-{port}", daemon=True
+    )
+    thread.start()
+    try:
+        yield EmulatorHandle(emu, "127.0.0.1", port)
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+        emu.save()
+
+
+class RemoteEmulator(_EmulatorClient):
+    """A ``tke-vpcsim`` process (see ``spawn_emulator``), driven over HTTP only."""
+
+    def __init__(
+        self,
+        proc: subprocess.Popen[bytes],
+        port: int,
+        secret_id: str,
+        secret_key: str,
+        region: str = "ap-guangzhou",
+    ) -> None:
+        self.proc = proc
+        self.host = "127.0.0.1"
+        self.port = port
+        self.endpoint = f"127.0.0.1:{port}"
+        self.url = f"http://{self.endpoint}"
+        self.secret_id = secret_id
+        self.secret_key = secret_key
+        self.region = region
+
+    @property
+    def instance_ids(self) -> list[str]:
+        return sorted(i["instance_id"] for i in self.state()["instances"])
+
+    def set_faults(self, **fields: Any) -> dict[str, Any]:
+        return dict(self.admin("POST", "/_admin/faults", fields))
+
+    def add_instance(
+        self,
+        subnet_id: str,
+        instance_type: str = "S5.LARGE8",
+        *,
+        instance_id: str | None = None,
+        name: str = "",
+        private_ip: str | None = None,
+    ) -> str:
+        inst = self.admin(
+            "POST",
+            "/_admin/instances",
+            {
+                "subnet_id": subnet_id,
+                "instance_type": instance_type,
+                "instance_id": instance_id,
+                "name": name,
+                "private_ip": private_ip,
+            },
+        )
+        return str(inst["instance_id"])
+
+    def stop(self, timeout_s: float = 10.0) -> int:
+        """SIGTERM (the state is saved), then SIGKILL after ``timeout_s``."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return int(self.proc.returncode)
+
+    def kill(self) -> None:
+        """SIGKILL, no chance to save (crash tests)."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@contextmanager
+def spawn_emulator(
+    workdir: Path,
+    state: dict[str, Any] | None = None,
+    faults: dict[str, Any] | None = None,
+    *,
+    persist: Path | None = None,
+    extra_args: Sequence[str] = (),
+) -> Iterator[RemoteEmulator]:
+    """Run ``tke-vpcsim`` as a separate process on a free loopback port; stop it on
+    exit. ``workdir`` holds the port file, the state file and the log."""
+    exe = shutil.which("tke-vpcsim", path=str(Path(sys.executable).parent))
+    if exe is None:
+        raise RuntimeError(
+            "tke-vpcsim is not installed: run hack/setup.sh (step: pip install -e .)"
+        )
+    workdir.mkdir(parents=True, exist_ok=True)
+    port_file = workdir / "vpcsim.port"
+    port_file.unlink(missing_ok=True)
+    args = [exe, "serve", "--port", "0", "--port-file", str(port_file)]
+    if state is not None:
+        spec = workdir / "vpcsim-state.json"
+        spec.write_text(json.dumps(state))
+        args += ["--state", str(spec)]
+    if faults:
+        args += ["--faults", json.dumps(faults)]
+    if persist is not None:
+        args += ["--persist", str(persist)]
+    log = (workdir / "vpcsim.log").open("ab")
+    proc = subprocess.Popen([*args, *extra_args], stdout=log, stderr=subprocess.STDOUT)
+    log.close()
+    deadline = time.monotonic() + 30
+    while not (port_file.exists() and port_file.read_text().strip()):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            proc.wait()
+            raise RuntimeError(
+                f"tke-vpcsim did not start; see {workdir / 'vpcsim.log'}: "
+                + (workdir / "vpcsim.log").read_text()[-2000:]
+            )
+        time.sleep(0.02)
+    remote = RemoteEmulator(
+        proc,
+        int(port_file.read_text()),
+        DEFAULT_SECRET_ID,
+        DEFAULT_SECRET_KEY,
+        str((state or DEFAULT_SPEC).get("region", "ap-guangzhou")),
+    )
+    try:
+        yield remote
+    finally:
+        remote.stop()

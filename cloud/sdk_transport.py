@@ -1,0 +1,84 @@
+"""The narrow seam over the official SDK: ``call(service, action, params) ->
+reply dict``. It builds the SDK request model, calls the SDK client method,
+and turns SDK exceptions into ``CloudError``. One HTTP round trip, no retry;
+SDK types never leave this module."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from typing import Any, Protocol
+
+from tencentcloud.common import credential as sdk_credential
+from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentCloudSDKException
+from tencentcloud.common.profile.client_profile import ClientProfile
+from tencentcloud.common.profile.http_profile import HttpProfile
+from tencentcloud.cvm.v20170312 import cvm_client
+from tencentcloud.cvm.v20170312 import models as cvm_models
+from tencentcloud.vpc.v20170312 import models as vpc_models
+from tencentcloud.vpc.v20170312 import vpc_client
+
+from cloud import metrics
+from cloud.credentials import CredentialProvider, Creds
+from cloud.errors import CloudError
+from cloud.settings import CloudSettings
+
+
+class Transport(Protocol):
+    def call(self, service: str, action: str, params: dict[str, Any]) -> dict[str, Any]: ...
+
+
+class SdkTransport:
+    def __init__(self, settings: CloudSettings, credentials: CredentialProvider) -> None:
+        self.settings = settings
+        self.credentials = credentials
+        self._local = threading.local()  # SDK clients are not thread-safe: one per thread
+
+    def _clients(self, creds: Creds) -> dict[str, Any]:
+        cached = getattr(self._local, "clients", None)
+        if cached is not None and getattr(self._local, "creds", None) == creds:
+            return dict(cached)
+        cred = sdk_credential.Credential(creds.secret_id, creds.secret_key, creds.token)
+        s = self.settings
+
+        def profile(endpoint: str) -> ClientProfile:
+            http = HttpProfile(
+                protocol=s.protocol,
+                endpoint=endpoint,
+                reqTimeout=max(1, round(s.request_timeout_s)),
+            )
+            return ClientProfile(httpProfile=http)
+
+        clients = {
+            "vpc": vpc_client.VpcClient(cred, s.region, profile(s.vpc_endpoint)),
+            "cvm": cvm_client.CvmClient(cred, s.region, profile(s.cvm_endpoint)),
+        }
+        self._local.clients = clients
+        self._local.creds = creds
+        return clients
+
+    def call(self, service: str, action: str, params: dict[str, Any]) -> dict[str, Any]:
+        models = {"vpc": vpc_models, "cvm": cvm_models}[service]
+        try:
+            creds = self.credentials.get()
+        except Exception as exc:
+            raise CloudError(action, "AuthFailure.NoCredentials", str(exc)) from exc
+        client = self._clients(creds)[service]
+        request = getattr(models, f"{action}Request")()
+        request.from_json_string(json.dumps(params))
+        metrics.CALLS.labels(action).inc()
+        start = time.perf_counter()
+        try:
+            reply = getattr(client, action)(request)
+        except TencentCloudSDKException as exc:
+            code = str(exc.get_code() or "ClientError")
+            message = exc.get_message()
+            if isinstance(message, bytes):
+                message = message.decode(errors="replace")
+            metrics.ERRORS.labels(action, code).inc()
+            raise CloudError(action, code, str(message)[:500], exc.get_request_id()) from exc
+        finally:
+            metrics.LATENCY.labels(action).observe(time.perf_counter() - start)
+        data: dict[str, Any] = json.loads(reply.to_json_string())
+        return data

@@ -1,0 +1,203 @@
+"""deploy/agent's RBAC with the agent ServiceAccount's own token on the real
+kube-apiserver: the agent's real Kubernetes ports (``cni.agent.kube_ipsource``,
+``cni.agent.kube_pods``) work with it, and what the agent must not do (per the
+ownership in core/models.py) is refused with 403."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from kubernetes import client
+from kubernetes.dynamic import DynamicClient
+
+from cni.agent.ipsource import IpUsage
+from cni.agent.kube_ipsource import KubeNodeIpSource
+from cni.agent.kube_pods import KubePodSource
+from core.ids import IPv4
+from core.names import CRD_GROUP, CRD_VERSION, NODE_LABEL, PLURAL_VPC_ENI, PLURAL_VPC_IP
+from localcluster.controlplane import ControlPlane
+from tests.deploy_support import DEPLOY, apply, create_crds, kustomize_build, load_docs, yaml_files
+
+NS = "kube-system"
+SA = "tke-eni-agent"
+NODE = "rbac-node-1"
+IP = "10.250.0.9"
+ENI = "eni-rbac0001"
+POD_NS, POD = "default", "rbac-probe"
+
+
+@pytest.fixture
+def admin(control_plane: ControlPlane) -> Iterator[client.ApiClient]:
+    with contextlib.closing(control_plane.api_client()) as api:
+        yield api
+
+
+def _agent_client(admin: client.ApiClient) -> client.ApiClient:
+    """An ApiClient that authenticates as the agent's ServiceAccount (TokenRequest)."""
+    req = client.AuthenticationV1TokenRequest(spec=client.V1TokenRequestSpec(audiences=[]))
+    token = client.CoreV1Api(admin).create_namespaced_service_account_token(SA, NS, req)
+    conf = client.Configuration()
+    conf.host = admin.configuration.host
+    conf.ssl_ca_cert = admin.configuration.ssl_ca_cert
+    conf.api_key = {"authorization": f"Bearer {token.status.token}"}
+    return client.ApiClient(conf)
+
+
+def _forbidden(what: str, call: Callable[[], Any]) -> None:
+    with pytest.raises(client.ApiException) as err:
+        call()
+    assert err.value.status == 403, f"{what}: want 403, got {err.value.status} {err.value.body}"
+
+
+@pytest.fixture
+def agent_rbac(admin: client.ApiClient) -> Iterator[list[dict[str, Any]]]:
+    """CRDs, the agent's ServiceAccount/ClusterRole/Binding (for real), one VpcENI +
+    VpcIP of NODE and a pod; all removed afterwards (the CRDs stay: shared)."""
+    objs = kustomize_build(DEPLOY / "agent")
+    rbac = [o for o in objs if o["kind"] in ("ServiceAccount", "ClusterRole", "ClusterRoleBinding")]
+    assert len(rbac) == 3, [o["kind"] for o in objs]
+    create_crds(admin, [d for p in yaml_files(DEPLOY / "crds") for d in load_docs(p)])
+    dyn = DynamicClient(admin)
+    custom = client.CustomObjectsApi(admin)
+    core = client.CoreV1Api(admin)
+    labels = {NODE_LABEL: NODE}
+    try:
+        for obj in rbac:
+            apply(dyn, obj, dry_run=False)
+        custom.create_cluster_custom_object(
+            CRD_GROUP,
+            CRD_VERSION,
+            PLURAL_VPC_ENI,
+            {
+                "apiVersion": f"{CRD_GROUP}/{CRD_VERSION}",
+                "kind": "VpcENI",
+                "metadata": {"name": ENI, "labels": labels},
+                "spec": {"nodeName": NODE, "subnetId": "subnet-rbac0001"},
+            },
+        )
+        custom.create_cluster_custom_object(
+            CRD_GROUP,
+            CRD_VERSION,
+            PLURAL_VPC_IP,
+            {
+                "apiVersion": f"{CRD_GROUP}/{CRD_VERSION}",
+                "kind": "VpcIP",
+                "metadata": {"name": IP, "labels": labels},
+                "spec": {"nodeName": NODE, "eniId": ENI, "subnetId": "subnet-rbac0001"},
+            },
+        )
+        core.create_namespaced_pod(
+            POD_NS,
+            {
+                "metadata": {
+                    "name": POD,
+                    "annotations": {"tke.cloud.tencent.com/networks": "tke-route-eni"},
+                },
+                "spec": {"containers": [{"name": "c", "image": "busybox"}]},
+            },
+        )
+        yield rbac
+    finally:
+        with contextlib.suppress(client.ApiException):
+            core.delete_namespaced_pod(POD, POD_NS, grace_period_seconds=0)
+        for plural, name in ((PLURAL_VPC_IP, IP), (PLURAL_VPC_ENI, ENI)):
+            with contextlib.suppress(client.ApiException):
+                custom.delete_cluster_custom_object(CRD_GROUP, CRD_VERSION, plural, name)
+        for obj in reversed(rbac):
+            res = dyn.resources.get(api_version=obj["apiVersion"], kind=obj["kind"])
+            with contextlib.suppress(client.ApiException):
+                dyn.delete(
+                    res, name=obj["metadata"]["name"], namespace=obj["metadata"].get("namespace")
+                )
+
+
+def test_agent_ports_work_with_the_agent_rbac(
+    admin: client.ApiClient, agent_rbac: list[dict[str, Any]]
+) -> None:
+    with contextlib.closing(_agent_client(admin)) as api:
+        source = KubeNodeIpSource(api, NODE)
+        source.start()
+        try:
+            view = source.view()
+            for _ in range(100):  # list + watch of both CRDs as the agent (bounded wait)
+                if any(ip.ip == IP for ip in view.ips):
+                    break
+                view = source.wait_for_change(view.generation, timeout=0.5)
+            assert any(ip.ip == IP for ip in view.ips), f"the agent could not list/watch: {view}"
+            source.report([IpUsage(IPv4(IP), "InUse", POD_NS, POD, "uid-1", "cid-1")])
+        finally:
+            source.stop()
+        got = client.CustomObjectsApi(admin).get_cluster_custom_object(
+            CRD_GROUP, CRD_VERSION, PLURAL_VPC_IP, IP
+        )
+        assert got["status"]["phase"] == "InUse" and got["status"]["podName"] == POD
+
+        info = KubePodSource(api).get(POD_NS, POD)
+        assert info is not None and info.uid
+
+        core = client.CoreV1Api(api)
+        core.create_namespaced_event(
+            POD_NS,
+            {
+                "metadata": {"generateName": "tke-eni-agent-"},
+                "involvedObject": {"kind": "Pod", "namespace": POD_NS, "name": POD},
+                "reason": "RbacProbe",
+                "message": "agent may record events",
+                "type": "Normal",
+            },
+        )
+
+
+def test_agent_rbac_refuses_what_the_agent_does_not_own(
+    admin: client.ApiClient, agent_rbac: list[dict[str, Any]]
+) -> None:
+    with contextlib.closing(_agent_client(admin)) as api:
+        custom = client.CustomObjectsApi(api)
+        core = client.CoreV1Api(api)
+        g, v = CRD_GROUP, CRD_VERSION
+        _forbidden(
+            "patch VpcIP.spec (ipamd's)",
+            lambda: custom.patch_cluster_custom_object(
+                g, v, PLURAL_VPC_IP, IP, {"spec": {"state": "Releasing"}}
+            ),
+        )
+        _forbidden(
+            "delete VpcIP", lambda: custom.delete_cluster_custom_object(g, v, PLURAL_VPC_IP, IP)
+        )
+        _forbidden(
+            "create VpcIP",
+            lambda: custom.create_cluster_custom_object(
+                g,
+                v,
+                PLURAL_VPC_IP,
+                {
+                    "apiVersion": f"{g}/{v}",
+                    "kind": "VpcIP",
+                    "metadata": {"name": "10.250.0.10"},
+                    "spec": {"nodeName": NODE, "eniId": ENI, "subnetId": "subnet-x"},
+                },
+            ),
+        )
+        _forbidden(
+            "patch VpcENI",
+            lambda: custom.patch_cluster_custom_object(
+                g, v, PLURAL_VPC_ENI, ENI, {"metadata": {"labels": {"x": "y"}}}
+            ),
+        )
+        _forbidden(
+            "patch VpcENI status",
+            lambda: custom.patch_cluster_custom_object_status(
+                g, v, PLURAL_VPC_ENI, ENI, {"status": {"phase": "Attached"}}
+            ),
+        )
+        _forbidden(
+            "list VpcIPClaims", lambda: custom.list_cluster_custom_object(g, v, "vpcipclaims")
+        )
+        _forbidden("list pods", lambda: core.list_namespaced_pod(POD_NS))
+        _forbidden("delete pod", lambda: core.delete_namespaced_pod(POD, POD_NS))
+        _forbidden("get nodes", lambda: core.read_node(NODE))
+        _forbidden("list secrets", lambda: core.list_namespaced_secret(NS))
+        _forbidden("read ConfigMaps", lambda: core.list_namespaced_config_map(NS))

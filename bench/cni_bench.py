@@ -1,0 +1,317 @@
+"""CNI ADD/DEL wall time: tke-route-eni (shim + warm agent) against Debian's Go
+``ptp`` + ``host-local``, side by side in one run, a fresh pod netns per
+iteration; then a 30-pod concurrent burst of ADDs on one node.
+
+    sudo .venv/bin/python -m bench.cni_bench [-n 50] [--burst 30]
+
+Runs inside a throw-away "node" netns (the bench process enters it, so the
+plugins it spawns and the agent run there) and removes everything after.
+Targets (DESIGN.md): ADD p50 <= 1.8x ptp, DEL p50 <= 0.5x ptp, burst ADD p99
+<= 150 ms."""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import ctypes
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+DEBIAN_CNI = "/usr/lib/cni"
+CLONE_NEWNET = 0x40000000
+TAG = f"cnib{os.getpid()}"
+
+
+def sh(*cmd: str) -> None:
+    subprocess.run(cmd, check=True, capture_output=True)
+
+
+def enter_netns(name: str) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = os.open(f"/run/netns/{name}", os.O_RDONLY)
+    if libc.setns(fd, CLONE_NEWNET) != 0:
+        raise OSError(ctypes.get_errno(), f"setns {name}")
+    os.close(fd)
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def call(
+    exe: str, command: str, conf: dict[str, Any], cid: str, netns: str, cni_path: str
+) -> float:
+    env = {
+        "CNI_COMMAND": command,
+        "CNI_CONTAINERID": cid,
+        "CNI_NETNS": netns,
+        "CNI_IFNAME": "eth0",
+        "CNI_PATH": cni_path,
+        "CNI_ARGS": f"IgnoreUnknown=1;K8S_POD_NAMESPACE=bench;K8S_POD_NAME={cid}",
+        "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+    }
+    data = json.dumps(conf).encode()
+    start = time.perf_counter()
+    proc = subprocess.run([exe], input=data, env=env, capture_output=True, check=False)
+    elapsed = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise RuntimeError(f"{exe} {command} {cid}: {proc.stdout.decode()} {proc.stderr.decode()}")
+    return elapsed
+
+
+def agent_totals() -> dict[str, tuple[float, float]]:
+    """(sum of seconds, count) of the agent's own handling time per verb."""
+    import urllib.request
+
+    text = urllib.request.urlopen("http://127.0.0.1:19867/metrics", timeout=10).read().decode()
+    sums: dict[str, float] = {}
+    counts: dict[str, float] = {}
+    for line in text.splitlines():
+        for key, target in (("_sum{", sums), ("_count{", counts)):
+            if line.startswith("tke_eni_agent_cni_request_seconds" + key):
+                verb = line.split('verb="')[1].split('"')[0]
+                target[verb] = float(line.rsplit(" ", 1)[1])
+    return {v: (sums[v], counts.get(v, 0.0)) for v in sums}
+
+
+def mean_ms(
+    after: dict[str, tuple[float, float]], before: dict[str, tuple[float, float]], verb: str
+) -> float:
+    s0, c0 = before.get(verb, (0.0, 0.0))
+    s1, c1 = after.get(verb, (0.0, 0.0))
+    return (s1 - s0) / (c1 - c0) * 1000 if c1 > c0 else float("nan")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("-n", type=int, default=50, help="iterations (fresh netns each)")
+    parser.add_argument("--burst", type=int, default=30, help="pods in the concurrent burst")
+    opts = parser.parse_args()
+    if os.geteuid() != 0:
+        print("needs root (network namespaces)", file=sys.stderr)
+        return 1
+    for tool in ("ptp", "host-local"):
+        if not os.access(f"{DEBIAN_CNI}/{tool}", os.X_OK):
+            print(
+                f"{DEBIAN_CNI}/{tool} missing: run hack/setup.sh (containernetworking-plugins)",
+                file=sys.stderr,
+            )
+            return 1
+    work = Path(tempfile.mkdtemp(prefix="cni-bench-"))
+    node = f"{TAG}-node"
+    pods: list[str] = []
+    agent: subprocess.Popen[bytes] | None = None
+    try:
+        sh("ip", "netns", "add", node)
+        sh("ip", "-n", node, "link", "set", "lo", "up")
+        sh(
+            "ip",
+            "-n",
+            node,
+            "link",
+            "add",
+            "eth1",
+            "address",
+            "02:00:00:00:00:01",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "vpc1",
+        )
+        sh("ip", "-n", node, "link", "set", "vpc1", "up")
+        total = opts.n + opts.burst + 10
+        ips = [f"10.{40 + i // 250}.{i % 250}.{10}" for i in range(total)]
+        (work / "ips.json").write_text(
+            json.dumps(
+                {
+                    "enis": [
+                        {
+                            "id": "eni-bench",
+                            "mac": "02:00:00:00:00:01",
+                            "subnetCidr": "10.40.0.0/14",
+                            "gateway": "10.40.0.1",
+                            "primaryIp": "10.40.0.2",
+                        }
+                    ],
+                    "ips": [{"ip": ip, "eni": "eni-bench"} for ip in ips],
+                }
+            )
+        )
+        enter_netns(node)
+        agent = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "cni.agent.cli",
+                "--ip-source",
+                "file",
+                "--ip-source-file",
+                str(work / "ips.json"),
+                "--pod-source",
+                "none",
+                "--eni-only",
+                "true",
+                "--socket",
+                str(work / "cni.sock"),
+                "--state-dir",
+                str(work / "state"),
+                "--cni-bin-dir",
+                str(work / "bin"),
+                "--cni-conf-dir",
+                str(work / "net.d"),
+                "--health-address",
+                "127.0.0.1:19867",
+                "--log-level",
+                "WARNING",
+            ],
+            cwd=str(ROOT),
+            stderr=open(work / "agent.log", "wb"),  # noqa: SIM115
+        )
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with socket.socket(socket.AF_UNIX) as s:
+                    s.connect(str(work / "cni.sock"))
+                break
+            except OSError:
+                if agent.poll() is not None or time.monotonic() > deadline:
+                    print((work / "agent.log").read_text(), file=sys.stderr)
+                    return 1
+                time.sleep(0.05)
+        ours = str(work / "bin" / "tke-route-eni")
+        our_path = f"{work / 'bin'}:{DEBIAN_CNI}"
+        our_conf = {"cniVersion": "1.0.0", "name": "tke-route-eni", "type": "tke-route-eni"}
+        ptp_conf = {
+            "cniVersion": "1.0.0",
+            "name": "ptpnet",
+            "type": "ptp",
+            "ipMasq": False,
+            "ipam": {
+                "type": "host-local",
+                "subnet": "10.60.0.0/16",
+                "dataDir": str(work / "host-local"),
+            },
+        }
+
+        # floors: a bare interpreter start, and a shim round trip the agent answers
+        # at once (STATUS): everything else in ADD/DEL is the agent's work
+        bare, status = [], []
+        for _ in range(20):
+            start = time.perf_counter()
+            subprocess.run([sys.executable, "-IS", "-c", "pass"], check=True)
+            bare.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            subprocess.run(
+                [ours], input=b'{"cniVersion":"1.1.0","name":"n","type":"t"}',
+                env={"CNI_COMMAND": "STATUS"}, capture_output=True, check=True,
+            )  # fmt: skip
+            status.append(time.perf_counter() - start)
+
+        res: dict[str, list[float]] = {"ours ADD": [], "ours DEL": [], "ptp ADD": [], "ptp DEL": []}
+        for i in range(opts.n):
+            for kind in ("ours", "ptp"):
+                name = f"{TAG}-{kind}{i}"
+                sh("ip", "netns", "add", name)
+                pods.append(name)
+                netns = f"/run/netns/{name}"
+                cid = f"{kind}{i}"
+                if kind == "ours":
+                    res["ours ADD"].append(call(ours, "ADD", our_conf, cid, netns, our_path))
+                    res["ours DEL"].append(call(ours, "DEL", our_conf, cid, netns, our_path))
+                else:
+                    res["ptp ADD"].append(
+                        call(f"{DEBIAN_CNI}/ptp", "ADD", ptp_conf, cid, netns, DEBIAN_CNI)
+                    )
+                    res["ptp DEL"].append(
+                        call(f"{DEBIAN_CNI}/ptp", "DEL", ptp_conf, cid, netns, DEBIAN_CNI)
+                    )
+                sh("ip", "netns", "del", name)
+                pods.remove(name)
+
+        steady = agent_totals()
+        burst_ns = []
+        for i in range(opts.burst):
+            name = f"{TAG}-burst{i}"
+            sh("ip", "netns", "add", name)
+            pods.append(name)
+            burst_ns.append(name)
+
+        def status_call() -> float:
+            start = time.perf_counter()
+            subprocess.run(
+                [ours], input=b'{"cniVersion":"1.1.0","name":"n","type":"t"}',
+                env={"CNI_COMMAND": "STATUS"}, capture_output=True, check=True,
+            )  # fmt: skip
+            return time.perf_counter() - start
+
+        # the floor of a burst: as many shim round trips the agent answers at once
+        with concurrent.futures.ThreadPoolExecutor(max_workers=opts.burst) as pool:
+            status_burst = list(pool.map(lambda _: status_call(), range(opts.burst)))
+        with concurrent.futures.ThreadPoolExecutor(max_workers=opts.burst) as pool:
+            futures = [
+                pool.submit(call, ours, "ADD", our_conf, f"burst{i}", f"/run/netns/{n}", our_path)
+                for i, n in enumerate(burst_ns)
+            ]
+            burst = [f.result() for f in futures]
+        in_burst = agent_totals()
+        for i, n in enumerate(burst_ns):
+            call(ours, "DEL", our_conf, f"burst{i}", f"/run/netns/{n}", our_path)
+
+        ms = 1000.0
+        print(f"CNI ADD/DEL wall time, N={opts.n} (fresh netns per iteration), ms")
+        print(f"{'':12}{'p50':>9}{'p99':>9}{'mean':>9}")
+        for key, vals in res.items():
+            p50, p99, mean = pct(vals, 0.5) * ms, pct(vals, 0.99) * ms, statistics.mean(vals) * ms
+            print(f"{key:12}{p50:9.2f}{p99:9.2f}{mean:9.2f}")
+        add_ratio = pct(res["ours ADD"], 0.5) / pct(res["ptp ADD"], 0.5)
+        del_ratio = pct(res["ours DEL"], 0.5) / pct(res["ptp DEL"], 0.5)
+        print(f"ADD p50 ratio ours/ptp: {add_ratio:.2f}x (target <= 1.8x)")
+        print(f"DEL p50 ratio ours/ptp: {del_ratio:.2f}x (target <= 0.5x)")
+        print(
+            f"floors p50: bare 'python -IS' {pct(bare, 0.5) * ms:.2f} ms, "
+            f"shim STATUS round trip {pct(status, 0.5) * ms:.2f} ms"
+        )
+        means = {v: mean_ms(steady, {}, v) for v in ("ADD", "DEL", "STATUS")}
+        print("inside the agent (mean): " + ", ".join(f"{v} {m:.2f} ms" for v, m in means.items()))
+        print(
+            f"burst of {opts.burst} concurrent ADDs: p50 {pct(burst, 0.5) * ms:.2f} ms, "
+            f"p99 {pct(burst, 0.99) * ms:.2f} ms, max {max(burst) * ms:.2f} ms "
+            f"(target p99 <= 150 ms); inside the agent: mean ADD "
+            f"{mean_ms(in_burst, steady, 'ADD'):.2f} ms"
+        )
+        print(
+            f"floor: {opts.burst} concurrent shim STATUS round trips: "
+            f"p50 {pct(status_burst, 0.5) * ms:.2f} ms, p99 {pct(status_burst, 0.99) * ms:.2f} ms"
+        )
+        load1, _, _ = os.getloadavg()
+        print(f"load average (1 min) at the end: {load1:.2f} on {os.cpu_count()} CPUs")
+        return 0
+    finally:
+        if agent is not None and agent.poll() is None:
+            agent.send_signal(signal.SIGTERM)
+            try:
+                agent.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                agent.kill()
+                agent.wait()
+        for name in pods:
+            subprocess.run(["ip", "netns", "del", name], check=False, capture_output=True)
+        subprocess.run(["ip", "netns", "del", node], check=False, capture_output=True)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,382 @@
+"""The agent's CNI verbs: one method per verb over the pool state, the IP
+source, the pod source and the data plane.
+
+ADD: pick the IP and record it durably (checkpoint) before any netlink work,
+then plumb; a crash between any two steps leaves a record the next start
+reconciles against the live links (no leak, no double assignment), and a
+retried ADD of the same container reuses its IP. DEL is idempotent."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pyroute2.netlink.exceptions import NetlinkError
+
+from core.names import (
+    ANNOTATION_CLAIM_DELETE_POLICY,
+    ANNOTATION_NETWORKS,
+    CLAIM_POLICY_NEVER,
+    NETWORK_ROUTE_ENI,
+    wants_route_eni,
+)
+
+from . import delegate, pool
+from .checkpoint import Checkpoint, CheckpointError
+from .cnitypes import (
+    ERR_CHECK_FAILED,
+    ERR_INVALID_CONFIG,
+    ERR_IO,
+    ERR_NOT_AVAILABLE,
+    ERR_TRY_AGAIN,
+    ERR_UNKNOWN_CONTAINER,
+    SUPPORTED_VERSIONS,
+    VALID_ATTACHMENTS_KEY,
+    CniError,
+    CniRequest,
+    build_result,
+    ips_of_result,
+)
+from .ipsource import NodeIpSource, NodeIpView
+from .metrics import Metrics
+from .netops import EniLink, NetOps
+from .nsutil import NetnsGoneError
+from .pods import PodInfo, PodLookupError, PodSource
+from .pool import Allocation, PoolState
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class AgentSettings:
+    eni_only: bool = False
+    cooldown: float = 150.0
+    static_ip_wait: float = 30.0
+    host_veth_prefix: str = "tke"
+    fault: str = ""  # test hook: SIGKILL self at this ADD step
+
+
+class Agent:
+    def __init__(
+        self,
+        settings: AgentSettings,
+        *,
+        source: NodeIpSource,
+        pods: PodSource | None,
+        netops: NetOps,
+        state: PoolState,
+        checkpoint_path: str,
+        metrics: Metrics | None = None,
+        on_change: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.settings = settings
+        self.source = source
+        self.pods = pods
+        self.net = netops
+        self.state = state
+        self.lock = threading.Lock()
+        self.checkpoint = Checkpoint(checkpoint_path, self._snapshot)
+        self.metrics = metrics or Metrics()
+        self.on_change = on_change
+        self.in_flight: set[str] = set()  # IPs whose ADD is between checkpoint and reply
+        self.add_epoch = 0  # bumped when an ADD ends: the reconcile loop's race guard
+        self.eni_links: dict[str, EniLink] = {}
+        self.ready = threading.Event()
+        netops.fault = self.fault
+
+    # --- helpers ---------------------------------------------------------
+    def _snapshot(self) -> dict[str, Any]:
+        with self.lock:
+            return self.state.to_dict()
+
+    def fault(self, step: str) -> None:
+        if self.settings.fault and self.settings.fault == step:
+            log.warning("fault injection: killing the agent", extra={"step": step})
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    def eni_link(self, eni_id: str, view: NodeIpView) -> EniLink:
+        link = self.eni_links.get(eni_id)
+        if link is not None:
+            return link
+        eni = view.eni(eni_id)
+        if eni is None:
+            raise CniError(ERR_TRY_AGAIN, f"ENI {eni_id} is not known on this node yet")
+        link, drift = self.net.ensure_eni(eni, self.net.links_by_mac())
+        if link is None:
+            raise CniError(
+                ERR_TRY_AGAIN,
+                f"ENI {eni_id} (mac {eni.mac}) has no link on this node yet",
+                "; ".join(drift),
+            )
+        self.eni_links[eni_id] = link
+        return link
+
+    def _pod(self, req: CniRequest) -> PodInfo | None:
+        if self.pods is None or not req.pod_namespace or not req.pod_name:
+            return None
+        try:
+            return self.pods.get(req.pod_namespace, req.pod_name, req.pod_uid)
+        except PodLookupError as exc:
+            raise CniError(
+                ERR_TRY_AGAIN, f"cannot read pod {req.pod_namespace}/{req.pod_name}: {exc}"
+            ) from exc
+
+    def _delegates(self, req: CniRequest) -> list[dict[str, Any]]:
+        return delegate.delegates_of(req.conf)
+
+    # --- verbs -------------------------------------------------------------
+    def handle(self, req: CniRequest) -> dict[str, Any] | None:
+        if req.command == "VERSION":
+            return {"cniVersion": req.cni_version, "supportedVersions": list(SUPPORTED_VERSIONS)}
+        if req.command == "STATUS":
+            self.status()
+            return None
+        if req.command == "GC":
+            self.gc(req)
+            return None
+        try:
+            if req.command == "ADD":
+                return self.add(req)
+            if req.command == "DEL":
+                self.delete(req)
+            else:
+                self.check(req)
+            return None
+        except NetnsGoneError as exc:
+            raise CniError(ERR_UNKNOWN_CONTAINER, str(exc)) from exc
+        except CheckpointError as exc:
+            raise CniError(ERR_IO, str(exc), "is the state dir writable and not full?") from exc
+        except NetlinkError as exc:
+            raise CniError(ERR_IO, f"{req.command} {req.container_id}: netlink: {exc}") from exc
+        except OSError as exc:
+            raise CniError(ERR_IO, f"{req.command} {req.container_id}: {exc}") from exc
+
+    def add(self, req: CniRequest) -> dict[str, Any] | None:
+        pod = self._pod(req)
+        annotations = pod.annotations if pod else {}
+        if not wants_route_eni(annotations, eni_only_cluster=self.settings.eni_only):
+            delegates = self._delegates(req)
+            if not delegates:
+                raise CniError(
+                    ERR_INVALID_CONFIG,
+                    f"pod {req.pod_namespace}/{req.pod_name} does not ask for an ENI IP "
+                    f"(annotation {ANNOTATION_NETWORKS}: {NETWORK_ROUTE_ENI}) and no "
+                    f"{delegate.DELEGATE_KEY} are configured",
+                    "annotate the pod, run the agent with --eni-only, or set --delegate-file",
+                )
+            return delegate.run(req, delegates)
+        static = annotations.get(ANNOTATION_CLAIM_DELETE_POLICY) == CLAIM_POLICY_NEVER
+        claim = f"{req.pod_namespace}/{req.pod_name}" if static else ""
+        pod_uid = req.pod_uid or (pod.uid if pod else "")
+        alloc, seq, replaced = self._reserve(req, claim, pod_uid)
+        for old in replaced:  # an earlier sandbox's rules: its IP cools down now
+            self.net.del_pod(old.ip, old.host_veth)
+        try:
+            self.fault("after-reserve")
+            link = self.eni_link(alloc.eni_id, self.source.view())
+            att = self.net.add_pod(alloc, link.table)
+            self.checkpoint.wait(seq)  # written while we plumbed
+            self.fault("before-reply")
+        except BaseException:
+            self._undo(alloc)
+            raise
+        finally:
+            with self.lock:
+                self.in_flight.discard(alloc.ip)
+                self.add_epoch += 1
+        self.on_change()
+        log.info(
+            "pod attached",
+            extra={
+                "ip": alloc.ip,
+                "pod": f"{alloc.pod_namespace}/{alloc.pod_name}",
+                "container": req.container_id,
+                "veth": alloc.host_veth,
+                "eni": alloc.eni_id,
+            },
+        )
+        return build_result(req.cni_version, att, req.prev_result)
+
+    def _reserve(
+        self, req: CniRequest, claim: str, pod_uid: str
+    ) -> tuple[Allocation, int, list[Allocation]]:
+        deadline = time.monotonic() + self.settings.static_ip_wait
+        view = self.source.view()
+        while True:
+            with self.lock:
+                existing = self.state.by_container(req.container_id, req.ifname)
+                if existing is not None:  # a retried ADD: same IP, re-plumbed
+                    self.in_flight.add(existing.ip)
+                    return existing, self.checkpoint.mark(), []
+                now = time.time()
+                chosen, holder = (
+                    pool.choose_static(view, self.state, claim, pod_uid)
+                    if claim
+                    else (pool.choose_dynamic(view, self.state, now), None)
+                )
+                if chosen is not None:
+                    veth = pool.host_veth_name(
+                        self.settings.host_veth_prefix,
+                        req.pod_namespace,
+                        req.pod_name,
+                        req.container_id,
+                        req.ifname,
+                    )
+                    replaced = self._release_earlier_sandboxes(veth, req, now)
+                    if holder is not None and self.state.allocations.get(chosen.ip) is holder:
+                        log.info(
+                            "static IP taken over from an earlier sandbox",
+                            extra={"ip": chosen.ip, "container": holder.container_id},
+                        )
+                        del self.state.allocations[chosen.ip]
+                    alloc = Allocation(
+                        ip=chosen.ip,
+                        eni_id=chosen.eni_id,
+                        container_id=req.container_id,
+                        ifname=req.ifname,
+                        netns=req.netns,
+                        host_veth=veth,
+                        pod_namespace=req.pod_namespace,
+                        pod_name=req.pod_name,
+                        pod_uid=pod_uid,
+                        claim=claim,
+                        created=now,
+                    )
+                    self.state.allocations[alloc.ip] = alloc
+                    self.in_flight.add(alloc.ip)
+                    return alloc, self.checkpoint.mark(), replaced
+            if not claim:
+                counts = pool.counts(view, self.state, time.time())
+                raise CniError(
+                    ERR_TRY_AGAIN,
+                    f"no free IP on this node ({counts.in_use} in use, "
+                    f"{counts.cooldown} cooling down, {counts.total} total)",
+                    "ipamd refills the warm pool; the runtime retries",
+                )
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise CniError(
+                    ERR_TRY_AGAIN,
+                    f"the IP of claim {claim} is not on this node yet "
+                    f"(waited {self.settings.static_ip_wait:g}s)",
+                    "ipamd moves a static pod's IP to its new node; the runtime retries",
+                )
+            view = self.source.wait_for_change(view.generation, remaining)
+
+    def _release_earlier_sandboxes(
+        self, veth: str, req: CniRequest, now: float
+    ) -> list[Allocation]:
+        """An earlier sandbox of the same pod (same host veth name) whose DEL has
+        not come yet: its link is about to be replaced, so its dynamic IP is
+        released now (under the state lock; the caller removes its rules)."""
+        released: list[Allocation] = []
+        for old in [a for a in self.state.allocations.values() if a.host_veth == veth]:
+            if old.key == (req.container_id, req.ifname) or old.ip in self.in_flight:
+                continue
+            log.info(
+                "earlier sandbox of the same pod released",
+                extra={"ip": old.ip, "container": old.container_id, "veth": veth},
+            )
+            if old.claim:
+                continue  # a static IP: choose_static hands it over to the new sandbox
+            pool.release(self.state, old.ip, now, self.settings.cooldown)
+            released.append(old)
+        return released
+
+    def _undo(self, alloc: Allocation) -> None:
+        """ADD failed after the reservation: take the plumbing back and free the
+        IP (it never served a pod, so no cooldown)."""
+        try:
+            self.net.del_pod(alloc.ip, alloc.host_veth, delete_link=True)
+        except Exception as exc:  # noqa: BLE001 - the reconcile loop retries the clean-up
+            log.warning("undo of failed ADD incomplete", extra={"ip": alloc.ip, "error": str(exc)})
+        with self.lock:
+            if self.state.allocations.get(alloc.ip) is alloc:
+                del self.state.allocations[alloc.ip]
+            self.checkpoint.mark()
+
+    def delete(self, req: CniRequest) -> None:
+        with self.lock:
+            alloc = self.state.by_container(req.container_id, req.ifname)
+        if alloc is None:
+            delegates = self._delegates(req)
+            if delegates:
+                delegate.run(req, delegates)
+            return
+        self._teardown(alloc, delete_link=False)
+        log.info("pod detached", extra={"ip": alloc.ip, "container": req.container_id})
+
+    def _teardown(self, alloc: Allocation, delete_link: bool) -> None:
+        self.net.del_pod(alloc.ip, alloc.host_veth, delete_link=delete_link)
+        with self.lock:
+            if self.state.allocations.get(alloc.ip) is alloc:
+                pool.release(self.state, alloc.ip, time.time(), self.settings.cooldown)
+            # not waited for: a lost release is redone at start (the link is gone)
+            self.checkpoint.mark()
+        self.on_change()
+
+    def check(self, req: CniRequest) -> None:
+        with self.lock:
+            alloc = self.state.by_container(req.container_id, req.ifname)
+        if alloc is None:
+            delegates = self._delegates(req)
+            if delegates:
+                delegate.run(req, delegates)
+                return
+            raise CniError(
+                ERR_UNKNOWN_CONTAINER,
+                f"container {req.container_id} ({req.ifname}) has no IP on this node",
+            )
+        ips = ips_of_result(req.prev_result)
+        if alloc.ip not in ips:
+            raise CniError(ERR_CHECK_FAILED, f"prevResult has {ips}, the agent gave {alloc.ip}")
+        ifaces = {
+            (i.get("name"), i.get("sandbox") or "")
+            for i in (req.prev_result or {}).get("interfaces") or []
+            if isinstance(i, dict)
+        }
+        for want in ((alloc.host_veth, ""), (alloc.ifname, alloc.netns)):
+            if want not in ifaces:
+                raise CniError(
+                    ERR_CHECK_FAILED,
+                    f"prevResult lacks interface {want[0]!r}"
+                    + (f" in sandbox {want[1]!r}" if want[1] else " on the host"),
+                )
+        link = self.eni_link(alloc.eni_id, self.source.view())
+        self.net.check_pod(alloc, link.table)
+
+    def status(self) -> None:
+        if not self.ready.is_set():
+            raise CniError(ERR_NOT_AVAILABLE, "tke-eni-agent is starting (host set-up not done)")
+        if not self.source.view().enis:
+            raise CniError(
+                ERR_NOT_AVAILABLE, "no ENI is attached to this node yet", "ipamd attaches ENIs"
+            )
+
+    def gc(self, req: CniRequest) -> None:
+        """Release attachments the runtime no longer knows (CNI GC)."""
+        valid = req.conf.get(VALID_ATTACHMENTS_KEY)
+        if not isinstance(valid, list) or req.conf.get("disableGC") is True:
+            return
+        keep = {
+            (str(v.get("containerID")), str(v.get("ifname"))) for v in valid if isinstance(v, dict)
+        }
+        with self.lock:
+            stale = [
+                a
+                for a in self.state.allocations.values()
+                if a.key not in keep and a.ip not in self.in_flight
+            ]
+        for alloc in stale:
+            log.info(
+                "gc: runtime no longer knows the attachment",
+                extra={"ip": alloc.ip, "container": alloc.container_id},
+            )
+            self._teardown(alloc, delete_link=True)
+            self.metrics.gc.labels("cni-gc").inc()

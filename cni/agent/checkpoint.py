@@ -1,0 +1,179 @@
+"""Durable ``PoolState`` in one file: a log of whole-state snapshots, one JSON
+object per line. A write appends a line and ``fdatasync``s it (~1 ms here,
+against ~4.5 ms for temp file + fsync + rename + directory fsync); the file
+is compacted to its last snapshot (written atomically: temp file, fsync,
+rename, directory fsync) at start, at stop and when it grows past
+``MAX_LOG``. Loading takes the last complete line: a write torn by a crash
+was never acknowledged, so the snapshot before it is the truth.
+
+A writer thread does the writes: ADD marks its reservation (``mark``),
+plumbs the pod while the write happens, and waits (``wait``) before it
+answers; concurrent changes share one write. DEL does not wait: a release
+lost in a crash is redone at start-up, because the pod's link is gone."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from .pool import PoolState
+
+log = logging.getLogger(__name__)
+
+
+class CheckpointError(Exception):
+    pass
+
+
+MAX_LOG = 4 << 20  # bytes of log before it is compacted
+
+
+def _last_snapshot(data: bytes) -> dict[str, Any]:
+    lines = [line for line in data.split(b"\n") if line.strip()]
+    if not lines:
+        raise ValueError("no snapshot in the file")
+    try:
+        snapshot = json.loads(lines[-1])
+    except ValueError:
+        if len(lines) < 2:
+            raise
+        snapshot = json.loads(lines[-2])  # the last write was torn: never acknowledged
+    if not isinstance(snapshot, dict):
+        raise ValueError("snapshot is not a JSON object")
+    return snapshot
+
+
+def load(path: str) -> PoolState:
+    """The saved state; empty when there is none. A corrupt file is kept aside
+    (``.corrupt``) and reported, never silently overwritten."""
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except FileNotFoundError:
+        return PoolState()
+    try:
+        return PoolState.from_dict(_last_snapshot(data))
+    except (ValueError, TypeError, KeyError) as exc:
+        aside = path + ".corrupt"
+        os.replace(path, aside)
+        log.error("checkpoint corrupt, moved aside", extra={"path": path, "error": str(exc)})
+        return PoolState()
+
+
+def _fsync_dir(path: str) -> None:
+    dfd = os.open(os.path.dirname(path) or ".", os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def write_atomic(path: str, data: bytes, mode: int = 0o600) -> None:
+    tmp = f"{path}.tmp.{os.getpid()}.{threading.get_ident()}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        _write_all(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    _fsync_dir(path)
+
+
+class Checkpoint:
+    """Writes the state in a writer thread. ``mark`` (under the caller's state
+    lock) records a change and wakes the writer; ``wait(seq)`` returns once
+    a write that includes change ``seq`` is on disk. Writes overlap with the
+    caller's netlink work and concurrent changes share one write."""
+
+    def __init__(self, path: str, snapshot: Callable[[], dict[str, Any]]) -> None:
+        """``snapshot`` returns the state to save (it takes the state lock)."""
+        self.path = path
+        self._snapshot = snapshot
+        self._cond = threading.Condition()
+        self._write_lock = threading.Lock()
+        self._seq = 0  # changes made
+        self._done = 0  # changes on disk
+        self._error = ""
+        self._thread: threading.Thread | None = None
+        self._fd: int | None = None  # the log, open for appending
+        self._size = 0
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+
+    def mark(self) -> int:
+        """Record a change; returns its sequence number."""
+        with self._cond:
+            self._seq += 1
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name="checkpoint", daemon=True)
+                self._thread.start()
+            self._cond.notify_all()
+            return self._seq
+
+    def wait(self, seq: int, timeout: float = 30.0) -> None:
+        """Return once change ``seq`` is durable; CheckpointError if writing fails."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._done >= seq or bool(self._error), timeout)
+            if self._done >= seq:
+                return
+            raise CheckpointError(self._error or f"checkpoint {self.path}: write timed out")
+
+    def _write(self, compact: bool = False) -> int:
+        with self._write_lock:
+            with self._cond:
+                upto = self._seq
+            line = json.dumps(self._snapshot(), sort_keys=True).encode() + b"\n"
+            if compact or self._fd is None or self._size + len(line) > MAX_LOG:
+                self._compact(line)
+            else:
+                _write_all(self._fd, line)
+                os.fdatasync(self._fd)
+                self._size += len(line)
+            return upto
+
+    def _compact(self, line: bytes) -> None:
+        """Replace the log by one snapshot and reopen it for appending."""
+        write_atomic(self.path, line)
+        if self._fd is not None:
+            os.close(self._fd)
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+        self._size = len(line)
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._seq > self._done)
+            try:
+                upto = self._write()
+            except OSError as exc:
+                with self._cond:
+                    self._error = f"failed to write checkpoint {self.path}: {exc}"
+                    self._cond.notify_all()
+                log.error("checkpoint write failed", extra={"path": self.path, "error": str(exc)})
+                time.sleep(1.0)
+                continue
+            with self._cond:
+                self._done = max(self._done, upto)
+                self._error = ""
+                self._cond.notify_all()
+
+    def flush(self) -> None:
+        """Write the current state now as a fresh, compacted file (start, stop)."""
+        try:
+            upto = self._write(compact=True)
+        except OSError as exc:
+            raise CheckpointError(f"failed to write checkpoint {self.path}: {exc}") from exc
+        with self._cond:
+            self._done = max(self._done, upto)
+            self._cond.notify_all()

@@ -1,0 +1,159 @@
+"""``tke-eni-agent``: CLI -> config -> agent. Start order: load the checkpoint,
+one reconcile pass (recovery against the live links), install the plugin and
+conflist, open the socket; SIGTERM/SIGINT stop it gracefully."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from types import FrameType
+
+from . import checkpoint, config, install, logs
+from .agent import Agent, AgentSettings
+from .health import HealthServer
+from .ipsource import FileNodeIpSource, NodeIpSource
+from .metrics import Metrics
+from .netops import NetOps
+from .pods import FilePodSource, PodSource
+from .reconcile import Reconciler
+from .reporter import Reporter
+from .server import CniSocketServer
+
+log = logging.getLogger("tke-eni-agent")
+
+
+def build_sources(cfg: config.AgentConfig) -> tuple[NodeIpSource, PodSource | None]:
+    source: NodeIpSource
+    if cfg.ip_source == "file":
+        source = FileNodeIpSource(cfg.ip_source_file)
+    else:
+        from .kube_ipsource import KubeNodeIpSource, load_kube_config
+
+        source = KubeNodeIpSource(load_kube_config(cfg.kubeconfig), cfg.node_name)
+    pods: PodSource | None = None
+    if cfg.pod_source == "file":
+        pods = FilePodSource(cfg.pod_source_file)
+    elif cfg.pod_source == "kubernetes":
+        from .kube_ipsource import load_kube_config
+        from .kube_pods import KubePodSource
+
+        pods = KubePodSource(load_kube_config(cfg.kubeconfig))
+    return source, pods
+
+
+def install_cni(cfg: config.AgentConfig) -> None:
+    install.install_plugin(cfg.cni_bin_dir, cfg.plugin_python, cfg.socket)
+    chain = (
+        install.load_json_list(cfg.cni_chain_file, "chain")
+        if cfg.cni_chain_file
+        else install.DEFAULT_CHAIN
+    )
+    delegates = install.load_json_list(cfg.delegate_file, "delegates") if cfg.delegate_file else []
+    conflist = install.build_conflist(
+        cfg.cni_network_name,
+        cni_version=cfg.cni_version,
+        socket_path=cfg.socket,
+        chain=chain,
+        delegates=delegates,
+        host_veth_prefix=cfg.host_veth_prefix,
+    )
+    install.install_conflist(cfg.cni_conf_dir, cfg.cni_conf_name, conflist, cfg.cni_conf_overwrite)
+
+
+def run(cfg: config.AgentConfig, stop: threading.Event) -> int:
+    log.info("starting", extra={"config": cfg.effective()})
+    # a CNI reply waiting for the GIL behind a background thread waits up to the
+    # switch interval (5 ms by default): hand it over sooner
+    sys.setswitchinterval(0.0005)
+    if cfg.nice:
+        try:  # before any thread starts: threads inherit it
+            os.setpriority(os.PRIO_PROCESS, 0, cfg.nice)
+        except OSError as exc:
+            log.warning("cannot set niceness", extra={"nice": cfg.nice, "error": str(exc)})
+    metrics = Metrics()
+    source, pods = build_sources(cfg)
+    state = checkpoint.load(cfg.checkpoint_path)
+    log.info(
+        "checkpoint loaded",
+        extra={"allocations": len(state.allocations), "cooldown": len(state.cooldown)},
+    )
+    settings = AgentSettings(
+        eni_only=cfg.eni_only,
+        cooldown=cfg.cooldown,
+        static_ip_wait=cfg.static_ip_wait,
+        host_veth_prefix=cfg.host_veth_prefix,
+        fault=cfg.fault,
+    )
+    net = NetOps(mtu=cfg.eni_mtu)
+    agent = Agent(
+        settings,
+        source=source,
+        pods=pods,
+        netops=net,
+        state=state,
+        checkpoint_path=cfg.checkpoint_path,
+        metrics=metrics,
+    )
+    reporter = Reporter(agent, cfg.report_interval)
+    agent.on_change = reporter.poke
+    reconciler = Reconciler(agent, cfg.reconcile_interval)
+    source.start()
+    reconciler.run_once()
+    agent.checkpoint.flush()
+    if cfg.install_cni:
+        install_cni(cfg)
+    server = CniSocketServer(cfg.socket, agent)
+    agent.ready.set()
+    health = None
+    if cfg.health_address:
+
+        def healthy() -> bool:
+            fresh = time.monotonic() - reconciler.last_pass < 3 * cfg.reconcile_interval + 30
+            return reconciler.alive() and fresh
+
+        health = HealthServer(cfg.health_address, metrics.registry, healthy, agent.ready.is_set)
+        health.start()
+    server.start()
+    reporter.start()
+    reporter.poke()
+    reconciler.start()
+    log.info("ready", extra={"socket": cfg.socket, "health": cfg.health_address})
+    stop.wait()
+    log.info("stopping")
+    agent.ready.clear()
+    server.stop()
+    reconciler.stop()
+    reporter.stop()
+    agent.checkpoint.flush()
+    source.stop()
+    if health:
+        health.stop()
+    net.close()
+    log.info("stopped")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    cfg = config.parse(argv)
+    logs.setup(cfg.log_level)
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        return run(cfg, stop)
+    except (install.InstallError, checkpoint.CheckpointError, OSError) as exc:
+        log.error("fatal", extra={"error": str(exc)})
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

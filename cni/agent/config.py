@@ -1,0 +1,142 @@
+"""Agent settings: every value has a CLI flag, an environment variable and a
+default (documented in docs/cni.md, printed by ``tke-eni-agent --help``)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+ENV_PREFIX = "TKE_ENI_AGENT_"
+
+
+def _opt(default: Any, doc: str) -> Any:
+    return field(default=default, metadata={"doc": doc})
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    node_name: str = _opt(
+        "", "this node's name (the label ipamd puts on its VpcENI/VpcIP); env NODE_NAME also works"
+    )
+    socket: str = _opt("/run/tke-eni-agent/cni.sock", "unix socket the tke-route-eni shim talks to")
+    state_dir: str = _opt(
+        "/var/lib/tke-eni-agent", "where the allocation checkpoint lives (keep it on the host)"
+    )
+    ip_source: str = _opt(
+        "kubernetes", "where this node's ENIs/IPs come from: kubernetes (VpcENI/VpcIP) or file"
+    )
+    ip_source_file: str = _opt(
+        "", "JSON file of ENIs and IPs for --ip-source=file (usage goes to <file>.status.json)"
+    )
+    pod_source: str = _opt(
+        "kubernetes", "pod lookups (annotations, claims): kubernetes, file or none"
+    )
+    pod_source_file: str = _opt("", "JSON file of pods for --pod-source=file")
+    kubeconfig: str = _opt("", "kubeconfig path; empty = in-cluster config")
+    eni_only: bool = _opt(
+        False, "every pod gets an ENI IP (cluster runs VPC-CNI only); else only annotated pods"
+    )
+    cooldown: float = _opt(
+        150.0,
+        "seconds a released IP waits before reuse (> conntrack's 120 s); kept across restarts",
+    )
+    static_ip_wait: float = _opt(
+        30.0, "seconds ADD waits for a static pod's IP to reach this node before code 11"
+    )
+    reconcile_interval: float = _opt(10.0, "seconds between passes of the host reconcile / GC loop")
+    report_interval: float = _opt(
+        30.0, "seconds between usage re-reports to the IP source (changes go at once)"
+    )
+    eni_mtu: int = _opt(1500, "MTU of ENI links and pod veths")
+    host_veth_prefix: str = _opt(
+        "tke", "prefix of host-side veth names (the rest is a hash of the pod)"
+    )
+    install_cni: bool = _opt(True, "install the plugin and the conflist at start")
+    cni_bin_dir: str = _opt("/opt/cni/bin", "where the tke-route-eni executable is installed")
+    cni_conf_dir: str = _opt("/etc/cni/net.d", "where the conflist is written")
+    cni_conf_name: str = _opt("10-tke-route-eni.conflist", "the conflist's file name")
+    cni_conf_overwrite: bool = _opt(
+        False, "replace an existing conflist of that name that another CNI wrote"
+    )
+    cni_version: str = _opt(
+        "1.0.0", "cniVersion of the written conflist (Debian's portmap speaks up to 1.0.0)"
+    )
+    cni_network_name: str = _opt("tke-route-eni", "network name in the conflist")
+    cni_chain_file: str = _opt("", "JSON list of plugins chained after ours; empty = portmap")
+    delegate_file: str = _opt(
+        "", "JSON list of plugins for pods that do not ask for an ENI IP (e.g. bridge + host-local)"
+    )
+    plugin_python: str = _opt(sys.executable, "python interpreter the installed plugin runs with")
+    health_address: str = _opt(
+        "127.0.0.1:9867", "host:port of /healthz, /readyz, /metrics; empty = off"
+    )
+    nice: int = _opt(
+        -5,
+        "scheduling niceness of the agent (it is on every pod start's critical path: "
+        "under a burst it should not queue behind the shims it serves); 0 = leave as is",
+    )
+    log_level: str = _opt("INFO", "DEBUG, INFO, WARNING or ERROR")
+    fault: str = _opt(
+        "",
+        "testing only: SIGKILL the agent at this ADD step "
+        "(after-reserve, after-veth, after-pod, after-route, after-rules, before-reply)",
+    )
+
+    @property
+    def checkpoint_path(self) -> str:
+        return os.path.join(self.state_dir, "checkpoint.json")
+
+    def effective(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _bool(text: str) -> bool:
+    low = text.strip().lower()
+    if low in ("1", "true", "yes", "on"):
+        return True
+    if low in ("0", "false", "no", "off", ""):
+        return False
+    raise argparse.ArgumentTypeError(f"not a boolean: {text!r}")
+
+
+def parse(argv: Sequence[str] | None = None, environ: dict[str, str] | None = None) -> AgentConfig:
+    env = dict(os.environ if environ is None else environ)
+    parser = argparse.ArgumentParser(prog="tke-eni-agent", description="TKE route-ENI node agent")
+    for f in fields(AgentConfig):
+        env_name = ENV_PREFIX + f.name.upper()
+        default = f.default
+        raw = env.get(env_name)
+        if raw is None and f.name == "node_name":
+            raw = env.get("NODE_NAME")
+        kind: Any = type(default)
+        conv: Any = _bool if kind is bool else kind
+        if raw is not None:
+            default = conv(raw)
+        doc = f"{f.metadata['doc']} [env {env_name}, default {f.default!r}]"
+        if kind is bool:
+            parser.add_argument(
+                _flag(f.name), type=_bool, nargs="?", const=True, default=default, help=doc
+            )
+        else:
+            parser.add_argument(_flag(f.name), type=conv, default=default, help=doc)
+    ns = parser.parse_args(argv)
+    cfg = AgentConfig(**vars(ns))
+    if cfg.ip_source not in ("kubernetes", "file"):
+        parser.error(f"--ip-source must be kubernetes or file, not {cfg.ip_source!r}")
+    if cfg.pod_source not in ("kubernetes", "file", "none"):
+        parser.error(f"--pod-source must be kubernetes, file or none, not {cfg.pod_source!r}")
+    if cfg.ip_source == "file" and not cfg.ip_source_file:
+        parser.error("--ip-source=file needs --ip-source-file")
+    if cfg.pod_source == "file" and not cfg.pod_source_file:
+        parser.error("--pod-source=file needs --pod-source-file")
+    if "kubernetes" in (cfg.ip_source, cfg.pod_source) and not cfg.node_name:
+        parser.error("--node-name (or NODE_NAME) is required with the kubernetes sources")
+    return cfg

@@ -1,0 +1,193 @@
+"""``NodeIpSource`` over the Kubernetes API: this node's ``VpcENI`` and
+``VpcIP`` objects (ipamd labels them ``tke.cloud.tencent.com/node=<node>``;
+CRDs cannot field-select on spec), kept by list+watch threads; usage goes
+to ``VpcIP.status`` (merge patch of the status subresource), following the
+release handshake in ``core.models``."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any, cast
+
+from kubernetes import client, config, watch
+
+from core.ids import EniId, IPv4
+from core.models import ENI_PHASE_ATTACHED, VpcEniSpec, VpcEniStatus, VpcIpSpec, VpcIpStatus
+from core.names import CRD_GROUP, CRD_VERSION, NODE_LABEL, PLURAL_VPC_ENI, PLURAL_VPC_IP
+
+from .ipsource import EniInfo, IpUsage, MemoryNodeIpSource, NodeIp, NodeIpView
+
+log = logging.getLogger(__name__)
+WATCH_TIMEOUT = 300
+
+
+def load_kube_config(path: str) -> Any:
+    """An ApiClient from ``path``, or the in-cluster config when empty."""
+    if path:
+        return config.new_client_from_config(config_file=path)  # type: ignore[no-untyped-call]
+    config.load_incluster_config()  # type: ignore[no-untyped-call]
+    return client.ApiClient()
+
+
+def _rfc3339(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def status_patch(u: IpUsage) -> dict[str, Any]:
+    """A merge patch of ``VpcIP.status`` (``core.models.VpcIpStatus``); the pod
+    fields of a previous user are cleared with explicit nulls."""
+    status = VpcIpStatus(
+        phase=u.phase,
+        pod_namespace=u.pod_namespace,
+        pod_name=u.pod_name,
+        pod_uid=u.pod_uid,
+        container_id=u.container_id,
+        cooldown_until=_rfc3339(u.cooldown_until) or "",
+        updated=_rfc3339(time.time()) or "",
+    ).to_dict()
+    for key in ("podNamespace", "podName", "podUid", "containerId", "cooldownUntil"):
+        status.setdefault(key, None)
+    return {"status": status}
+
+
+def eni_of(obj: dict[str, Any]) -> EniInfo | None:
+    status = VpcEniStatus.from_dict(obj.get("status"))
+    if status.phase != ENI_PHASE_ATTACHED or not status.mac or not status.gateway:
+        return None
+    return EniInfo(
+        eni_id=EniId(obj["metadata"]["name"]),
+        mac=status.mac.lower(),
+        subnet_cidr=status.subnet_cidr,
+        gateway=IPv4(status.gateway),
+        primary_ip=IPv4(status.primary_ip),
+    )
+
+
+def ip_of(obj: dict[str, Any]) -> NodeIp:
+    spec = VpcIpSpec.from_dict(obj.get("spec"))
+    return NodeIp(
+        ip=IPv4(obj["metadata"]["name"]),
+        eni_id=EniId(spec.eni_id),
+        state=spec.state,
+        claim=spec.claim,
+        reserved_pod_uid=spec.reserved_pod_uid,
+    )
+
+
+class KubeNodeIpSource:
+    def __init__(self, api_client: Any, node_name: str) -> None:
+        self.api = client.CustomObjectsApi(api_client)
+        self.node_name = node_name
+        self.selector = f"{NODE_LABEL}={node_name}"
+        self._mem = MemoryNodeIpSource()
+        self._objs: dict[str, dict[str, dict[str, Any]]] = {PLURAL_VPC_ENI: {}, PLURAL_VPC_IP: {}}
+        self._lock = threading.Lock()
+        self._listed: set[str] = set()
+        self._listed_cond = threading.Condition(self._lock)
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._watches: list[watch.Watch] = []
+
+    def view(self) -> NodeIpView:
+        return self._mem.view()
+
+    def wait_for_change(self, generation: int, timeout: float) -> NodeIpView:
+        return self._mem.wait_for_change(generation, timeout)
+
+    def _publish(self) -> None:
+        with self._lock:
+            enis = [e for o in self._objs[PLURAL_VPC_ENI].values() if (e := eni_of(o))]
+            ips = [ip_of(o) for o in self._objs[PLURAL_VPC_IP].values()]
+        enis = [
+            e
+            for e in enis
+            if VpcEniSpec.from_dict(self._objs[PLURAL_VPC_ENI][e.eni_id].get("spec")).node_name
+            in ("", self.node_name)
+        ]
+        ips = [
+            i
+            for i in ips
+            if VpcIpSpec.from_dict(self._objs[PLURAL_VPC_IP][i.ip].get("spec")).node_name
+            in ("", self.node_name)
+        ]
+        self._mem.set_view(sorted(enis, key=lambda e: e.eni_id), sorted(ips, key=lambda i: i.ip))
+
+    def _sync(self, plural: str) -> None:
+        """List, then watch from the list's resourceVersion; re-list on any error."""
+        while not self._stop.is_set():
+            try:
+                listed = cast(
+                    dict[str, Any],
+                    self.api.list_cluster_custom_object(
+                        CRD_GROUP, CRD_VERSION, plural, label_selector=self.selector
+                    ),
+                )
+                with self._lock:
+                    self._objs[plural] = {o["metadata"]["name"]: o for o in listed.get("items", [])}
+                    self._listed.add(plural)
+                    self._listed_cond.notify_all()
+                self._publish()
+                w = watch.Watch()  # type: ignore[no-untyped-call]
+                self._watches.append(w)
+                for event in w.stream(  # type: ignore[no-untyped-call]
+                    self.api.list_cluster_custom_object,
+                    CRD_GROUP,
+                    CRD_VERSION,
+                    plural,
+                    label_selector=self.selector,
+                    resource_version=listed["metadata"]["resourceVersion"],
+                    timeout_seconds=WATCH_TIMEOUT,
+                ):
+                    obj = event["object"]
+                    name = obj["metadata"]["name"]
+                    with self._lock:
+                        if event["type"] == "DELETED":
+                            self._objs[plural].pop(name, None)
+                        elif event["type"] in ("ADDED", "MODIFIED"):
+                            self._objs[plural][name] = obj
+                    self._publish()
+                    if self._stop.is_set():
+                        return
+            except Exception as exc:  # noqa: BLE001 - API down or watch expired: list again
+                if self._stop.is_set():
+                    return
+                log.warning("watch failed, re-listing", extra={"plural": plural, "error": str(exc)})
+                self._stop.wait(2.0)
+
+    def report(self, usage: Sequence[IpUsage]) -> None:
+        for u in usage:
+            try:
+                self.api.patch_cluster_custom_object_status(
+                    CRD_GROUP, CRD_VERSION, PLURAL_VPC_IP, u.ip, status_patch(u)
+                )
+            except client.ApiException as exc:
+                if exc.status == 404:
+                    continue  # ipamd deleted it: nothing to report
+                raise
+
+    def start(self, sync_timeout: float = 10.0) -> None:
+        """Start the watches; wait (bounded) for both first lists, so the
+        start-up pass sees the node's ENIs."""
+        for plural in (PLURAL_VPC_ENI, PLURAL_VPC_IP):
+            t = threading.Thread(
+                target=self._sync, args=(plural,), name=f"watch-{plural}", daemon=True
+            )
+            t.start()
+            self._threads.append(t)
+        deadline = time.monotonic() + sync_timeout
+        with self._lock:
+            while len(self._listed) < 2 and time.monotonic() < deadline:
+                self._listed_cond.wait(0.1)
+        if len(self._listed) < 2:
+            log.warning("VpcENI/VpcIP not listed yet; starting with what is known")
+
+    def stop(self) -> None:
+        self._stop.set()
+        for w in self._watches:
+            w.stop()  # type: ignore[no-untyped-call]

@@ -1,0 +1,53 @@
+"""Prometheus metrics of the agent, in a registry of its own (several agents
+can live in one test process)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+PREFIX = "tke_eni_agent"
+
+
+@dataclass
+class Metrics:
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+    def __post_init__(self) -> None:
+        r = self.registry
+        self.requests = Counter(
+            f"{PREFIX}_cni_requests", "CNI calls by verb and result", ["verb", "result"], registry=r
+        )
+        self.latency = Histogram(
+            f"{PREFIX}_cni_request_seconds",
+            "CNI call handling time in the agent",
+            ["verb"],
+            buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=r,
+        )
+        self.errors = Counter(
+            f"{PREFIX}_cni_errors", "CNI errors by verb and code", ["verb", "code"], registry=r
+        )
+        self.pool = Gauge(f"{PREFIX}_pool_ips", "This node's IPs by phase", ["phase"], registry=r)
+        self.drift = Counter(
+            f"{PREFIX}_drift_corrections",
+            "Host network drift corrected, by kind",
+            ["kind"],
+            registry=r,
+        )
+        self.reconciles = Counter(
+            f"{PREFIX}_reconcile_loops", "Reconcile loop runs by result", ["result"], registry=r
+        )
+        self.gc = Counter(
+            f"{PREFIX}_gc_released",
+            "Allocations collected (runtime no longer knows them)",
+            ["reason"],
+            registry=r,
+        )
+        self.reports = Counter(
+            f"{PREFIX}_usage_reports",
+            "Usage reports to the IP source, by result",
+            ["result"],
+            registry=r,
+        )

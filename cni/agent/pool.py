@@ -1,0 +1,221 @@
+"""Which pod on this node uses which of the node's IPs: the state and the pure
+rules over it (choose, release, cooldown, release grants, usage). No I/O: the
+checkpoint module persists ``PoolState``; the handler holds the lock."""
+
+from __future__ import annotations
+
+import socket
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from core.models import (
+    IP_PHASE_COOLDOWN,
+    IP_PHASE_FREE,
+    IP_PHASE_IN_USE,
+    IP_PHASE_RELEASED,
+    IP_STATE_ASSIGNED,
+    IP_STATE_RELEASING,
+)
+
+from .ipsource import IpUsage, NodeIp, NodeIpView
+
+
+@dataclass(slots=True)
+class Allocation:
+    ip: str
+    eni_id: str
+    container_id: str
+    ifname: str
+    netns: str
+    host_veth: str
+    pod_namespace: str = ""
+    pod_name: str = ""
+    pod_uid: str = ""
+    claim: str = ""  # "<ns>/<name>" when the IP is a static pod's
+    created: float = 0.0
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.container_id, self.ifname)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Allocation:
+        names = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+@dataclass(slots=True)
+class PoolState:
+    allocations: dict[str, Allocation] = field(default_factory=dict)  # by IP
+    cooldown: dict[str, float] = field(default_factory=dict)  # IP -> unix time it ends
+    released: set[str] = field(default_factory=set)  # IPs granted back to ipamd
+
+    def by_container(self, container_id: str, ifname: str) -> Allocation | None:
+        return next((a for a in self.allocations.values() if a.key == (container_id, ifname)), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "version": 1,
+            "allocations": [a.to_dict() for a in self.allocations.values()],
+            "cooldown": dict(self.cooldown),
+            "released": sorted(self.released),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PoolState:
+        if data.get("version") != 1:
+            raise ValueError(f"checkpoint version {data.get('version')!r} is not 1")
+        allocs = [Allocation.from_dict(a) for a in data.get("allocations") or []]
+        return cls(
+            allocations={a.ip: a for a in allocs},
+            cooldown={str(k): float(v) for k, v in (data.get("cooldown") or {}).items()},
+            released={str(ip) for ip in data.get("released") or []},
+        )
+
+
+def _ip_key(ip: str) -> bytes:
+    """Sort key of a dotted quad (network byte order compares numerically)."""
+    return socket.inet_aton(ip)
+
+
+def cooling(state: PoolState, ip: str, now: float) -> bool:
+    return state.cooldown.get(ip, 0.0) > now
+
+
+def choose_dynamic(view: NodeIpView, state: PoolState, now: float) -> NodeIp | None:
+    """A warm IP: Assigned, no claim, not used, not cooling down, not granted
+    back. "Fewest ENIs": pack onto the ENI with the most IPs in use."""
+    known_enis = {e.eni_id for e in view.enis}
+    free = [
+        i
+        for i in view.ips
+        if i.state == IP_STATE_ASSIGNED
+        and not i.claim
+        and i.eni_id in known_enis
+        and i.ip not in state.allocations
+        and i.ip not in state.released
+        and not cooling(state, i.ip, now)
+    ]
+    if not free:
+        return None
+    in_use = Counter(a.eni_id for a in state.allocations.values())
+    return min(free, key=lambda i: (-in_use[i.eni_id], i.eni_id, _ip_key(i.ip)))
+
+
+def choose_static(
+    view: NodeIpView, state: PoolState, claim: str, pod_uid: str
+) -> tuple[NodeIp | None, Allocation | None]:
+    """The IP ``claim`` reserved on this node, and a stale allocation of the same
+    claim holding it (an earlier sandbox of the same pod) to take over.
+    (None, None) while ipamd has not moved the IP here yet."""
+    known_enis = {e.eni_id for e in view.enis}
+    for i in view.ips:
+        if i.claim != claim or i.state != IP_STATE_ASSIGNED or i.eni_id not in known_enis:
+            continue
+        if i.reserved_pod_uid and pod_uid and i.reserved_pod_uid != pod_uid:
+            continue
+        holder = state.allocations.get(i.ip)
+        if holder is not None and holder.claim != claim:
+            continue  # never hand one IP to two pods
+        return i, holder
+    return None, None
+
+
+def release(state: PoolState, ip: str, now: float, cooldown: float) -> Allocation | None:
+    """Forget the allocation of ``ip``; a dynamic IP cools down before reuse, a
+    static one stays reserved for its claim (same pod name, no cooldown)."""
+    alloc = state.allocations.pop(ip, None)
+    if alloc is not None and not alloc.claim and cooldown > 0:
+        state.cooldown[ip] = now + cooldown
+    return alloc
+
+
+def grant_releases(view: NodeIpView, state: PoolState, now: float) -> bool:
+    """Apply the release handshake: an IP ipamd asks back (Releasing) that is not
+    used nor cooling down is granted (Released); one that went back to
+    Assigned is offered again. Expired cooldowns are dropped. True if changed."""
+    changed = False
+    for i in view.ips:
+        if i.state == IP_STATE_RELEASING:
+            if (
+                i.ip not in state.released
+                and i.ip not in state.allocations
+                and not cooling(state, i.ip, now)
+            ):
+                state.released.add(i.ip)
+                changed = True
+        elif i.ip in state.released:
+            state.released.discard(i.ip)
+            changed = True
+    present = {i.ip for i in view.ips}
+    for ip in [ip for ip in state.released if ip not in present]:
+        state.released.discard(ip)  # ipamd took it: the handshake is over
+        changed = True
+    for ip in [ip for ip, until in state.cooldown.items() if until <= now]:
+        del state.cooldown[ip]
+        changed = True
+    return changed
+
+
+def usage(view: NodeIpView, state: PoolState, now: float) -> list[IpUsage]:
+    out: list[IpUsage] = []
+    for i in view.ips:
+        alloc = state.allocations.get(i.ip)
+        if alloc is not None:
+            out.append(
+                IpUsage(
+                    i.ip,
+                    IP_PHASE_IN_USE,
+                    alloc.pod_namespace,
+                    alloc.pod_name,
+                    alloc.pod_uid,
+                    alloc.container_id,
+                )
+            )
+        elif i.ip in state.released:
+            out.append(IpUsage(i.ip, IP_PHASE_RELEASED))
+        elif cooling(state, i.ip, now):
+            out.append(IpUsage(i.ip, IP_PHASE_COOLDOWN, cooldown_until=state.cooldown[i.ip]))
+        else:
+            out.append(IpUsage(i.ip, IP_PHASE_FREE))
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class PoolCounts:
+    total: int
+    in_use: int
+    cooldown: int
+    free: int
+    released: int
+
+
+def counts(view: NodeIpView, state: PoolState, now: float) -> PoolCounts:
+    phases = Counter(u.phase for u in usage(view, state, now))
+    return PoolCounts(
+        total=len(view.ips),
+        in_use=phases[IP_PHASE_IN_USE],
+        cooldown=phases[IP_PHASE_COOLDOWN],
+        free=phases[IP_PHASE_FREE],
+        released=phases[IP_PHASE_RELEASED],
+    )
+
+
+def host_veth_name(
+    prefix: str, namespace: str, name: str, container_id: str, ifname: str = "eth0"
+) -> str:
+    """Deterministic host-side veth name (≤ 15 chars): a hash of the pod's
+    namespace/name (and the interface, when it is not eth0), so a retried ADD
+    or a recreated StatefulSet pod finds and removes its stale link first; the
+    container id when the runtime gave no pod name."""
+    import hashlib
+
+    key = f"{namespace}/{name}" if namespace and name else container_id
+    if ifname != "eth0":
+        key += f"/{ifname}"
+    digest = hashlib.sha1(key.encode(), usedforsecurity=False).hexdigest()
+    return prefix + digest[: 15 - len(prefix)]

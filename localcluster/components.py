@@ -1,0 +1,84 @@
+"""Command lines of the control-plane programs (pure: paths and ports in, argv out)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from localcluster.certs import ClusterPKI
+
+SERVICE_CIDR = "10.0.0.0/24"
+SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
+
+
+def etcd_argv(etcd: Path, data_dir: Path, client_port: int, peer_port: int) -> list[str]:
+    client = f"http://127.0.0.1:{client_port}"
+    peer = f"http://127.0.0.1:{peer_port}"
+    return [
+        str(etcd), "--name=default", f"--data-dir={data_dir}",
+        f"--listen-client-urls={client}", f"--advertise-client-urls={client}",
+        f"--listen-peer-urls={peer}", f"--initial-advertise-peer-urls={peer}",
+        f"--initial-cluster=default={peer}", "--initial-cluster-state=new",
+        # Throw-away test data: no fsync, small quota, quiet logs.
+        "--unsafe-no-fsync", "--quota-backend-bytes=2147483648",
+        "--log-level=warn", "--logger=zap",
+    ]
+
+
+def apiserver_argv(apiserver: Path, pki: ClusterPKI, etcd_port: int, secure_port: int,
+                   extra: Sequence[str] = ()) -> list[str]:
+    return [
+        str(apiserver),
+        f"--etcd-servers=http://127.0.0.1:{etcd_port}",
+        "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
+        f"--secure-port={secure_port}",
+        f"--cert-dir={pki.directory}",
+        f"--tls-cert-file={pki.apiserver_cert}", f"--tls-private-key-file={pki.apiserver_key}",
+        f"--client-ca-file={pki.ca_cert}",
+        f"--service-cluster-ip-range={SERVICE_CIDR}",
+        "--authorization-mode=RBAC",
+        f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
+        f"--service-account-key-file={pki.sa_pub}",
+        f"--service-account-signing-key-file={pki.sa_key}",
+        # No kube-controller-manager runs: no namespace gets its "default"
+        # ServiceAccount (the ServiceAccount plugin would refuse every pod) and no
+        # node-lifecycle controller lifts the not-ready taint TaintNodesByCondition
+        # puts on every new Node (nothing could ever be scheduled).
+        "--disable-admission-plugins=ServiceAccount,TaintNodesByCondition",
+        # Delegated authentication of kube-scheduler (and any aggregated server)
+        # reads this CA from kube-system/extension-apiserver-authentication.
+        f"--requestheader-client-ca-file={pki.ca_cert}",
+        "--requestheader-allowed-names=front-proxy-client",
+        "--requestheader-username-headers=X-Remote-User",
+        "--requestheader-group-headers=X-Remote-Group",
+        "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+        # The kubernetes Service must not list a loopback endpoint (it fails validation).
+        "--endpoint-reconciler-type=none",
+        "--allow-privileged=true",
+        "--profiling=false",
+        "--v=1",
+        *extra,
+    ]
+
+
+def scheduler_argv(scheduler: Path, config: Path, kubeconfig: Path, secure_port: int,
+                   extra: Sequence[str] = ()) -> list[str]:
+    return [
+        str(scheduler), f"--config={config}",
+        f"--authentication-kubeconfig={kubeconfig}", f"--authorization-kubeconfig={kubeconfig}",
+        "--bind-address=127.0.0.1", f"--secure-port={secure_port}",
+        "--v=2",
+        *extra,
+    ]
+
+
+def kwok_argv(kwok: Path, kubeconfig: Path, server_port: int, label_selector: str,
+              extra: Sequence[str] = ()) -> list[str]:
+    return [
+        str(kwok), f"--kubeconfig={kubeconfig}",
+        "--manage-all-nodes=false",
+        f"--manage-nodes-with-label-selector={label_selector}",
+        f"--server-address=127.0.0.1:{server_port}",
+        "--node-ip=127.0.0.1",
+        *extra,
+    ]

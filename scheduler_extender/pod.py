@@ -1,0 +1,125 @@
+"""What the extender needs to know about the pod being scheduled, read from
+the v1.Pod JSON the scheduler sends (pure)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from core.names import (
+    ANNOTATION_CLAIM_DELETE_POLICY,
+    CLAIM_POLICY_NEVER,
+    RESOURCE_ENI_IP,
+)
+
+
+class PodError(ValueError):
+    """The Pod JSON is not a pod we can read (reported as HTTP 400)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PodFacts:
+    namespace: str
+    name: str
+    uid: str
+    eni_ips: int  # effective eni-ip request (0: the pod needs no ENI IP)
+    static: bool  # delete policy Never: its IP may be held by a VpcIPClaim
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+def pod_facts(pod: object) -> PodFacts:
+    """Read a v1.Pod dict. Raises PodError with the offending field."""
+    if not isinstance(pod, dict):
+        raise PodError(f"Pod: expected a JSON object, got {_kind(pod)}")
+    meta = _obj(pod, "metadata", "Pod.metadata")
+    name = _str(meta, "name", "Pod.metadata.name")
+    if not name:
+        raise PodError("Pod.metadata.name: missing or empty")
+    namespace = _str(meta, "namespace", "Pod.metadata.namespace") or "default"
+    uid = _str(meta, "uid", "Pod.metadata.uid")
+    annotations = _obj(meta, "annotations", "Pod.metadata.annotations")
+    policy = annotations.get(ANNOTATION_CLAIM_DELETE_POLICY, "")
+    static = isinstance(policy, str) and policy.strip() == CLAIM_POLICY_NEVER
+    spec = _obj(pod, "spec", "Pod.spec")
+    return PodFacts(namespace, name, uid, _eni_ip_request(spec), static)
+
+
+def _eni_ip_request(spec: dict[str, Any]) -> int:
+    """The scheduler's effective request: max(sum over containers, max over
+    init containers), each container's request defaulting to its limit."""
+    total = 0
+    for i, c in enumerate(_list(spec, "containers", "Pod.spec.containers")):
+        total += _container_request(c, f"Pod.spec.containers[{i}]")
+    init = 0
+    for i, c in enumerate(_list(spec, "initContainers", "Pod.spec.initContainers")):
+        init = max(init, _container_request(c, f"Pod.spec.initContainers[{i}]"))
+    return max(total, init)
+
+
+def _container_request(container: object, where: str) -> int:
+    if not isinstance(container, dict):
+        raise PodError(f"{where}: expected a JSON object, got {_kind(container)}")
+    resources = _obj(container, "resources", f"{where}.resources")
+    requests = _obj(resources, "requests", f"{where}.resources.requests")
+    limits = _obj(resources, "limits", f"{where}.resources.limits")
+    value = requests.get(RESOURCE_ENI_IP, limits.get(RESOURCE_ENI_IP))
+    if value is None:
+        return 0
+    return parse_count(value, f"{where}.resources[{RESOURCE_ENI_IP}]")
+
+
+def parse_count(value: object, where: str) -> int:
+    """An integer quantity ("1", 1, "2"); fractions and suffixes are refused."""
+    if isinstance(value, bool):
+        raise PodError(f"{where}: expected an integer quantity, got a boolean")
+    if isinstance(value, int):
+        number = value
+    elif isinstance(value, str) and value.strip().isdigit():
+        number = int(value.strip())
+    else:
+        raise PodError(f"{where}: expected an integer quantity, got {value!r:.40}")
+    if number < 0:
+        raise PodError(f"{where}: negative quantity {number}")
+    return number
+
+
+def _obj(parent: dict[str, Any], key: str, where: str) -> dict[str, Any]:
+    value = parent.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise PodError(f"{where}: expected a JSON object, got {_kind(value)}")
+    return value
+
+
+def _list(parent: dict[str, Any], key: str, where: str) -> list[Any]:
+    value = parent.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise PodError(f"{where}: expected a JSON array, got {_kind(value)}")
+    return value
+
+
+def _str(parent: dict[str, Any], key: str, where: str) -> str:
+    value = parent.get(key)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise PodError(f"{where}: expected a string, got {_kind(value)}")
+    return value
+
+
+def _kind(value: object) -> str:
+    return {
+        dict: "an object",
+        list: "an array",
+        str: "a string",
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+        type(None): "null",
+    }.get(type(value), type(value).__name__)

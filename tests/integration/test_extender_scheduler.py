@@ -1,0 +1,410 @@
+"""The extender as a process (``python -m scheduler_extender.cli``) watching a
+real kube-apiserver, called by the real kube-scheduler for kwok nodes in two
+zones, with our CRDs (deploy/crds/) and the ipamd ConfigMaps.
+
+Helpers here are also used by bench/extender.py.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client
+
+from core.names import CRD_GROUP, CRD_VERSION, PLURAL_VPC_IP, PLURAL_VPC_IP_CLAIM, ZONE_LABEL
+from localcluster.controlplane import ControlPlane
+from localcluster.fakenodes import FakeNode
+from localcluster.ports import free_ports
+from scheduler_extender import examples as ex
+from tests.fixtures_controlplane import ControlPlaneFactory
+
+ROOT = Path(__file__).resolve().parents[2]
+CRDS = ROOT / "deploy" / "crds"
+SCHEDULER_CONFIG = ROOT / "deploy" / "scheduler-extender" / "kube-scheduler-config.yaml"
+ENI_IP = "tke.cloud.tencent.com/eni-ip"
+ZONE_A, ZONE_B = "ap-guangzhou-3", "ap-guangzhou-4"
+
+
+# --- helpers (shared with bench/extender.py) -------------------------------
+def zone_nodes(zone: str, prefix: str, count: int, eni_ip: int = 10) -> list[FakeNode]:
+    return [
+        FakeNode(f"{prefix}-{i}", allocatable={ENI_IP: str(eni_ip)}, labels={ZONE_LABEL: zone})
+        for i in range(count)
+    ]
+
+
+def shipped_scheduler_config(url_prefix: str, **overrides: Any) -> dict[str, Any]:
+    """deploy/scheduler-extender/kube-scheduler-config.yaml, pointed at a test
+    extender (the control plane fills in its own kubeconfig)."""
+    doc = yaml.safe_load(SCHEDULER_CONFIG.read_text())
+    doc.pop("clientConnection", None)
+    doc["extenders"][0]["urlPrefix"] = url_prefix
+    doc.update(overrides)
+    return dict(doc)
+
+
+def apply_crds(api: client.ApiClient) -> None:
+    ext = client.ApiextensionsV1Api(api)
+    names = []
+    for path in sorted(CRDS.glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if doc and doc.get("kind") == "CustomResourceDefinition":
+                ext.create_custom_resource_definition(doc)
+                names.append(doc["metadata"]["name"])
+    assert names, f"no CRD manifests in {CRDS}"
+    deadline = time.monotonic() + 60
+    for name in names:
+        while True:
+            crd = ext.read_custom_resource_definition(name)
+            conditions = {c.type: c.status for c in (crd.status.conditions or [])}
+            if conditions.get("Established") == "True":
+                break
+            assert time.monotonic() < deadline, f"CRD {name} not established: {conditions}"
+            time.sleep(0.2)
+
+
+def put_configmap(core: client.CoreV1Api, obj: dict[str, Any]) -> None:
+    namespace, name = obj["metadata"]["namespace"], obj["metadata"]["name"]
+    try:
+        core.create_namespaced_config_map(namespace, obj)
+    except client.ApiException as exc:
+        if exc.status != 409:
+            raise
+        core.replace_namespaced_config_map(name, namespace, obj)
+
+
+def create_with_status(
+    api: client.ApiClient, plural: str, obj: dict[str, Any], namespace: str = ""
+) -> None:
+    """Create a custom object, then write its status (a status subresource)."""
+    custom = client.CustomObjectsApi(api)
+    status = obj.get("status")
+    if namespace:
+        created = custom.create_namespaced_custom_object(
+            CRD_GROUP, CRD_VERSION, namespace, plural, obj
+        )
+    else:
+        created = custom.create_cluster_custom_object(CRD_GROUP, CRD_VERSION, plural, obj)
+    if status:
+        created["status"] = status
+        name = created["metadata"]["name"]
+        if namespace:
+            custom.replace_namespaced_custom_object_status(
+                CRD_GROUP, CRD_VERSION, namespace, plural, name, created
+            )
+        else:
+            custom.replace_cluster_custom_object_status(
+                CRD_GROUP, CRD_VERSION, plural, name, created
+            )
+
+
+class ExtenderProcess:
+    """``python -m scheduler_extender.cli`` against a control plane."""
+
+    def __init__(self, kubeconfig: Path, port: int, log_path: Path, *extra: str) -> None:
+        self.port = port
+        self.log_path = log_path
+        self._log = log_path.open("wb")
+        argv = [
+            sys.executable,
+            "-m",
+            "scheduler_extender.cli",
+            "--kubeconfig",
+            str(kubeconfig),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-format",
+            "text",
+            *extra,
+        ]
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        self.proc = subprocess.Popen(
+            argv,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=ROOT,
+            start_new_session=True,
+        )
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def get(self, path: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(self.url + path, timeout=10) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode()
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        last = ""
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"extender exited {self.proc.returncode}:\n{self.logs()}")
+            with contextlib.suppress(OSError):
+                code, last = self.get("/readyz")
+                if code == 200:
+                    return
+            time.sleep(0.2)
+        raise AssertionError(f"extender not ready in {timeout}s ({last.strip()}):\n{self.logs()}")
+
+    def metric(self, name: str, **labels: str) -> float:
+        want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+        line_start = f"{name}{{{want}}} " if want else f"{name} "
+        _, text = self.get("/metrics")
+        for line in text.splitlines():
+            if line.startswith(line_start):
+                return float(line.split()[-1])
+        return 0.0
+
+    def logs(self, lines: int = 60) -> str:
+        self._log.flush()
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        self._log.close()
+
+
+def pod_manifest(name: str, *, eni_ip: bool = True, static: bool = False) -> dict[str, Any]:
+    pod = ex.pod(name, eni_ip=1 if eni_ip else None, static=static)
+    pod["metadata"].pop("uid")
+    pod["spec"]["containers"][0]["image"] = "busybox"
+    return pod
+
+
+def wait_bound(
+    core: client.CoreV1Api, names: Sequence[str], timeout: float = 120.0
+) -> dict[str, str]:
+    """name → node, once every pod is bound."""
+    deadline = time.monotonic() + timeout
+    bound: dict[str, str] = {}
+    while time.monotonic() < deadline:
+        for pod in core.list_namespaced_pod("default").items:
+            if pod.metadata.name in names and pod.spec.node_name:
+                bound[pod.metadata.name] = pod.spec.node_name
+        if len(bound) == len(names):
+            return bound
+        time.sleep(0.2)
+    raise AssertionError(f"not bound after {timeout}s: {sorted(set(names) - set(bound))}")
+
+
+def failed_scheduling(core: client.CoreV1Api, pod: str, needle: str, timeout: float = 60.0) -> str:
+    """The message of the pod's FailedScheduling event that contains ``needle``."""
+    deadline = time.monotonic() + timeout
+    seen: list[str] = []
+    while time.monotonic() < deadline:
+        events = core.list_namespaced_event(
+            "default", field_selector=f"involvedObject.name={pod},reason=FailedScheduling"
+        ).items
+        seen = [e.message or "" for e in events]
+        for message in seen:
+            if needle in message:
+                return message
+        time.sleep(0.3)
+    raise AssertionError(f"no FailedScheduling event for {pod} with {needle!r}; saw {seen}")
+
+
+class Cluster:
+    """A control plane with kube-scheduler wired to our extender process."""
+
+    def __init__(
+        self,
+        factory: ControlPlaneFactory,
+        nodes: list[FakeNode],
+        tmp: Path,
+        *extender_args: str,
+        node_cache: bool = True,
+    ) -> None:
+        (port,) = free_ports(1)
+        config = shipped_scheduler_config(f"http://127.0.0.1:{port}")
+        config["extenders"][0]["nodeCacheCapable"] = node_cache
+        self.cp: ControlPlane = factory(
+            with_scheduler=True, scheduler_config=config, kwok_nodes=nodes
+        )
+        self.api = self.cp.api_client()
+        self.core = client.CoreV1Api(self.api)
+        apply_crds(self.api)
+        self.extender = ExtenderProcess(
+            self.cp.kubeconfig, port, tmp / "extender.log", *extender_args
+        )
+
+    def close(self) -> None:
+        self.extender.stop()
+        self.api.close()
+
+
+@pytest.fixture
+def cluster(control_plane_factory: ControlPlaneFactory, tmp_path: Path) -> Iterator[Cluster]:
+    nodes = zone_nodes(ZONE_A, "a", 2, eni_ip=2) + zone_nodes(ZONE_B, "b", 2, eni_ip=2)
+    c = Cluster(control_plane_factory, nodes, tmp_path)
+    try:
+        yield c
+    except BaseException:
+        print(c.extender.logs())
+        raise
+    finally:
+        c.close()
+
+
+def configure(c: Cluster, *subnets: str) -> None:
+    put_configmap(c.core, ex.ipamd_configmap(*subnets))
+    put_configmap(
+        c.core,
+        ex.status_configmap(ex.subnet("subnet-a", ZONE_A), ex.subnet("subnet-b", ZONE_B)),
+    )
+
+
+# --- tests ------------------------------------------------------------------
+def test_eni_pods_land_only_in_the_subnet_zone(cluster: Cluster) -> None:
+    configure(cluster, "subnet-a")
+    cluster.extender.wait_ready()
+    names = [f"web-{i}" for i in range(4)]
+    for name in names:
+        cluster.core.create_namespaced_pod("default", pod_manifest(name))
+    bound = wait_bound(cluster.core, names)
+    assert set(bound.values()) <= {"a-0", "a-1"}, bound
+    assert cluster.extender.metric(
+        "tke_eni_extender_filter_decisions_total", reason="zone-no-subnet", result="unresolvable"
+    ) >= 2 * len(names)
+
+    # a fifth pod: zone A is full (2 × 2 eni-ip), zone B has no subnet
+    cluster.core.create_namespaced_pod("default", pod_manifest("web-4"))
+    message = failed_scheduling(cluster.core, "web-4", "0/4 nodes are available")
+    assert "Insufficient tke.cloud.tencent.com/eni-ip" in message
+
+    # pods without eni-ip never reach the extender (managedResources); the
+    # extender logs one line per filter call, naming the pod
+    cluster.core.create_namespaced_pod("default", pod_manifest("plain", eni_ip=False))
+    wait_bound(cluster.core, ["plain"])
+    cluster.core.create_namespaced_pod("default", pod_manifest("web-5"))  # a marker after it
+    failed_scheduling(cluster.core, "web-5", "0/4 nodes are available")
+    logs = cluster.extender.logs(5000)
+    assert 'pod="default/web-5"' in logs
+    assert 'pod="default/plain"' not in logs
+
+    # the operator adds a subnet of zone B to the ConfigMap: no restart. The
+    # scheduler retries the pending pods on an event its own plugins care about
+    # (a ConfigMap is none; else within podMaxInUnschedulablePodsDuration, 5 min):
+    # deleting web-0 frees one eni-ip in zone A, so one of them may go there,
+    # the other can only land in zone B
+    configure(cluster, "subnet-a", "subnet-b")
+    time.sleep(1.0)  # the extender's ConfigMap watch delivers first
+    cluster.core.delete_namespaced_pod("web-0", "default", grace_period_seconds=0)
+    bound = wait_bound(cluster.core, ["web-4", "web-5"])
+    assert {"b-0", "b-1"} & set(bound.values()), bound
+
+
+def test_static_pod_stays_in_its_ip_zone_and_says_why(cluster: Cluster) -> None:
+    configure(cluster, "subnet-a", "subnet-b")
+    claim = ex.claim(
+        "default", "db-0", "10.0.4.9", zone=ZONE_B, subnet="subnet-b", phase="Reserved"
+    )
+    create_with_status(cluster.api, PLURAL_VPC_IP_CLAIM, claim, namespace="default")
+    cluster.extender.wait_ready()
+    cluster.core.create_namespaced_pod("default", pod_manifest("db-0", static=True))
+    assert wait_bound(cluster.core, ["db-0"])["db-0"] in ("b-0", "b-1")
+    cluster.core.delete_namespaced_pod("db-0", "default", grace_period_seconds=0)
+
+    # zone B fills up: every eni-ip slot of b-0 and b-1 is in use
+    for node in ("b-0", "b-1"):
+        for i in range(2):
+            ip = ex.vpc_ip(
+                f"10.0.4.{10 + i}{node[-1]}", node, subnet="subnet-b", zone=ZONE_B, phase="InUse"
+            )
+            create_with_status(cluster.api, PLURAL_VPC_IP, ip)
+    claim1 = ex.claim("default", "db-1", "10.0.4.20", zone=ZONE_B, subnet="subnet-b")
+    create_with_status(cluster.api, PLURAL_VPC_IP_CLAIM, claim1, namespace="default")
+    time.sleep(1.0)  # let the watch deliver (the assertion below waits anyway)
+    cluster.core.create_namespaced_pod("default", pod_manifest("db-1", static=True))
+    message = failed_scheduling(cluster.core, "db-1", "tke-eni-ip-scheduler")
+    print(f"FailedScheduling: {message}")
+    assert (
+        "2 node(s) rejected by tke-eni-ip-scheduler: static IP 10.0.4.20 "
+        "(VpcIPClaim default/db-1) is in zone ap-guangzhou-4; node is in zone ap-guangzhou-3"
+    ) in message, message
+    assert "2 node(s) rejected by tke-eni-ip-scheduler: no ENI IP headroom" in message, message
+    pod = cluster.core.read_namespaced_pod("db-1", "default")
+    assert not pod.spec.node_name
+
+
+def test_full_nodes_mode_with_the_real_scheduler(
+    control_plane_factory: ControlPlaneFactory, tmp_path: Path
+) -> None:
+    """nodeCacheCapable: false — the scheduler sends whole Node objects and
+    builds its node infos from the ones we echo back: they must be exact."""
+    nodes = zone_nodes(ZONE_A, "a", 2) + zone_nodes(ZONE_B, "b", 2)
+    c = Cluster(control_plane_factory, nodes, tmp_path, node_cache=False)
+    try:
+        configure(c, "subnet-b")
+        c.extender.wait_ready()
+        names = [f"full-{i}" for i in range(3)]
+        for name in names:
+            c.core.create_namespaced_pod("default", pod_manifest(name))
+        bound = wait_bound(c.core, names)
+        assert set(bound.values()) <= {"b-0", "b-1"}, bound
+        assert 'mode="Nodes"' in c.extender.logs(2000)
+    finally:
+        c.close()
+
+
+def test_apiserver_gone_extender_answers_from_stale_cache(
+    control_plane_factory: ControlPlaneFactory, tmp_path: Path
+) -> None:
+    """kube-apiserver killed: the extender keeps answering from its caches,
+    says so in metrics and /readyz (still ready), and logs the failing watches."""
+    nodes = zone_nodes(ZONE_A, "a", 1) + zone_nodes(ZONE_B, "b", 1)
+    c = Cluster(control_plane_factory, nodes, tmp_path, "--stale-after", "1")
+    try:
+        configure(c, "subnet-a")
+        c.extender.wait_ready()
+        deadline = time.monotonic() + 30
+        while c.extender.metric("tke_eni_extender_cache_objects", kind="nodes") < 2:
+            assert time.monotonic() < deadline, c.extender.logs()
+            time.sleep(0.2)
+        c.cp.processes["kube-apiserver"].stop()
+        deadline = time.monotonic() + 60
+        while c.extender.metric("tke_eni_extender_cache_stale", kind="nodes") != 1.0:
+            assert time.monotonic() < deadline, c.extender.logs()
+            time.sleep(0.2)
+        request = urllib.request.Request(
+            c.extender.url + "/filter",
+            data=ex.filter_args(ex.pod(), ["a-0", "b-0"]),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as r:
+            body = json.loads(r.read())
+        assert body["NodeNames"] == ["a-0"]
+        assert "zone ap-guangzhou-4 has no subnet" in body["FailedAndUnresolvableNodes"]["b-0"]
+        code, text = c.extender.get("/readyz")
+        assert code == 200 and "stale" in text
+        assert (
+            c.extender.metric("tke_eni_extender_stale_answers_total", kind="nodes", verb="filter")
+            == 1.0
+        )
+        assert "list/watch failed, cache kept, retrying" in c.extender.logs(2000)
+    finally:
+        c.close()

@@ -25,6 +25,8 @@ COPY cni/ cni/
 COPY ipamd/ ipamd/
 COPY scheduler_extender/ scheduler_extender/
 COPY localcluster/ localcluster/
+COPY localnode/ localnode/
+COPY localrun/ localrun/
 COPY protos/ protos/
 # The stubs are generated, never committed (protos/build.py). Order matters:
 # install the package first so that grpcio-tools is resolved together with

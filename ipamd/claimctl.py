@@ -1,0 +1,437 @@
+"""The claim controller: static IPs of pods annotated
+``vpc-ip-claim-delete-policy: Never``. ``sync(ns/name)`` creates the claim for
+a new pod, then carries out the one step ``ipamd.claims.decide`` returns:
+allocate, reserve for the new pod UID, move the IP to the pod's new node
+(MigratePrivateIpAddress; unassign + assign when the source ENI is gone),
+mark Reserved when the pod goes, release on expiry / owner deletion /
+``kubectl delete vipc`` (the finalizer holds the claim until the cloud IP is
+really returned)."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from datetime import UTC, datetime
+
+from cloud.errors import CloudError
+from core import models as m
+from core import names
+from core.ids import EniId
+from ipamd import claims, metrics
+from ipamd.deps import ENI_PHASE_DETACHED, Deps
+from ipamd.enis import ip_spec
+from ipamd.kube import events as ev
+from ipamd.nodes import NodeController, parse_time
+from ipamd.records import ClaimRec, PodRec
+from ipamd.state import CLAIM, NODE, NodeFacts
+
+log = logging.getLogger(__name__)
+
+
+def rfc3339(t: datetime) -> str:
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class ClaimController:
+    def __init__(self, deps: Deps, nodes: NodeController) -> None:
+        self.d = deps
+        self.nodes = nodes
+        self._owner_cache: dict[str, tuple[float, bool]] = {}
+        self._moving_since: dict[str, float] = {}
+        # pods whose claim was deleted while they ran: no new claim for that UID
+        self._released_uids: set[str] = set()
+
+    # --- helpers ---
+    def _pod_ref(self, claim: ClaimRec, pod: PodRec | None) -> ev.ObjectRef:
+        return ev.pod_ref(claim.namespace, claim.name, pod.uid if pod else "")
+
+    def _status(self, c: ClaimRec, **changes: str) -> None:
+        st = m.VpcIpClaimStatus(
+            phase=c.phase,
+            ip=c.ip,
+            subnet_id=c.subnet,
+            zone=c.zone,
+            node_name=c.node,
+            pod_uid=c.pod_uid,
+            last_seen=c.last_seen,
+            expires_at=c.expires_at,
+        )
+        for k, v in changes.items():
+            setattr(st, k, v)
+        self.d.crds.claim_status(c.namespace, c.name, st)
+
+    def _owner_gone(self, c: ClaimRec) -> bool:
+        if not self.d.settings.enable_ownerref or c.owner is None:
+            return False
+        now = time.monotonic()
+        cached = self._owner_cache.get(c.key)
+        if cached is not None and now - cached[0] < 5:
+            return cached[1]
+        gone = not self.d.objects.owner_exists(c.namespace, c.owner)
+        self._owner_cache[c.key] = (now, gone)
+        return gone
+
+    def _ip_view(self, c: ClaimRec) -> claims.IpView | None:
+        rec = self.d.state.ip(c.ip) if c.ip else None
+        if rec is None or rec.claim != c.key:
+            return None
+        user = rec.pod_uid if rec.phase in (m.IP_PHASE_IN_USE, m.IP_PHASE_COOLDOWN) else ""
+        return claims.IpView(
+            node_name=rec.node,
+            node_alive=self.d.state.node_alive(rec.node),
+            reserved_uid=rec.reserved_uid,
+            user_uid=user,
+            released=rec.phase == m.IP_PHASE_RELEASED,
+            releasing=rec.state == m.IP_STATE_RELEASING,
+        )
+
+    def _pod_view(self, pod: PodRec | None) -> claims.PodView | None:
+        if pod is None or pod.terminal:
+            return None
+        zone = ""
+        if pod.node:
+            facts = self.d.state.facts.get(pod.node)
+            node = self.d.state.node(pod.node)
+            zone = facts.zone if facts else (node.zone if node else "")
+        return claims.PodView(pod.uid, pod.node, zone, pod.deleting, pod.policy)
+
+    # --- entry point ---
+    def sync(self, key: str) -> None:
+        st = self.d.state
+        c = st.claim(key)
+        pod = st.pod(key)
+        if c is None:
+            self._maybe_create(key, pod)
+            return
+        if not c.has_finalizer and not c.deleting:
+            self.d.crds.add_claim_finalizer(c.namespace, c.name, [])
+            return
+        view = claims.ClaimView(
+            key=c.key,
+            phase=c.phase,
+            ip=c.ip,
+            zone=c.zone,
+            node_name=c.node,
+            pod_uid=c.pod_uid,
+            last_seen=parse_time(c.last_seen),
+            expired_duration=c.expired_duration,
+            deleting=c.deleting,
+        )
+        pv = self._pod_view(pod)
+        owner_gone = self._owner_gone(c) if not claims.pod_alive(pv) else False
+        decision = claims.decide(
+            view,
+            pv,
+            self._ip_view(c),
+            default_duration=(self.d.settings.claim_expired_duration,),
+            now=datetime.now(UTC),
+            owner_gone=owner_gone,
+        )
+        step = decision.step
+        log.debug("claim %s: %s (%s)", key, step.value, decision.reason)
+        if step is claims.Step.ALLOCATE and pod is not None:
+            self.allocate(c, pod)
+        elif step is claims.Step.RESERVE_FOR_POD and pod is not None:
+            self.reserve_for_pod(c, pod)
+        elif step is claims.Step.MARK_BOUND and pod is not None:
+            self._bound(c, pod)
+        elif step is claims.Step.MIGRATE and pod is not None:
+            self.migrate(c, pod)
+        elif step is claims.Step.MARK_RESERVED:
+            self.mark_reserved(c)
+        elif step is claims.Step.RELEASE:
+            self.release(c, pod, decision.reason)
+        elif step is claims.Step.WAIT:
+            self.d.events.emit(self._pod_ref(c, pod), ev.NORMAL, "WaitingForIP", decision.reason)
+        elif step is claims.Step.NONE and c.phase == m.CLAIM_PHASE_RESERVED:
+            self._requeue_at_expiry(c)
+
+    def _maybe_create(self, key: str, pod: PodRec | None) -> None:
+        if pod is None or pod.deleting or pod.terminal or pod.uid in self._released_uids:
+            return
+        if pod.policy not in names.CLAIM_POLICIES:
+            self.d.events.emit(
+                ev.pod_ref(pod.namespace, pod.name, pod.uid),
+                ev.WARNING,
+                "InvalidClaimPolicy",
+                f"annotation {names.ANNOTATION_CLAIM_DELETE_POLICY}={pod.policy!r} is not one of "
+                f"{', '.join(names.CLAIM_POLICIES)}; the pod gets a dynamic IP",
+            )
+            return
+        if pod.policy != names.CLAIM_POLICY_NEVER:
+            return  # Immediate: a dynamic IP, released on delete
+        duration, err = claims.validate_annotation(pod.expired_annotation)
+        if err:
+            self.d.events.emit(
+                ev.pod_ref(pod.namespace, pod.name, pod.uid),
+                ev.WARNING,
+                "InvalidClaimDuration",
+                err,
+            )
+        owner = None
+        if self.d.settings.enable_ownerref and pod.owner is not None:
+            owner = {
+                "apiVersion": pod.owner.api_version,
+                "kind": pod.owner.kind,
+                "name": pod.owner.name,
+                "uid": pod.owner.uid,
+                "blockOwnerDeletion": False,
+            }
+        self.d.crds.create_claim(
+            pod.namespace,
+            pod.name,
+            m.VpcIpClaimSpec(policy=names.CLAIM_POLICY_NEVER, expired_duration=duration),
+            owner=owner,
+        )
+        log.info("claim %s created for pod uid %s", key, pod.uid)
+
+    # --- steps ---
+    def allocate(self, c: ClaimRec, pod: PodRec) -> None:
+        start = time.monotonic()
+        node = pod.node
+        with self.d.state.node_lock(node):
+            rec = self.d.state.node(node)
+            if rec is None:
+                return
+            facts = self.nodes.facts(rec)
+            if facts is None:
+                return
+            eni_rec = self.nodes.eni_with_room(node, facts)
+            if eni_rec is None:
+                self.d.events.emit(
+                    self._pod_ref(c, pod),
+                    ev.WARNING,
+                    "WaitingForSubnet",
+                    f"no ENI with room on node {node} and none can be added "
+                    f"(zone {facts.zone}); the static IP waits",
+                )
+                return
+            try:
+                addrs = self.d.cloud.assign_ips(
+                    EniId(eni_rec.eni_id), count=1, client_token=str(uuid.uuid4())
+                )
+            except CloudError as exc:
+                if exc.code.startswith("ResourceInsufficient"):
+                    self.d.state.exhausted.add(eni_rec.subnet)
+                    self.d.events.emit(
+                        self._pod_ref(c, pod),
+                        ev.WARNING,
+                        "WaitingForSubnet",
+                        f"subnet {eni_rec.subnet} is out of IPs: {exc.code}",
+                    )
+                    return
+                raise
+            ip = addrs[0]
+            self.d.crds.create_ip(
+                ip,
+                ip_spec(
+                    node,
+                    eni_rec.eni_id,
+                    eni_rec.subnet,
+                    eni_rec.zone,
+                    claim=c.key,
+                    reserved_uid=pod.uid,
+                ),
+            )
+        self._status(
+            c,
+            phase=m.CLAIM_PHASE_BOUND,
+            ip=ip,
+            subnet_id=eni_rec.subnet,
+            zone=eni_rec.zone,
+            node_name=node,
+            pod_uid=pod.uid,
+            last_seen=rfc3339(datetime.now(UTC)),
+            expires_at="",
+        )
+        metrics.ALLOCATION.labels("claim").observe(time.monotonic() - start)
+        self.d.events.emit(
+            self._pod_ref(c, pod),
+            ev.NORMAL,
+            "IPAssigned",
+            f"static IP {ip} ({eni_rec.subnet}, {eni_rec.zone}) reserved for this pod on {node}",
+        )
+
+    def reserve_for_pod(self, c: ClaimRec, pod: PodRec) -> None:
+        self.d.crds.patch_ip_spec(c.ip, {"reservedPodUid": pod.uid, "state": m.IP_STATE_ASSIGNED})
+        self._bound(c, pod)
+
+    def _bound(self, c: ClaimRec, pod: PodRec) -> None:
+        rec = self.d.state.ip(c.ip)
+        self._status(
+            c,
+            phase=m.CLAIM_PHASE_BOUND,
+            node_name=pod.node,
+            pod_uid=pod.uid,
+            last_seen=rfc3339(datetime.now(UTC)),
+            expires_at="",
+            subnet_id=rec.subnet if rec else c.subnet,
+            zone=rec.zone if rec else c.zone,
+        )
+        since = self._moving_since.pop(c.key, None)
+        if since is not None:
+            metrics.ALLOCATION.labels("move").observe(time.monotonic() - since)
+
+    def mark_reserved(self, c: ClaimRec) -> None:
+        now = datetime.now(UTC)
+        last = now
+        if c.phase == m.CLAIM_PHASE_BOUND:
+            # ipamd may have been down when the pod went: the agent's last update is older
+            rec = self.d.state.ip(c.ip)
+            seen = parse_time(rec.updated) if rec and rec.pod_uid == c.pod_uid else None
+            if seen is not None and seen < now:
+                last = seen
+        duration = claims.effective_duration(
+            c.expired_duration, self.d.settings.claim_expired_duration
+        )
+        at = claims.expires_at(last, duration)
+        self._status(
+            c,
+            phase=m.CLAIM_PHASE_RESERVED,
+            last_seen=rfc3339(last),
+            expires_at=rfc3339(at) if at else "",
+        )
+        log.info(
+            "claim %s: pod gone, IP %s reserved%s",
+            c.key,
+            c.ip,
+            f" until {rfc3339(at)}" if at else " (no expiry)",
+        )
+        if at is not None:
+            self.d.state.queue.add_after(CLAIM + c.key, max(0.0, (at - now).total_seconds()) + 0.05)
+
+    def _requeue_at_expiry(self, c: ClaimRec) -> None:
+        at = parse_time(c.expires_at)
+        duration = claims.effective_duration(
+            c.expired_duration, self.d.settings.claim_expired_duration
+        )
+        want = claims.expires_at(parse_time(c.last_seen), duration)
+        if want is not None and (at is None or abs((want - at).total_seconds()) > 1):
+            self._status(c, expires_at=rfc3339(want))  # the flag changed since
+            at = want
+        if at is not None:
+            left = (at - datetime.now(UTC)).total_seconds()
+            self.d.state.queue.add_after(CLAIM + c.key, max(0.05, left + 0.05))
+
+    def migrate(self, c: ClaimRec, pod: PodRec) -> None:
+        st = self.d.state
+        dest = pod.node
+        rec = st.ip(c.ip)
+        if rec is not None and rec.claim != c.key:
+            rec = None  # the address was given to something else: locate below
+        self._moving_since.setdefault(c.key, time.monotonic())
+        if c.phase != m.CLAIM_PHASE_MIGRATING or c.node != dest:
+            self._status(c, phase=m.CLAIM_PHASE_MIGRATING, node_name=dest)  # intent first
+            self.d.events.emit(
+                self._pod_ref(c, pod),
+                ev.NORMAL,
+                "IPMoving",
+                f"moving static IP {c.ip} from {rec.node if rec else '?'} to {dest}",
+            )
+        # 1. the old node's agent must let go of it
+        if rec is not None and st.node_alive(rec.node) and rec.node != dest:
+            if rec.state != m.IP_STATE_RELEASING:
+                self.d.crds.patch_ip_spec(c.ip, {"state": m.IP_STATE_RELEASING})
+                return
+            if rec.phase != m.IP_PHASE_RELEASED:
+                return  # the IP informer requeues us when the agent answers
+        # 2. a destination ENI in the IP's subnet (both nodes locked, in order)
+        subnet = rec.subnet if rec else c.subnet
+        first, second = sorted({dest, rec.node if rec else dest})[0], dest
+        if rec is not None and rec.node != dest:
+            first, second = sorted((dest, rec.node))
+        with st.node_lock(first), st.node_lock(second):
+            node = st.node(dest)
+            if node is None:
+                return
+            facts = self.nodes.facts(node)
+            if facts is None:
+                return
+            dest_eni = self._dest_eni(c, pod, facts, subnet)
+            if dest_eni is None:
+                return
+            # 3. move it in the cloud
+            dest_eni = self.nodes.enis.move_to(
+                c.ip, rec.eni if rec else self.nodes.enis.locate(c.ip), dest, dest_eni
+            )
+            # 4. the records follow
+            if rec is not None:
+                self.d.crds.delete_ip(c.ip)
+            self.d.crds.create_ip(
+                c.ip,
+                ip_spec(
+                    dest,
+                    dest_eni,
+                    subnet,
+                    facts.zone,
+                    claim=c.key,
+                    reserved_uid=pod.uid,
+                ),
+            )
+        if rec is not None and rec.node != dest:
+            st.queue.add(NODE + rec.node)  # its ENI may be empty now
+        c2 = st.claim(c.key) or c
+        self._bound(c2, pod)
+        self.d.events.emit(
+            self._pod_ref(c, pod),
+            ev.NORMAL,
+            "IPMoved",
+            f"static IP {c.ip} moved to {dest} ({dest_eni}) for pod uid {pod.uid}",
+        )
+
+    def _dest_eni(self, c: ClaimRec, pod: PodRec, facts: NodeFacts, subnet: str) -> str | None:
+        """An attached ENI of the pod's node in the IP's subnet with room, or a new
+        one; None (with an event) when the node cannot take it."""
+        rec = self.nodes.eni_with_room(pod.node, facts, subnet=subnet)
+        if rec is None:
+            self.d.events.emit(
+                self._pod_ref(c, pod),
+                ev.WARNING,
+                "WaitingForIP",
+                f"node {pod.node} has no ENI with room in subnet {subnet} and cannot add one",
+            )
+            return None
+        return rec.eni_id
+
+    def release(self, c: ClaimRec, pod: PodRec | None, why: str) -> None:
+        st = self.d.state
+        rec = st.ip(c.ip) if c.ip else None
+        if rec is not None and rec.claim == c.key:
+            alive = st.node_alive(rec.node)
+            in_use = rec.phase in (m.IP_PHASE_IN_USE, m.IP_PHASE_COOLDOWN)
+            if alive and in_use and pod is not None and not pod.deleting and rec.pod_uid == pod.uid:
+                # kubectl delete vipc of a running pod: it keeps the IP as a dynamic one
+                self.d.crds.patch_ip_spec(c.ip, {"claim": None, "reservedPodUid": None})
+                self._released_uids.add(pod.uid)
+                log.info(
+                    "claim %s: %s; IP %s stays with the running pod as a dynamic IP",
+                    c.key,
+                    why,
+                    c.ip,
+                )
+            else:
+                if alive and rec.state != m.IP_STATE_RELEASING:
+                    self.d.crds.patch_ip_spec(c.ip, {"state": m.IP_STATE_RELEASING})
+                    return
+                if alive and rec.phase != m.IP_PHASE_RELEASED:
+                    return  # waiting for the agent
+                with st.node_lock(rec.node):
+                    self.nodes.enis.unassign(rec.eni, [c.ip])
+                    self.d.crds.delete_ip(c.ip)
+                st.queue.add(NODE + rec.node)
+                eni = st.enis.get(rec.eni) if st.enis else None
+                if eni is not None and eni.phase == ENI_PHASE_DETACHED:
+                    st.queue.add(NODE + eni.node)
+        self._owner_cache.pop(c.key, None)
+        self._moving_since.pop(c.key, None)
+        self.d.crds.remove_claim_finalizer(c.namespace, c.name)
+        if not c.deleting:
+            self.d.crds.delete_claim(c.namespace, c.name)
+        self.d.events.emit(
+            ev.pod_ref(c.namespace, c.name),
+            ev.NORMAL,
+            "IPReleased",
+            f"static IP {c.ip or '(none)'} of claim {c.key} released: {why}",
+        )
+        log.info("claim %s released (%s), IP %s", c.key, why, c.ip)

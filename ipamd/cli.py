@@ -1,0 +1,109 @@
+"""``tke-eni-ipamd``: CLI → settings → app (uvicorn style). Logs the
+effective config at start (secrets redacted), serves metrics and health,
+stops cleanly on SIGTERM/SIGINT within a time limit."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from types import FrameType
+
+from ipamd.config import ConfigError, Settings, load
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        out = {
+            "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            "level": record.levelname,
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        if record.exc_info:
+            out["exc"] = self.formatException(record.exc_info)
+        return json.dumps(out)
+
+
+def setup_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    for noisy in ("urllib3", "kubernetes", "tencentcloud"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def build_cloud(settings: Settings):  # type: ignore[no-untyped-def]
+    from cloud.adapter import TencentCloud
+    from ipamd.cloudcalls import InstrumentedCloud
+
+    return InstrumentedCloud(TencentCloud.from_settings(settings.cloud), attempts=1)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        settings = load(argv)
+    except ConfigError as exc:
+        print(f"tke-eni-ipamd: {exc}", file=sys.stderr)
+        return 2
+    setup_logging(settings.log_level)
+    log = logging.getLogger("ipamd")
+    log.info("effective config: %s", json.dumps(settings.redacted(), default=str))
+
+    from ipamd import server
+    from ipamd.app import App
+    from ipamd.kube.api import KubeApi, load_configuration
+
+    try:
+        kube = KubeApi(load_configuration(settings.kubeconfig))
+    except Exception as exc:  # noqa: BLE001 - process boundary
+        log.error(
+            "cannot load the Kubernetes configuration (%s): %s",
+            settings.kubeconfig or "in-cluster",
+            exc,
+        )
+        return 1
+    app = App(settings, kube, build_cloud(settings))
+
+    def ready() -> tuple[bool, dict[str, object]]:
+        synced = all(i.synced.is_set() for i in app.informers)
+        leading = app.leading.is_set()
+        ok = synced and (app.ready.is_set() or not leading)
+        return ok, {"synced": synced, "leading": leading, "subnets": app.subnets.condition}
+
+    try:
+        metrics_srv = server.serve(settings.metrics_address, {"/metrics": server.metrics_route})
+        health_srv = server.serve(
+            settings.health_address,
+            {
+                "/healthz": server.json_route(lambda: (not app.stop.is_set(), {"ok": True})),
+                "/readyz": server.json_route(ready),
+            },
+        )
+    except (OSError, ValueError) as exc:
+        log.error("cannot serve metrics/health: %s", exc)
+        return 1
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        log.info("signal %d: shutting down", signum)
+        app.stop.set()
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+    try:
+        rc = app.run()
+    finally:
+        metrics_srv.shutdown()
+        health_srv.shutdown()
+        kube.close()
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,26 @@
+"""What the controllers share: settings, the cluster view, the cloud port
+and the Kubernetes writers. Built once by ``ipamd.app``; tests build it too."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cloud.ports import CloudApi
+from ipamd.config import Settings
+from ipamd.kube.crds import CrdWriter
+from ipamd.kube.events import EventRecorder
+from ipamd.kube.objects import ObjectWriter
+from ipamd.state import ClusterState
+
+# VpcENI status phases ipamd adds to core.models' set (reported to the lead)
+ENI_PHASE_DETACHED = "Detached"  # detached from a removed node, still holding claimed IPs
+
+
+@dataclass(slots=True)
+class Deps:
+    settings: Settings
+    state: ClusterState
+    cloud: CloudApi
+    crds: CrdWriter
+    objects: ObjectWriter
+    events: EventRecorder

@@ -1,0 +1,250 @@
+"""ENI and IP operations shared by the node and claim controllers: create +
+attach an ENI (intent recorded before the attach), detach + delete, phase
+records, unassign tolerant of already-gone resources, and the VpcIP spec."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from cloud.errors import CloudError, NotFoundError
+from cloud.models import Eni
+from core import cidr, names
+from core import models as m
+from core.ids import EniId, InstanceId, SubnetId, VpcId
+from ipamd import pool
+from ipamd.deps import Deps
+from ipamd.kube import events as ev
+from ipamd.records import EniRec
+from ipamd.state import NodeFacts
+
+log = logging.getLogger(__name__)
+
+SUBNET_EXHAUSTED_CODES = ("ResourceInsufficient.Subnet", "ResourceInsufficient")
+GONE_CODES = (
+    "ResourceNotFound",
+    "InvalidParameterValue.NotFound",
+    "UnsupportedOperation.InvalidState",
+)
+
+
+def ip_spec(
+    node: str,
+    eni: str,
+    subnet: str,
+    zone: str,
+    *,
+    claim: str = "",
+    reserved_uid: str = "",
+) -> m.VpcIpSpec:
+    return m.VpcIpSpec(
+        node_name=node,
+        eni_id=eni,
+        subnet_id=subnet,
+        zone=zone,
+        state=m.IP_STATE_ASSIGNED,
+        claim=claim,
+        reserved_pod_uid=reserved_uid,
+    )
+
+
+class EniOps:
+    def __init__(self, deps: Deps) -> None:
+        self.d = deps
+
+    def unassign(self, eni_id: str, addrs: list[str]) -> None:
+        for i in range(0, len(addrs), pool.MAX_IPS_PER_CALL):
+            chunk = addrs[i : i + pool.MAX_IPS_PER_CALL]
+            try:
+                self.d.cloud.unassign_ips(EniId(eni_id), chunk)
+            except CloudError as exc:
+                if not (isinstance(exc, NotFoundError) or exc.code in GONE_CODES):
+                    raise
+                # the ENI or the IPs are gone already: nothing to return
+                log.info("unassign %s from %s: %s (already gone)", chunk, eni_id, exc.code)
+
+    def exhausted(self, name: str, subnet: str, exc: CloudError) -> None:
+        self.d.state.exhausted.add(subnet)
+        self.d.events.emit(
+            ev.node_ref(name),
+            ev.WARNING,
+            "SubnetExhausted",
+            f"subnet {subnet} has no free IP left ({exc.code}); add a subnet to "
+            f"{names.CONFIGMAP_NAMESPACE}/{names.CONFIGMAP_NAME}",
+        )
+
+    def create_eni(
+        self, name: str, facts: NodeFacts, *, want: int, subnet_id: str | None = None
+    ) -> Eni | None:
+        st = self.d.state
+        decision = st.decision
+        if decision is None:
+            return None
+        if subnet_id is None:
+            candidates = [
+                (s.subnet_id, s.available_ips)
+                for s in decision.usable_in_zone(facts.zone)
+                if s.subnet_id not in st.exhausted
+            ]
+            subnet_id = pool.choose_subnet(candidates)
+            if subnet_id is None and not decision.usable_in_zone(facts.zone):
+                self.d.events.emit(
+                    ev.node_ref(name),
+                    ev.WARNING,
+                    "NoSubnetInZone",
+                    f"no subnet configured for zone {facts.zone}; no ENI created",
+                )
+                return None
+            if subnet_id is None:
+                self.d.events.emit(
+                    ev.node_ref(name),
+                    ev.WARNING,
+                    "SubnetExhausted",
+                    f"every configured subnet of zone {facts.zone} is out of IPs; no ENI created",
+                )
+                return None
+        sub = st.subnet(subnet_id)
+        if sub is None:
+            return None
+        token = str(uuid.uuid4())
+        try:
+            eni = self.d.cloud.create_eni(
+                vpc_id=VpcId(decision.vpc_id),
+                subnet_id=SubnetId(subnet_id),
+                name=f"{self.d.settings.cluster_id}-{name}"[:60],
+                description=f"{names.COMPONENT_IPAMD} node {name}"[:60],
+                secondary_ip_count=pool.first_batch(want, facts.limits.ips_per_eni),
+                tags={names.TAG_CLUSTER_ID: self.d.settings.cluster_id},
+                client_token=token,
+                instance_id=InstanceId(facts.instance_id),
+            )
+        except CloudError as exc:
+            if exc.code in SUBNET_EXHAUSTED_CODES:
+                self.exhausted(name, subnet_id, exc)
+                return None
+            raise
+        spec = m.VpcEniSpec(
+            node_name=name,
+            instance_id=facts.instance_id,
+            subnet_id=subnet_id,
+            vpc_id=decision.vpc_id,
+            zone=sub.zone,
+        )
+        status = m.VpcEniStatus(
+            phase=m.ENI_PHASE_ATTACHING,
+            mac=eni.mac.lower(),
+            primary_ip=eni.primary_ip or "",
+            subnet_cidr=sub.cidr,
+            gateway=str(cidr.gateway(sub.cidr)),
+            ip_capacity=facts.limits.ips_per_eni,
+        )
+        self.d.crds.create_eni(spec, status, eni.eni_id)  # intent before attach
+        try:
+            self.d.cloud.attach_eni(
+                eni.eni_id, InstanceId(facts.instance_id), client_token=token + "-attach"
+            )
+        except CloudError as exc:
+            self.d.events.emit(
+                ev.node_ref(name),
+                ev.WARNING,
+                "ENIAttachFailed",
+                f"could not attach {eni.eni_id} to {facts.instance_id}: {exc}",
+            )
+            if not exc.retryable:
+                self.delete_eni(eni.eni_id, None)
+            raise
+        described = self.d.cloud.describe_enis(eni_ids=[eni.eni_id])
+        index = described[0].device_index if described else None
+        status.phase = m.ENI_PHASE_ATTACHED
+        status.device_index = index
+        self.d.crds.eni_status(eni.eni_id, status)
+        for a in eni.secondary_ips:
+            self.d.crds.create_ip(a, ip_spec(name, eni.eni_id, subnet_id, sub.zone))
+        self.d.events.emit(
+            ev.node_ref(name),
+            ev.NORMAL,
+            "ENIAttached",
+            f"ENI {eni.eni_id} ({subnet_id}, {len(eni.secondary_ips)} IPs) attached as "
+            f"device {index}",
+        )
+        return eni
+
+    def delete_eni(self, eni_id: str, instance_id: str | None) -> None:
+        rec = self.d.state.enis.get(eni_id) if self.d.state.enis else None
+        if rec is not None and instance_id:
+            self.set_phase(rec, m.ENI_PHASE_DETACHING)
+            self.detach(eni_id, instance_id)
+        try:
+            self.d.cloud.delete_eni(EniId(eni_id))
+        except CloudError as exc:
+            if not (isinstance(exc, NotFoundError) or exc.code == "ResourceNotFound"):
+                raise
+        self.d.crds.delete_eni(eni_id)
+        log.info("deleted ENI %s", eni_id)
+
+    def detach(self, eni_id: str, instance_id: str) -> None:
+        try:
+            self.d.cloud.detach_eni(
+                EniId(eni_id),
+                InstanceId(instance_id),
+                client_token=f"detach-{eni_id}-{instance_id}",
+            )
+        except CloudError as exc:
+            if not (
+                isinstance(exc, NotFoundError)
+                or exc.code in GONE_CODES
+                or exc.code.startswith("UnsupportedOperation")
+            ):
+                raise
+            log.info("detach %s from %s: %s (not attached)", eni_id, instance_id, exc.code)
+
+    def set_phase(self, rec: EniRec, phase: str) -> None:
+        self.d.crds.eni_status(
+            rec.eni_id,
+            m.VpcEniStatus(
+                phase=phase,
+                mac=rec.mac,
+                primary_ip=rec.primary_ip,
+                device_index=rec.device_index or None,
+                ip_capacity=rec.capacity or None,
+            ),
+        )
+
+    # --- node removal ---
+
+    def move_to(self, ip: str, src_eni: str, dest: str, dest_eni: str) -> str:
+        """Move ``ip`` onto ``dest_eni``; returns the ENI of ``dest`` that holds it."""
+        if src_eni == dest_eni:
+            return dest_eni
+        try:
+            self.move(ip, src_eni, dest_eni)
+        except CloudError:
+            # a move replayed after a crash: the IP may already be on the node
+            where = self.locate(ip)
+            if where and where in {e.eni_id for e in self.d.state.node_enis(dest)}:
+                return where
+            raise
+        return dest_eni
+
+    def locate(self, ip: str) -> str:
+        vpc = self.d.state.decision.vpc_id if self.d.state.decision else None
+        found = self.d.cloud.describe_enis(address=ip, vpc_id=vpc)
+        return found[0].eni_id if found else ""
+
+    def move(self, ip: str, src: str, dst: str) -> None:
+        if src:
+            try:
+                self.d.cloud.migrate_ip(EniId(src), EniId(dst), ip)
+                return
+            except CloudError as exc:
+                if exc.retryable:
+                    raise
+                log.info(
+                    "migrate %s %s -> %s failed (%s); unassign + assign", ip, src, dst, exc.code
+                )
+                try:
+                    self.d.cloud.unassign_ips(EniId(src), [ip])
+                except CloudError as exc2:
+                    if not isinstance(exc2, NotFoundError) and exc2.code != "ResourceNotFound":
+                        raise
+        self.d.cloud.assign_ips(EniId(dst), addresses=[ip], client_token=str(uuid.uuid4()))

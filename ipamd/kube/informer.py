@@ -1,0 +1,184 @@
+"""List+watch caches that keep only *summaries* of the objects (a slots
+dataclass per object, built by a caller-supplied function), so ipamd stays
+lean with 150,000 VpcIPs. Relists on 410 Gone and on any watch error, with
+backoff; emits (key, old, new) changes to a handler; a write ipamd made is
+fed back at once with ``apply`` (newer resourceVersion wins) so the next
+decision never acts on a stale view of its own write."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+from ipamd.kube.api import JSON, KubeApi, KubeError
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+TOMBSTONES = 10000
+Handler = Callable[[str, "T | None", "T | None"], None]
+
+
+def object_key(obj: JSON) -> str:
+    meta = obj.get("metadata") or {}
+    ns = meta.get("namespace") or ""
+    return f"{ns}/{meta.get('name', '')}" if ns else str(meta.get("name", ""))
+
+
+def _rv(obj: JSON) -> int:
+    try:
+        return int((obj.get("metadata") or {}).get("resourceVersion") or 0)
+    except ValueError:
+        return 0
+
+
+class Informer(Generic[T]):
+    def __init__(
+        self,
+        api: KubeApi,
+        path: str,
+        name: str,
+        summarize: Callable[[JSON], T | None],
+        handler: Callable[[str, T | None, T | None], None] | None = None,
+        *,
+        label_selector: str = "",
+        on_error: Callable[[str], None] | None = None,
+    ) -> None:
+        self.api = api
+        self.path = path
+        self.name = name
+        self.summarize = summarize
+        self.handler = handler
+        self.label_selector = label_selector
+        self.on_error = on_error
+        self.synced = threading.Event()
+        self._lock = threading.Lock()
+        self._store: dict[str, T] = {}
+        self._rvs: dict[str, int] = {}  # live keys only
+        # deleted / not-of-interest keys, bounded: they only have to outlive late events
+        self._tombs: OrderedDict[str, int] = OrderedDict()
+        self._thread: threading.Thread | None = None
+
+    # --- reads ---
+    def get(self, key: str) -> T | None:
+        with self._lock:
+            return self._store.get(key)
+
+    def items(self) -> list[tuple[str, T]]:
+        with self._lock:
+            return list(self._store.items())
+
+    def values(self) -> list[T]:
+        with self._lock:
+            return list(self._store.values())
+
+    def __len__(self) -> int:
+        return len(self._store)
+
+    # --- writes fed back ---
+    def apply(self, obj: JSON | None, *, deleted_key: str = "") -> None:
+        """Feed an object ipamd just wrote (or a key it deleted) into the cache."""
+        if obj is None:
+            if deleted_key:
+                with self._lock:
+                    rv = max(self._rvs.get(deleted_key, 0), self._tombs.get(deleted_key, 0)) + 1
+                self._change(deleted_key, None, rv)
+            return
+        self._change(object_key(obj), self.summarize(obj), _rv(obj))
+
+    def _change(self, key: str, new: T | None, rv: int) -> None:
+        """``new`` None: deleted (or no longer of interest); ``rv`` stays as a
+        tombstone so a late, older event cannot resurrect the object."""
+        with self._lock:
+            if rv and rv < max(self._rvs.get(key, 0), self._tombs.get(key, 0)):
+                return  # older than what we have
+            old = self._store.get(key)
+            if new is None:
+                self._store.pop(key, None)
+                self._rvs.pop(key, None)
+                if rv:
+                    self._tombs[key] = rv
+                    self._tombs.move_to_end(key)
+                    if len(self._tombs) > TOMBSTONES:
+                        self._tombs.popitem(last=False)
+            else:
+                self._store[key] = new
+                self._tombs.pop(key, None)
+                if rv:
+                    self._rvs[key] = rv
+        if self.handler is not None and (old is not None or new is not None) and old != new:
+            try:
+                self.handler(key, old, new)
+            except Exception:
+                log.exception("%s: handler failed for %s", self.name, key)
+
+    # --- loop ---
+    def start(self, stop: threading.Event) -> None:
+        self._thread = threading.Thread(
+            target=self.run, args=(stop,), name=f"informer-{self.name}", daemon=True
+        )
+        self._thread.start()
+
+    def _relist(self) -> str:
+        seen: dict[str, tuple[T, int]] = {}
+        rv = ""
+        for items, page_rv in self.api.list_pages(self.path, label_selector=self.label_selector):
+            rv = page_rv or rv
+            for obj in items:
+                summary = self.summarize(obj)
+                if summary is not None:
+                    seen[object_key(obj)] = (summary, _rv(obj))
+        with self._lock:
+            gone = [k for k in self._store if k not in seen]
+            self._rvs = {k: v for k, v in self._rvs.items() if k in seen}
+        for key in gone:
+            self._change(key, None, 0)
+        for key, (summary, orv) in seen.items():
+            self._change(key, summary, orv)
+        return rv
+
+    def run(self, stop: threading.Event) -> None:  # noqa: PLR0912
+        backoff = 0.2
+        rv = ""
+        while not stop.is_set():
+            try:
+                if not rv:
+                    rv = self._relist()
+                    self.synced.set()
+                for event in self.api.watch(self.path, rv, label_selector=self.label_selector):
+                    if stop.is_set():
+                        return
+                    etype = event.get("type")
+                    obj = event.get("object") or {}
+                    new_rv = (obj.get("metadata") or {}).get("resourceVersion")
+                    if new_rv:
+                        rv = str(new_rv)
+                    if etype == "BOOKMARK":
+                        continue
+                    key = object_key(obj)
+                    if etype == "DELETED":
+                        self._change(key, None, _rv(obj))
+                    else:
+                        self._change(key, self.summarize(obj), _rv(obj))
+                backoff = 0.2
+            except KubeError as exc:
+                if exc.gone:
+                    log.info("%s: watch expired (410), relisting", self.name)
+                else:
+                    hint = ""
+                    if exc.not_found and "/apis/" in self.path:
+                        hint = " (are the CRDs installed? kubectl apply -f deploy/crds/)"
+                    log.warning("%s: list/watch failed: %s%s", self.name, exc, hint)
+                    if self.on_error:
+                        self.on_error(str(exc))
+                    stop.wait(backoff)
+                    backoff = min(backoff * 2, 10.0)
+                rv = ""
+            except Exception as exc:  # noqa: BLE001 - keep watching whatever broke
+                log.warning("%s: watch stream broke: %s", self.name, exc)
+                stop.wait(backoff)
+                backoff = min(backoff * 2, 10.0)
+                rv = ""

@@ -1,0 +1,37 @@
+"""Prometheus metrics of ipamd (one registry per process, served on
+``--metrics-address``)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+IPS = Gauge("tke_ipamd_ips", "VpcIPs by subnet and phase", ["subnet", "phase"], registry=REGISTRY)
+ENIS = Gauge("tke_ipamd_enis", "VpcENIs by subnet", ["subnet"], registry=REGISTRY)
+CLAIMS = Gauge("tke_ipamd_claims", "VpcIPClaims by phase", ["phase"], registry=REGISTRY)
+NODES = Gauge("tke_ipamd_nodes", "nodes known to ipamd", registry=REGISTRY)
+LEADER = Gauge("tke_ipamd_leader", "1 while this process is the leader", registry=REGISTRY)
+CLOUD_CALLS = Counter(
+    "tke_ipamd_cloud_calls_total",
+    "cloud API calls by action and result",
+    ["action", "result"],
+    registry=REGISTRY,
+)
+RECONCILE_FIXES = Counter(
+    "tke_ipamd_reconcile_fixes_total",
+    "drift corrected by the reconcile loop",
+    ["kind"],
+    registry=REGISTRY,
+)
+ALLOCATION = Histogram(
+    "tke_ipamd_allocation_seconds",
+    "time to assign IPs / move a claimed IP",
+    ["kind"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
+    registry=REGISTRY,
+)
+WORK_ERRORS = Counter(
+    "tke_ipamd_work_errors_total", "failed work items by kind", ["kind"], registry=REGISTRY
+)
+SUBNETS = Gauge("tke_ipamd_subnets", "configured subnets by state", ["state"], registry=REGISTRY)

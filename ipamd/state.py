@@ -1,0 +1,172 @@
+"""ipamd's in-memory view of the cluster: the informers' summaries plus
+indexes (IPs and ENIs by node), per-node locks, the node → instance facts
+cache and the current subnet decision. Handlers keep the indexes current and
+turn changes into work-queue keys."""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+from dataclasses import dataclass
+
+from cloud.models import Subnet
+from core.ids import SubnetId
+from core.limits import EniLimits
+from ipamd.kube.informer import Informer
+from ipamd.records import ClaimRec, EniRec, IpRec, NodeRec, PodRec
+from ipamd.subnets import SubnetDecision
+from ipamd.workqueue import WorkQueue
+
+NODE = "node:"
+CLAIM = "claim:"
+SUBNETS = "subnets"
+RECONCILE = "reconcile"
+
+
+@dataclass(frozen=True, slots=True)
+class NodeFacts:
+    instance_id: str
+    zone: str
+    instance_type: str
+    limits: EniLimits
+
+
+class ClusterState:
+    def __init__(self, queue: WorkQueue) -> None:
+        self.queue = queue
+        self.nodes: Informer[NodeRec] | None = None
+        self.pods: Informer[PodRec] | None = None
+        self.ips: Informer[IpRec] | None = None
+        self.enis: Informer[EniRec] | None = None
+        self.claims: Informer[ClaimRec] | None = None
+        self._idx_lock = threading.Lock()
+        self.ips_by_node: dict[str, set[str]] = defaultdict(set)
+        self.enis_by_node: dict[str, set[str]] = defaultdict(set)
+        self.facts: dict[str, NodeFacts] = {}
+        self.facts_miss: dict[str, tuple[str, float]] = {}  # node -> (instance, when not found)
+        self._locks: dict[str, threading.RLock] = {}
+        self._locks_lock = threading.Lock()
+        self.decision: SubnetDecision | None = None
+        self.exhausted: set[str] = set()  # subnets the cloud said are out of IPs
+        self.last_trim: dict[str, float] = {}
+        self.surplus_since: dict[str, float] = {}  # node -> when its pool went over target
+        self.configmap_data: dict[str, str] | None = None
+        self.configmap_seen = False
+
+    # --- locks ---
+    def node_lock(self, node: str) -> threading.RLock:
+        with self._locks_lock:
+            lock = self._locks.get(node)
+            if lock is None:
+                lock = self._locks[node] = threading.RLock()
+            return lock
+
+    # --- handlers (called by informers) ---
+    def on_node(self, key: str, old: NodeRec | None, new: NodeRec | None) -> None:
+        self.queue.add(NODE + key)
+        if new is None:
+            # claims whose IP sat on this node can move now
+            for ip in self.node_ips(key):
+                if ip.claim:
+                    self.queue.add(CLAIM + ip.claim)
+
+    def on_pod(self, key: str, old: PodRec | None, new: PodRec | None) -> None:
+        self.queue.add(CLAIM + key)
+
+    def on_ip(self, key: str, old: IpRec | None, new: IpRec | None) -> None:
+        with self._idx_lock:
+            if old is not None and (new is None or old.node != new.node):
+                self.ips_by_node[old.node].discard(key)
+                if not self.ips_by_node[old.node]:
+                    del self.ips_by_node[old.node]
+            if new is not None:
+                self.ips_by_node[new.node].add(key)
+        for rec in (old, new):
+            if rec is None:
+                continue
+            if rec.node:
+                self.queue.add(NODE + rec.node)
+            if rec.claim:
+                self.queue.add(CLAIM + rec.claim)
+
+    def on_eni(self, key: str, old: EniRec | None, new: EniRec | None) -> None:
+        with self._idx_lock:
+            if old is not None and (new is None or old.node != new.node):
+                self.enis_by_node[old.node].discard(key)
+                if not self.enis_by_node[old.node]:
+                    del self.enis_by_node[old.node]
+            if new is not None:
+                self.enis_by_node[new.node].add(key)
+        for rec in (old, new):
+            if rec is not None and rec.node:
+                self.queue.add(NODE + rec.node)
+
+    def on_claim(self, key: str, old: ClaimRec | None, new: ClaimRec | None) -> None:
+        self.queue.add(CLAIM + key)
+
+    def on_configmap(self, key: str, old: object, new: object) -> None:
+        self.queue.add(SUBNETS)
+
+    # --- reads ---
+    def node(self, name: str) -> NodeRec | None:
+        return self.nodes.get(name) if self.nodes else None
+
+    def node_alive(self, name: str) -> bool:
+        rec = self.node(name)
+        return rec is not None and not rec.deleting
+
+    def node_ips(self, node: str) -> list[IpRec]:
+        assert self.ips is not None
+        with self._idx_lock:
+            names = list(self.ips_by_node.get(node, ()))
+        out = []
+        for n in names:
+            rec = self.ips.get(n)
+            if rec is not None:
+                out.append(rec)
+        return out
+
+    def node_enis(self, node: str) -> list[EniRec]:
+        assert self.enis is not None
+        with self._idx_lock:
+            names = list(self.enis_by_node.get(node, ()))
+        out = []
+        for n in names:
+            rec = self.enis.get(n)
+            if rec is not None:
+                out.append(rec)
+        return out
+
+    def ip(self, address: str) -> IpRec | None:
+        return self.ips.get(address) if self.ips else None
+
+    def claim(self, key: str) -> ClaimRec | None:
+        return self.claims.get(key) if self.claims else None
+
+    def pod(self, key: str) -> PodRec | None:
+        return self.pods.get(key) if self.pods else None
+
+    def subnet(self, subnet_id: str) -> Subnet | None:
+        d = self.decision
+        if d is None:
+            return None
+        sid = SubnetId(subnet_id)
+        return d.active.get(sid) or d.draining.get(sid)
+
+    def subnet_active(self, subnet_id: str) -> bool:
+        d = self.decision
+        return d is not None and subnet_id in d.active and subnet_id not in self.exhausted
+
+    def subnet_in_use(self) -> dict[str, int]:
+        assert self.enis is not None
+        counts: dict[str, int] = defaultdict(int)
+        for eni in self.enis.values():
+            counts[eni.subnet] += 1
+        return counts
+
+    def nodes_with_work(self) -> list[str]:
+        with self._idx_lock:
+            names = set(self.ips_by_node) | set(self.enis_by_node)
+        if self.nodes is not None:
+            names |= {k for k, _ in self.nodes.items()}
+        return sorted(n for n in names if n)

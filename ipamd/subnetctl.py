@@ -1,0 +1,170 @@
+"""The subnet controller: reads ConfigMap ``kube-system/tke-eni-ipamd``,
+checks it against the cloud (``ipamd.subnets``), applies it live, publishes
+``kube-system/tke-eni-ipamd-status`` for the scheduler extender, and
+refreshes free-IP counts. A missing ConfigMap is a condition (logged, shown
+in the status ConfigMap and /readyz detail), not a crash."""
+
+from __future__ import annotations
+
+import logging
+
+from cloud.errors import CloudError, NotFoundError
+from cloud.models import Subnet
+from core import models as m
+from core import names
+from core.ids import SubnetId
+from ipamd import metrics, subnets
+from ipamd.deps import Deps
+from ipamd.kube import events as ev
+from ipamd.state import NODE
+
+log = logging.getLogger(__name__)
+
+
+class SubnetController:
+    def __init__(self, deps: Deps) -> None:
+        self.d = deps
+        self.condition = "ConfigMap not read yet"
+        self._last_config: subnets.SubnetConfig | None = None
+        self._last_error = ""
+
+    def sync(self) -> None:
+        st = self.d.state
+        cm_name = f"{names.CONFIGMAP_NAMESPACE}/{names.CONFIGMAP_NAME}"
+        data = st.configmap_data
+        if data is None:
+            self.condition = (
+                f"ConfigMap {cm_name} is missing: no subnet is configured, no ENI is created"
+            )
+            if self._last_error != self.condition:
+                log.warning("%s", self.condition)
+                self._last_error = self.condition
+            self._publish()
+            return
+        try:
+            config = subnets.parse_configmap(data)
+        except subnets.SubnetConfigError as exc:
+            self._refuse(str(exc), "InvalidSubnetConfig")
+            return
+        for w in config.warnings:
+            self.d.events.emit(ev.configmap_ref(), ev.WARNING, "DeprecatedSetting", w)
+        facts = self._facts(config)
+        previous = st.decision
+        decision = subnets.decide(config, facts, previous=previous, in_use=st.subnet_in_use())
+        if not decision.accepted:
+            for r in decision.refusals:
+                self.d.events.emit(ev.configmap_ref(), ev.WARNING, "InvalidSubnet", r.reason)
+            self.condition = "refused: " + "; ".join(r.reason for r in decision.refusals)
+            st.decision = decision if previous is None else _keep(previous, decision)
+            self._publish()
+            return
+        changed = (
+            previous is None
+            or set(previous.active) != set(decision.active)
+            or set(previous.draining) != set(decision.draining)
+        )
+        st.decision = decision
+        st.exhausted -= set(decision.active)  # fresh counts: let the cloud say again
+        self.condition = "ok"
+        self._last_error = ""
+        if changed:
+            msg = f"subnets applied: active {sorted(decision.active)}" + (
+                f", draining {sorted(decision.draining)}" if decision.draining else ""
+            )
+            log.info("%s", msg)
+            self.d.events.emit(ev.configmap_ref(), ev.NORMAL, "SubnetsApplied", msg)
+            for node in st.nodes_with_work():
+                st.queue.add(NODE + node)
+        self._publish()
+
+    def _refuse(self, message: str, reason: str) -> None:
+        self.d.events.emit(ev.configmap_ref(), ev.WARNING, reason, message)
+        self.condition = f"refused: {message}"
+        self._publish()
+
+    def _facts(self, config: subnets.SubnetConfig) -> dict[SubnetId, subnets.SubnetFacts]:
+        st = self.d.state
+        known = set(st.decision.active) | set(st.decision.draining) if st.decision else set()
+        found = self._describe(config.subnet_ids)
+        out: dict[SubnetId, subnets.SubnetFacts] = {}
+        for sid in config.subnet_ids:
+            sub = found.get(sid)
+            foreign: tuple[str, ...] = ()
+            if sub is not None and sid not in known:
+                foreign = self._foreign(sid)
+            out[sid] = subnets.SubnetFacts(sub, foreign)
+        return out
+
+    def _describe(self, ids: tuple[SubnetId, ...]) -> dict[str, Subnet]:
+        """The subnets that exist; one unknown id fails a batch call, so then ask one by one."""
+        if not ids:
+            return {}
+        try:
+            return {s.subnet_id: s for s in self.d.cloud.describe_subnets(ids)}
+        except CloudError as exc:
+            if not (
+                isinstance(exc, NotFoundError)
+                or exc.code.startswith("ResourceNotFound")
+                or exc.code.startswith("InvalidParameterValue")
+            ):
+                raise
+        out: dict[str, Subnet] = {}
+        for sid in ids:
+            try:
+                out.update({s.subnet_id: s for s in self.d.cloud.describe_subnets([sid])})
+            except CloudError as exc:
+                if not (
+                    isinstance(exc, NotFoundError)
+                    or exc.code.startswith("ResourceNotFound")
+                    or exc.code.startswith("InvalidParameterValue")
+                ):
+                    raise
+        return out
+
+    def _foreign(self, sid: SubnetId) -> tuple[str, ...]:
+        cluster = self.d.settings.cluster_id
+        out = []
+        for eni in self.d.cloud.describe_enis(subnet_id=sid):
+            if eni.tags.get(names.TAG_CLUSTER_ID) == cluster:
+                continue
+            what: str = eni.eni_id
+            if eni.primary and eni.instance_id:
+                what = f"instance {eni.instance_id}"
+            out.append(what)
+        return tuple(out)
+
+    def refresh(self) -> None:
+        """Free-IP counts of the active and draining subnets; drop empty draining ones."""
+        st = self.d.state
+        d = st.decision
+        if d is None:
+            return
+        ids = [*d.active, *d.draining]
+        if not ids:
+            return
+        try:
+            latest = list(self._describe(tuple(ids)).values())
+        except CloudError as exc:
+            log.warning("subnet refresh failed: %s", exc)
+            return
+        subnets.refresh(d, latest, st.subnet_in_use())
+        for s in latest:
+            if s.available_ips > 0:
+                st.exhausted.discard(s.subnet_id)
+        self._publish()
+
+    def _publish(self) -> None:
+        d = self.d.state.decision
+        statuses = d.statuses() if d else []
+        if self.d.state.configmap_data is None:
+            statuses = []
+        metrics.SUBNETS.labels(m.SUBNET_ACTIVE).set(len(d.active) if d else 0)
+        metrics.SUBNETS.labels(m.SUBNET_DRAINING).set(len(d.draining) if d else 0)
+        self.d.objects.publish_subnets(statuses)
+
+
+def _keep(
+    previous: subnets.SubnetDecision, refused: subnets.SubnetDecision
+) -> subnets.SubnetDecision:
+    previous.refusals = refused.refusals
+    return previous

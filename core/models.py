@@ -48,6 +48,7 @@ ENI_PHASE_ATTACHING: Final = "Attaching"
 ENI_PHASE_ATTACHED: Final = "Attached"
 ENI_PHASE_DETACHING: Final = "Detaching"
 ENI_PHASE_DELETING: Final = "Deleting"
+ENI_PHASE_DETACHED: Final = "Detached"  # ENI of a removed node, kept for claimed IPs
 
 # --- VpcIPClaim ---
 CLAIM_PHASE_PENDING: Final = "Pending"  # no IP yet

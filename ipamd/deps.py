@@ -6,14 +6,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cloud.ports import CloudApi
+from core.models import ENI_PHASE_DETACHED
 from ipamd.config import Settings
 from ipamd.kube.crds import CrdWriter
 from ipamd.kube.events import EventRecorder
 from ipamd.kube.objects import ObjectWriter
 from ipamd.state import ClusterState
 
-# VpcENI status phases ipamd adds to core.models' set (reported to the lead)
-ENI_PHASE_DETACHED = "Detached"  # detached from a removed node, still holding claimed IPs
+__all__ = ["ENI_PHASE_DETACHED", "Deps"]
 
 
 @dataclass(slots=True)

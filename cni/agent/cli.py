@@ -12,9 +12,11 @@ import threading
 import time
 from collections.abc import Sequence
 from types import FrameType
+from typing import Protocol
 
 from . import checkpoint, config, install, logs
 from .agent import Agent, AgentSettings
+from .capacity_file import CapacityFilePublisher
 from .health import HealthServer
 from .ipsource import FileNodeIpSource, NodeIpSource
 from .metrics import Metrics
@@ -65,6 +67,36 @@ def install_cni(cfg: config.AgentConfig) -> None:
     install.install_conflist(cfg.cni_conf_dir, cfg.cni_conf_name, conflist, cfg.cni_conf_overwrite)
 
 
+class _Stoppable(Protocol):
+    def stop(self) -> None: ...
+
+
+def start_capacity_feed(
+    cfg: config.AgentConfig, source: NodeIpSource, metrics: Metrics
+) -> list[_Stoppable]:
+    """The device plugin's capacity file (off when the path is empty). With the
+    kubernetes IP source, ipamd's subnet status ConfigMap is watched too; with
+    the file source there is no status: subnets count as not exhausted.
+    Returns what to stop, in order."""
+    if not cfg.device_plugin_capacity_file:
+        return []
+    publisher = CapacityFilePublisher(cfg.device_plugin_capacity_file, source, metrics=metrics)
+    started: list[_Stoppable] = [publisher]
+    if cfg.ip_source == "kubernetes":
+        from .kube_ipsource import load_kube_config
+        from .kube_subnets import KubeSubnetStatusWatch
+
+        namespace, name = cfg.subnet_status_ref
+        status = KubeSubnetStatusWatch(
+            load_kube_config(cfg.kubeconfig), namespace, name, on_change=publisher.update
+        )
+        publisher.subnets = status.current
+        status.start()
+        started.append(status)
+    publisher.start()
+    return started
+
+
 def run(cfg: config.AgentConfig, stop: threading.Event) -> int:
     log.info("starting", extra={"config": cfg.effective()})
     # a CNI reply waiting for the GIL behind a background thread waits up to the
@@ -103,6 +135,7 @@ def run(cfg: config.AgentConfig, stop: threading.Event) -> int:
     agent.on_change = reporter.poke
     reconciler = Reconciler(agent, cfg.reconcile_interval)
     source.start()
+    capacity_feed = start_capacity_feed(cfg, source, metrics)
     reconciler.run_once()
     agent.checkpoint.flush()
     if cfg.install_cni:
@@ -130,6 +163,8 @@ def run(cfg: config.AgentConfig, stop: threading.Event) -> int:
     reconciler.stop()
     reporter.stop()
     agent.checkpoint.flush()
+    for feed in capacity_feed:
+        feed.stop()
     source.stop()
     if health:
         health.stop()

@@ -10,6 +10,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from core.models import SUBNET_STATUS_CONFIGMAP
+from core.names import CONFIGMAP_NAMESPACE
+
 ENV_PREFIX = "TKE_ENI_AGENT_"
 
 
@@ -79,6 +82,17 @@ class AgentConfig:
         "scheduling niceness of the agent (it is on every pod start's critical path: "
         "under a burst it should not queue behind the shims it serves); 0 = leave as is",
     )
+    device_plugin_capacity_file: str = _opt(
+        "",
+        "capacity file the agent writes for tke-eni-device-plugin --capacity-file "
+        "(usable_ips: 0 without an attached ENI, the held IPs when the zone's subnets are "
+        "exhausted); empty = off",
+    )
+    subnet_status_configmap: str = _opt(
+        f"{CONFIGMAP_NAMESPACE}/{SUBNET_STATUS_CONFIGMAP}",
+        "<namespace>/<name> of ipamd's subnet status ConfigMap, read (kubernetes IP source "
+        "only) for --device-plugin-capacity-file",
+    )
     log_level: str = _opt("INFO", "DEBUG, INFO, WARNING or ERROR")
     fault: str = _opt(
         "",
@@ -89,6 +103,12 @@ class AgentConfig:
     @property
     def checkpoint_path(self) -> str:
         return os.path.join(self.state_dir, "checkpoint.json")
+
+    @property
+    def subnet_status_ref(self) -> tuple[str, str]:
+        """(namespace, name) of ``subnet_status_configmap`` (validated by ``parse``)."""
+        namespace, _, name = self.subnet_status_configmap.partition("/")
+        return namespace, name
 
     def effective(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -137,6 +157,12 @@ def parse(argv: Sequence[str] | None = None, environ: dict[str, str] | None = No
         parser.error("--ip-source=file needs --ip-source-file")
     if cfg.pod_source == "file" and not cfg.pod_source_file:
         parser.error("--pod-source=file needs --pod-source-file")
+    namespace, _, name = cfg.subnet_status_configmap.partition("/")
+    if not namespace or not name or "/" in name:
+        parser.error(
+            "--subnet-status-configmap must be <namespace>/<name>, "
+            f"not {cfg.subnet_status_configmap!r}"
+        )
     if "kubernetes" in (cfg.ip_source, cfg.pod_source) and not cfg.node_name:
         parser.error("--node-name (or NODE_NAME) is required with the kubernetes sources")
     return cfg

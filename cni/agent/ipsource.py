@@ -32,6 +32,7 @@ class EniInfo:
     subnet_cidr: str
     gateway: IPv4
     primary_ip: IPv4
+    zone: str = ""  # VpcENI spec.zone (ipamd's), "" when unknown
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,7 +139,7 @@ class MemoryNodeIpSource:
 
 
 def view_from_json(data: dict[str, Any], generation: int) -> NodeIpView:
-    """``{"enis": [{"id","mac","subnetCidr","gateway","primaryIp"}],
+    """``{"enis": [{"id","mac","subnetCidr","gateway","primaryIp","zone"}],
     "ips": [{"ip","eni","state","claim","reservedPodUid"}]}`` (VpcIP spec names)"""
     enis = tuple(
         EniInfo(
@@ -147,6 +148,7 @@ def view_from_json(data: dict[str, Any], generation: int) -> NodeIpView:
             subnet_cidr=str(e.get("subnetCidr", "")),
             gateway=IPv4(str(e["gateway"])),
             primary_ip=IPv4(str(e.get("primaryIp", ""))),
+            zone=str(e.get("zone") or ""),
         )
         for e in data.get("enis") or []
     )

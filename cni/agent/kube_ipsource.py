@@ -66,6 +66,7 @@ def eni_of(obj: dict[str, Any]) -> EniInfo | None:
         subnet_cidr=status.subnet_cidr,
         gateway=IPv4(status.gateway),
         primary_ip=IPv4(status.primary_ip),
+        zone=VpcEniSpec.from_dict(obj.get("spec")).zone,
     )
 
 

@@ -51,3 +51,14 @@ class Metrics:
             ["result"],
             registry=r,
         )
+        self.usable_ips = Gauge(
+            f"{PREFIX}_device_plugin_usable_ips",
+            "usable_ips written to the device plugin's capacity file (-1 = no limit)",
+            registry=r,
+        )
+        self.capacity_writes = Counter(
+            f"{PREFIX}_device_plugin_capacity_writes",
+            "Writes of the device plugin's capacity file, by result",
+            ["result"],
+            registry=r,
+        )

@@ -1,11 +1,12 @@
 """deploy/agent's RBAC with the agent ServiceAccount's own token on the real
 kube-apiserver: the agent's real Kubernetes ports (``cni.agent.kube_ipsource``,
-``cni.agent.kube_pods``) work with it, and what the agent must not do (per the
-ownership in core/models.py) is refused with 403."""
+``cni.agent.kube_pods``, ``cni.agent.kube_subnets``) work with it, and what the
+agent must not do (per the ownership in core/models.py) is refused with 403."""
 
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -16,7 +17,14 @@ from kubernetes.dynamic import DynamicClient
 from cni.agent.ipsource import IpUsage
 from cni.agent.kube_ipsource import KubeNodeIpSource
 from cni.agent.kube_pods import KubePodSource
+from cni.agent.kube_subnets import KubeSubnetStatusWatch
 from core.ids import IPv4
+from core.models import (
+    SUBNET_STATUS_CONFIGMAP,
+    SUBNET_STATUS_KEY,
+    SubnetStatus,
+    dump_subnet_statuses,
+)
 from core.names import CRD_GROUP, CRD_VERSION, NODE_LABEL, PLURAL_VPC_ENI, PLURAL_VPC_IP
 from localcluster.controlplane import ControlPlane
 from tests.deploy_support import DEPLOY, apply, create_crds, kustomize_build, load_docs, yaml_files
@@ -27,6 +35,9 @@ NODE = "rbac-node-1"
 IP = "10.250.0.9"
 ENI = "eni-rbac0001"
 POD_NS, POD = "default", "rbac-probe"
+OTHER_CM = "rbac-other-configmap"
+RBAC_KINDS = ("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding")
+STATUS = [SubnetStatus(subnet_id="subnet-rbac0001", zone="ap-guangzhou-3", available=7)]
 
 
 @pytest.fixture
@@ -57,14 +68,30 @@ def agent_rbac(admin: client.ApiClient) -> Iterator[list[dict[str, Any]]]:
     """CRDs, the agent's ServiceAccount/ClusterRole/Binding (for real), one VpcENI +
     VpcIP of NODE and a pod; all removed afterwards (the CRDs stay: shared)."""
     objs = kustomize_build(DEPLOY / "agent")
-    rbac = [o for o in objs if o["kind"] in ("ServiceAccount", "ClusterRole", "ClusterRoleBinding")]
-    assert len(rbac) == 3, [o["kind"] for o in objs]
+    rbac = [o for o in objs if o["kind"] in RBAC_KINDS]
+    assert len(rbac) == 5, [o["kind"] for o in objs]
     create_crds(admin, [d for p in yaml_files(DEPLOY / "crds") for d in load_docs(p)])
     dyn = DynamicClient(admin)
     custom = client.CustomObjectsApi(admin)
     core = client.CoreV1Api(admin)
     labels = {NODE_LABEL: NODE}
+    created_status = False
     try:
+        try:  # ipamd's subnet status (another test's ipamd may have published one)
+            core.create_namespaced_config_map(
+                NS,
+                {
+                    "metadata": {"name": SUBNET_STATUS_CONFIGMAP},
+                    "data": {SUBNET_STATUS_KEY: dump_subnet_statuses(STATUS)},
+                },
+            )
+            created_status = True
+        except client.ApiException as exc:
+            if exc.status != 409:
+                raise
+        core.create_namespaced_config_map(
+            NS, {"metadata": {"name": OTHER_CM}, "data": {"secret-ish": "no"}}
+        )
         for obj in rbac:
             apply(dyn, obj, dry_run=False)
         custom.create_cluster_custom_object(
@@ -103,6 +130,11 @@ def agent_rbac(admin: client.ApiClient) -> Iterator[list[dict[str, Any]]]:
     finally:
         with contextlib.suppress(client.ApiException):
             core.delete_namespaced_pod(POD, POD_NS, grace_period_seconds=0)
+        with contextlib.suppress(client.ApiException):
+            core.delete_namespaced_config_map(OTHER_CM, NS)
+        if created_status:
+            with contextlib.suppress(client.ApiException):
+                core.delete_namespaced_config_map(SUBNET_STATUS_CONFIGMAP, NS)
         for plural, name in ((PLURAL_VPC_IP, IP), (PLURAL_VPC_ENI, ENI)):
             with contextlib.suppress(client.ApiException):
                 custom.delete_cluster_custom_object(CRD_GROUP, CRD_VERSION, plural, name)
@@ -137,6 +169,25 @@ def test_agent_ports_work_with_the_agent_rbac(
 
         info = KubePodSource(api).get(POD_NS, POD)
         assert info is not None and info.uid
+
+        # ipamd's subnet status: get, and list + watch by metadata.name (resourceNames)
+        core_api = client.CoreV1Api(api)
+        assert core_api.read_namespaced_config_map(SUBNET_STATUS_CONFIGMAP, NS).data
+        changed = threading.Event()
+        status = KubeSubnetStatusWatch(api, NS, SUBNET_STATUS_CONFIGMAP, on_change=changed.set)
+        status.start()
+        try:
+            assert status.current() is not None, "the agent could not list the subnet status"
+            changed.clear()
+            client.CoreV1Api(admin).patch_namespaced_config_map(
+                SUBNET_STATUS_CONFIGMAP,
+                NS,
+                {"data": {SUBNET_STATUS_KEY: dump_subnet_statuses([*STATUS, *STATUS])}},
+            )
+            assert changed.wait(30), "the agent's watch saw no change"
+            assert len(status.current() or []) == 2
+        finally:
+            status.stop()
 
         core = client.CoreV1Api(api)
         core.create_namespaced_event(
@@ -200,4 +251,23 @@ def test_agent_rbac_refuses_what_the_agent_does_not_own(
         _forbidden("delete pod", lambda: core.delete_namespaced_pod(POD, POD_NS))
         _forbidden("get nodes", lambda: core.read_node(NODE))
         _forbidden("list secrets", lambda: core.list_namespaced_secret(NS))
-        _forbidden("read ConfigMaps", lambda: core.list_namespaced_config_map(NS))
+        _forbidden("list all ConfigMaps", lambda: core.list_namespaced_config_map(NS))
+        _forbidden("get another ConfigMap", lambda: core.read_namespaced_config_map(OTHER_CM, NS))
+        _forbidden(
+            "list another ConfigMap by name",
+            lambda: core.list_namespaced_config_map(NS, field_selector=f"metadata.name={OTHER_CM}"),
+        )
+        _forbidden(
+            "watch all ConfigMaps",
+            lambda: core.list_namespaced_config_map(NS, watch=True, timeout_seconds=1),
+        )
+        _forbidden(
+            "the status name in another namespace",
+            lambda: core.read_namespaced_config_map(SUBNET_STATUS_CONFIGMAP, POD_NS),
+        )
+        _forbidden(
+            "update the subnet status (ipamd's)",
+            lambda: core.patch_namespaced_config_map(
+                SUBNET_STATUS_CONFIGMAP, NS, {"data": {SUBNET_STATUS_KEY: "[]"}}
+            ),
+        )

@@ -152,8 +152,13 @@ def test_every_container_configuration_loads(built: list[dict[str, Any]]) -> Non
     ):
         assert under_a_mount(path, c), f"agent writes {path}: not a host mount {mount_paths(c)}"
     assert under_a_mount("/var/run/netns", c)
+    # the agent feeds the device plugin through the capacity file: one host directory
+    capfile = agent.device_plugin_capacity_file
+    assert capfile and under_a_mount(os.path.dirname(capfile), c), (capfile, mount_paths(c))
     dp, c = loaded["tke-eni-device-plugin"]
     assert under_a_mount(dp.device_plugin_dir, c), (dp.device_plugin_dir, mount_paths(c))
+    assert dp.capacity_file == capfile, (dp.capacity_file, capfile)
+    assert under_a_mount(os.path.dirname(dp.capacity_file), c), mount_paths(c)
     assert dp.metrics_bind_address == f"{DOWNWARD['status.hostIP']}:9961"
 
 
@@ -192,6 +197,7 @@ def test_workload_policy(built: list[dict[str, Any]]) -> None:
             assert covering, f"{label}: no PodDisruptionBudget"
     agent = workloads["DaemonSet/tke-eni-agent"]["spec"]["template"]["spec"]
     assert agent["hostNetwork"] is True
+    assert agent["hostPID"] is True  # CNI_NETNS may be /proc/<host pid>/ns/net
     assert {"operator": "Exists"} in agent["tolerations"]  # NotReady (no CNI yet) nodes too
     by_name = {c["name"]: c for c in agent["containers"]}
     assert set(by_name) == {"tke-eni-agent", "tke-eni-device-plugin"}
@@ -207,3 +213,7 @@ def test_workload_policy(built: list[dict[str, Any]]) -> None:
     token = "/var/run/secrets/kubernetes.io/serviceaccount"
     assert token in mount_paths(by_name["tke-eni-agent"])
     assert token not in mount_paths(by_name["tke-eni-device-plugin"])
+    # the device plugin reads the capacity directory only, not the agent's cni.sock dir
+    dp_mounts = {m["mountPath"]: m for m in by_name["tke-eni-device-plugin"]["volumeMounts"]}
+    assert "/run/tke-eni-agent" not in dp_mounts
+    assert dp_mounts["/run/tke-eni-agent/device-plugin"].get("readOnly") is True

@@ -1,0 +1,280 @@
+"""The node agent's device-plugin capacity feed: the pure ``usable_ips`` rule
+(table-driven), the file's text, the atomic write-if-changed, the publisher
+over an in-memory IP source, and the settings."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from cni.agent import capacity as cap
+from cni.agent import config
+from cni.agent.capacity_file import CapacityFilePublisher, write_atomic_if_changed
+from cni.agent.ipsource import EniInfo, MemoryNodeIpSource, NodeIp, NodeIpView
+from core.ids import EniId, IPv4
+from core.models import (
+    IP_STATE_ASSIGNED,
+    IP_STATE_RELEASING,
+    SUBNET_ACTIVE,
+    SUBNET_DRAINING,
+    SUBNET_INVALID,
+    SubnetStatus,
+)
+from device_plugin.capfile import parse_capacity_file
+
+ZONE = "ap-guangzhou-3"
+OTHER = "ap-guangzhou-4"
+
+
+def eni(n: int, zone: str = ZONE, cidr: str = "10.0.1.0/24") -> EniInfo:
+    return EniInfo(
+        eni_id=EniId(f"eni-{n:04d}"),
+        mac=f"02:00:00:00:00:{n:02x}",
+        subnet_cidr=cidr,
+        gateway=IPv4("10.0.1.1"),
+        primary_ip=IPv4(f"10.0.1.{100 + n}"),
+        zone=zone,
+    )
+
+
+def ips(n: int, eni_n: int = 1, state: str = IP_STATE_ASSIGNED, start: int = 10) -> list[NodeIp]:
+    return [
+        NodeIp(IPv4(f"10.0.{eni_n}.{start + i}"), EniId(f"eni-{eni_n:04d}"), state)
+        for i in range(n)
+    ]
+
+
+def subnet(
+    zone: str = ZONE, available: int = 0, state: str = SUBNET_ACTIVE, cidr: str = "10.0.1.0/24"
+) -> SubnetStatus:
+    return SubnetStatus(
+        subnet_id=f"subnet-{zone[-1]}{available}{state[:1]}",
+        zone=zone,
+        cidr=cidr,
+        available=available,
+        total=253,
+        state=state,
+    )
+
+
+def view(enis: list[EniInfo], node_ips: list[NodeIp]) -> NodeIpView:
+    return NodeIpView(tuple(enis), tuple(node_ips), 1)
+
+
+CASES: list[tuple[str, NodeIpView, list[SubnetStatus] | None, int | None, str]] = [
+    # id, view, subnet statuses, usable_ips, reason
+    ("nothing at all", view([], []), None, 0, cap.REASON_NO_ENI),
+    (
+        "IPs but no attached ENI (ipamd gave nothing usable)",
+        view([], ips(3)),
+        [subnet(available=50)],
+        0,
+        cap.REASON_NO_ENI,
+    ),
+    ("no subnet in the zone: no ENI", view([], []), [subnet(OTHER, 50)], 0, cap.REASON_NO_ENI),
+    (
+        "ENI, no status (file source / ipamd not yet published)",
+        view([eni(1)], ips(5)),
+        None,
+        None,
+        cap.REASON_NO_STATUS,
+    ),
+    (
+        "zone subnet has free IPs",
+        view([eni(1)], ips(5)),
+        [subnet(available=1)],
+        None,
+        cap.REASON_FREE,
+    ),
+    (
+        "zone subnet exhausted",
+        view([eni(1)], ips(5)),
+        [subnet(available=0)],
+        5,
+        cap.REASON_EXHAUSTED,
+    ),
+    (
+        "free IPs only in another zone",
+        view([eni(1)], ips(4)),
+        [subnet(available=0), subnet(OTHER, 200, cidr="10.0.9.0/24")],
+        4,
+        cap.REASON_EXHAUSTED,
+    ),
+    (
+        "free IPs only in a Draining subnet of the zone",
+        view([eni(1)], ips(4)),
+        [subnet(available=0), subnet(available=90, state=SUBNET_DRAINING, cidr="10.0.2.0/24")],
+        4,
+        cap.REASON_EXHAUSTED,
+    ),
+    (
+        "an Invalid subnet with 'free' IPs does not count",
+        view([eni(1)], ips(2)),
+        [subnet(available=90, state=SUBNET_INVALID)],
+        2,
+        cap.REASON_EXHAUSTED,
+    ),
+    (
+        "a second Active subnet of the zone still has room",
+        view([eni(1)], ips(2)),
+        [subnet(available=0), subnet(available=7, cidr="10.0.2.0/24")],
+        None,
+        cap.REASON_FREE,
+    ),
+    (
+        "status lists no subnet of the zone at all",
+        view([eni(1)], ips(3)),
+        [],
+        3,
+        cap.REASON_EXHAUSTED,
+    ),
+    (
+        "Releasing IPs are not held",
+        view([eni(1)], ips(3) + ips(2, state=IP_STATE_RELEASING, start=50)),
+        [subnet(available=0)],
+        3,
+        cap.REASON_EXHAUSTED,
+    ),
+    (
+        "IPs of an ENI that is not attached are not held",
+        view([eni(1)], ips(3) + ips(4, eni_n=2)),
+        [subnet(available=0)],
+        3,
+        cap.REASON_EXHAUSTED,
+    ),
+    (
+        "two ENIs: IPs of both",
+        view([eni(1), eni(2)], ips(3) + ips(4, eni_n=2)),
+        [subnet(available=0)],
+        7,
+        cap.REASON_EXHAUSTED,
+    ),
+    (
+        "exhausted with no IP held yet",
+        view([eni(1)], []),
+        [subnet(available=0)],
+        0,
+        cap.REASON_EXHAUSTED,
+    ),
+    (
+        "ENI without zone: zone found by its subnet CIDR (exhausted)",
+        view([eni(1, zone="")], ips(6)),
+        [subnet(available=0), subnet(OTHER, 100, cidr="10.0.9.0/24")],
+        6,
+        cap.REASON_EXHAUSTED,
+    ),
+    (
+        "ENI without zone: zone found by its subnet CIDR (free)",
+        view([eni(1, zone="")], ips(6)),
+        [subnet(available=3)],
+        None,
+        cap.REASON_FREE,
+    ),
+    (
+        "zone unknown: never read as exhausted",
+        view([eni(1, zone="", cidr="10.7.0.0/24")], ips(6)),
+        [subnet(available=0)],
+        None,
+        cap.REASON_ZONE_UNKNOWN,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("the_view", "subnets", "want", "reason"),
+    [c[1:] for c in CASES],
+    ids=[c[0] for c in CASES],
+)
+def test_usable_ips_rule(
+    the_view: NodeIpView, subnets: list[SubnetStatus] | None, want: int | None, reason: str
+) -> None:
+    verdict = cap.usable_ips(the_view, subnets)
+    assert (verdict.usable_ips, verdict.reason) == (want, reason)
+
+
+@pytest.mark.parametrize(
+    ("usable", "reason", "want"),
+    [(None, cap.REASON_FREE, None), (0, cap.REASON_NO_ENI, 0), (12, cap.REASON_EXHAUSTED, 12)],
+)
+def test_rendered_file_is_what_the_device_plugin_parses(
+    usable: int | None, reason: str, want: int | None
+) -> None:
+    text = cap.render(cap.CapacityVerdict(usable, reason, (ZONE,), 12))
+    parsed = parse_capacity_file(text)
+    assert parsed.usable_ips == want
+    assert parsed.max_pods is None and parsed.unavailable_enis is None  # never touched
+    assert reason in text
+
+
+def test_render_does_not_change_with_the_held_count_alone() -> None:
+    a = cap.render(cap.CapacityVerdict(None, cap.REASON_FREE, (ZONE,), 3))
+    b = cap.render(cap.CapacityVerdict(None, cap.REASON_FREE, (ZONE,), 4))
+    assert a == b
+
+
+def test_write_atomic_if_changed(tmp_path: Path) -> None:
+    path = tmp_path / "sub" / "eni-ip-capacity"  # the directory is created
+    assert write_atomic_if_changed(str(path), "usable_ips = 1\n") is True
+    inode = path.stat().st_ino
+    assert write_atomic_if_changed(str(path), "usable_ips = 1\n") is False  # unchanged: no write
+    assert path.stat().st_ino == inode
+    assert write_atomic_if_changed(str(path), "usable_ips = 2\n") is True
+    assert path.read_text() == "usable_ips = 2\n"
+    assert path.stat().st_ino != inode  # replaced by rename, never rewritten in place
+    assert oct(path.stat().st_mode & 0o777) == oct(0o644)
+    assert sorted(os.listdir(path.parent)) == ["eni-ip-capacity"]  # no temp file left
+
+
+def test_publisher_follows_the_view_and_the_status(tmp_path: Path) -> None:
+    path = tmp_path / "eni-ip-capacity"
+    source = MemoryNodeIpSource()
+    statuses: list[SubnetStatus] | None = None
+    pub = CapacityFilePublisher(str(path), source, lambda: statuses)
+
+    def usable() -> int | None:
+        return parse_capacity_file(path.read_text()).usable_ips
+
+    pub.start()
+    try:
+        assert usable() == 0  # no ENI yet
+        source.set_view([eni(1)], ips(5))
+        # the follower thread wakes on the view change; update() makes the check deterministic
+        assert pub.update().usable_ips is None and usable() is None
+        gauge = "tke_eni_agent_device_plugin_usable_ips"
+        assert pub.metrics.registry.get_sample_value(gauge) == -1  # no limit
+        statuses = [subnet(available=0)]
+        pub.update()  # what the status watch's on_change calls
+        assert usable() == 5
+        assert pub.metrics.registry.get_sample_value(gauge) == 5
+        writes = pub.writes
+        pub.update()
+        assert pub.writes == writes  # same content: not rewritten
+        source.set_view([eni(1)], ips(6))
+        pub.update()
+        assert usable() == 6
+        path.unlink()  # someone removed it: the next update restores it
+        pub.update()
+        assert usable() == 6
+    finally:
+        pub.stop()
+
+
+def test_config_flag_env_and_defaults() -> None:
+    base = ["--ip-source", "file", "--ip-source-file", "/x.json", "--pod-source", "none"]
+    cfg = config.parse(base, {})
+    assert cfg.device_plugin_capacity_file == ""  # off by default
+    assert cfg.subnet_status_ref == ("kube-system", "tke-eni-ipamd-status")
+    cfg = config.parse(base, {"TKE_ENI_AGENT_DEVICE_PLUGIN_CAPACITY_FILE": "/run/a/cap"})
+    assert cfg.device_plugin_capacity_file == "/run/a/cap"
+    cfg = config.parse(
+        [*base, "--device-plugin-capacity-file", "/run/b/cap"],
+        {"TKE_ENI_AGENT_DEVICE_PLUGIN_CAPACITY_FILE": "/run/a/cap"},
+    )
+    assert cfg.device_plugin_capacity_file == "/run/b/cap"  # flag > env
+    cfg = config.parse(base, {"TKE_ENI_AGENT_SUBNET_STATUS_CONFIGMAP": "ns1/st"})
+    assert cfg.subnet_status_ref == ("ns1", "st")
+    for bad in ("no-slash", "/name", "ns/", "a/b/c"):
+        with pytest.raises(SystemExit):
+            config.parse([*base, "--subnet-status-configmap", bad], {})

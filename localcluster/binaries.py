@@ -15,8 +15,8 @@ CNITOOL_VERSION = "v1.3.0"
 SETUP_STEP = "hack/setup.sh (step: k8s build)"
 DEFAULT_CACHE = "/var/cache/tke-vpc-cni/k8s"
 CACHE_ENV = "TKE_K8S_CACHE"
-BINARY_NAMES = ("etcd", "kube-apiserver", "kube-scheduler", "kubelet", "kubectl", "kwok",
-                "cnitool")
+BINARY_NAMES = ("etcd", "kube-apiserver", "kube-scheduler", "kube-controller-manager", "kubelet",
+                "kubectl", "kwok", "cnitool")
 
 
 class BinariesMissingError(RuntimeError):
@@ -31,6 +31,7 @@ class K8sBinaries:
     etcd: Path
     kube_apiserver: Path
     kube_scheduler: Path
+    kube_controller_manager: Path
     kubelet: Path
     kubectl: Path
     kwok: Path
@@ -92,6 +93,7 @@ def k8s_binaries(version: str = K8S_VERSION) -> K8sBinaries:
         etcd=directory / "etcd",
         kube_apiserver=directory / "kube-apiserver",
         kube_scheduler=directory / "kube-scheduler",
+        kube_controller_manager=directory / "kube-controller-manager",
         kubelet=directory / "kubelet",
         kubectl=directory / "kubectl",
         kwok=directory / "kwok",

@@ -3,7 +3,9 @@
     tke-localcluster up [--scheduler] [--scheduler-config FILE] [--kwok-nodes N]
     tke-localcluster status
     tke-localcluster down        (alias: stop)
-    tke-localcluster demo        (the local run: control plane + scheduler + kwok nodes)
+    tke-localcluster demo        (the whole local run, left up: emulated VPC, control plane
+                                  with the extender, ipamd, real nodes, the guide's
+                                  workloads; docs/local-run.md)
 
 The cluster's processes outlive the command; their pids, ports and the admin
 kubeconfig are kept in ``<state-dir>/cluster`` (``--state-dir``, env
@@ -25,6 +27,7 @@ import yaml
 from localcluster.binaries import BinariesMissingError, bin_dir
 from localcluster.controlplane import ControlPlane, ControlPlaneError
 from localcluster.state import RunningCluster
+from localrun import cli as localrun_cli
 
 log = logging.getLogger("tke-localcluster")
 
@@ -72,8 +75,11 @@ def _parser() -> argparse.ArgumentParser:
     for name in ("down", "stop"):
         down = sub.add_parser(name, help="stop the running control plane and remove its files")
         down.add_argument("--keep", action="store_true", help="keep the state directory (logs)")
-    start_options(sub.add_parser("demo", help="the local run (control plane, scheduler, kwok)"),
-                  3, True)
+    demo = sub.add_parser("demo", help="the whole local run, left up (docs/local-run.md)")
+    demo.add_argument("--kwok-nodes", type=int,
+                      default=_env_int("TKE_LOCALCLUSTER_KWOK_NODES", 2),
+                      help="plain kwok nodes besides the real ones (env "
+                           "TKE_LOCALCLUSTER_KWOK_NODES; default %(default)s)")
     return p
 
 
@@ -119,7 +125,12 @@ def _up(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
+    demo = localrun_cli.status(args.state_dir)
+    for line in demo or []:
+        print(line)
     running = RunningCluster.load(_workdir(args))
+    if running is None and demo:
+        return 0
     if running is None:
         print(f"no cluster recorded in {_workdir(args)}")
         return 1
@@ -133,9 +144,30 @@ def _status(args: argparse.Namespace) -> int:
     return 0 if ready and all(procs.values()) else 1
 
 
+def _stop_command(args: argparse.Namespace) -> str:
+    if Path(args.state_dir) == Path(DEFAULT_STATE_DIR):
+        return "tke-localcluster stop   (or: make stop)"
+    return f"tke-localcluster --state-dir {args.state_dir} stop"
+
+
+def _demo(args: argparse.Namespace) -> int:
+
+    if os.geteuid() != 0:
+        print("tke-localcluster demo: real nodes need root (network namespaces, mounts, "
+              "cgroups); run it as root", file=sys.stderr)
+        return 1
+    return localrun_cli.demo(args.state_dir, _stop_command(args), args.kwok_nodes)
+
+
 def _down(args: argparse.Namespace) -> int:
+
+    demo_done = localrun_cli.stop(args.state_dir, keep=args.keep)
+    for what in demo_done:
+        print(f"stopped {what}")
     running = RunningCluster.load(_workdir(args))
     if running is None:
+        if demo_done:
+            return 0
         print(f"no cluster recorded in {_workdir(args)}: nothing to stop")
         return 0
     stopped = running.stop(remove=not args.keep)
@@ -148,8 +180,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
-        if args.command in ("up", "demo"):
+        if args.command == "up":
             return _up(args)
+        if args.command == "demo":
+            return _demo(args)
         if args.command == "status":
             return _status(args)
         return _down(args)

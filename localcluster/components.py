@@ -82,3 +82,27 @@ def kwok_argv(kwok: Path, kubeconfig: Path, server_port: int, label_selector: st
         "--node-ip=127.0.0.1",
         *extra,
     ]
+
+
+#: Controllers the local kube-controller-manager runs: the defaults minus node IPAM (pods
+#: get their IPs from CNI, no podCIDR) and node lifecycle (it would taint kwok nodes and
+#: real nodes that a test stops, and evict their pods; localnode lifts the not-ready taint).
+KCM_CONTROLLERS = "*,-nodeipam,-nodelifecycle"
+
+
+def controller_manager_argv(kcm: Path, pki: ClusterPKI, kubeconfig: Path, secure_port: int,
+                            extra: Sequence[str] = ()) -> list[str]:
+    return [
+        str(kcm), f"--kubeconfig={kubeconfig}",
+        f"--authentication-kubeconfig={kubeconfig}", f"--authorization-kubeconfig={kubeconfig}",
+        f"--service-account-private-key-file={pki.sa_key}",
+        f"--root-ca-file={pki.ca_cert}",
+        "--use-service-account-credentials=false",
+        f"--controllers={KCM_CONTROLLERS}",
+        "--leader-elect=false",
+        "--bind-address=127.0.0.1", f"--secure-port={secure_port}",
+        # Deployments/StatefulSets react within a second, not after the default backoffs
+        "--concurrent-gc-syncs=5",
+        "--v=1",
+        *extra,
+    ]

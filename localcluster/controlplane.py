@@ -50,6 +50,7 @@ class Timings:
     etcd: float = 0.0
     apiserver: float = 0.0
     scheduler: float = 0.0
+    controller_manager: float = 0.0
     kwok: float = 0.0
     total: float = 0.0
 
@@ -65,6 +66,8 @@ class ControlPlane:
     with_kwok: bool | None = None
     apiserver_args: Sequence[str] = ()
     scheduler_args: Sequence[str] = ()
+    with_controller_manager: bool = False  # Deployments, StatefulSets, ReplicaSets, GC
+    controller_manager_args: Sequence[str] = ()
     ready_timeout: float = 60.0
     binaries: K8sBinaries | None = None
 
@@ -119,7 +122,7 @@ class ControlPlane:
         t = time.monotonic()
         self.pki = pki = make_pki(self.workdir / "pki")
         self.timings.pki = time.monotonic() - t
-        names = ["etcd", "etcd-peer", "apiserver", "scheduler", "kwok"]
+        names = ["etcd", "etcd-peer", "apiserver", "scheduler", "kwok", "controller-manager"]
         self.ports = dict(zip(names, free_ports(len(names)), strict=True))
         write_kubeconfig(self.kubeconfig, self.server, pki.ca_cert, pki.admin_cert, pki.admin_key)
 
@@ -143,6 +146,15 @@ class ControlPlane:
                 self.scheduler_args))
             self.timings.scheduler = self._wait(sched, "kube-scheduler /healthz", lambda: http_ok(
                 f"https://127.0.0.1:{self.ports['scheduler']}/healthz", TLSClient(), expect="ok"))
+
+        if self.with_controller_manager:
+            kcm = self._spawn("kube-controller-manager", components.controller_manager_argv(
+                bins.kube_controller_manager, pki, self.kubeconfig,
+                self.ports["controller-manager"], self.controller_manager_args))
+            self.timings.controller_manager = self._wait(
+                kcm, "kube-controller-manager /healthz", lambda: http_ok(
+                    f"https://127.0.0.1:{self.ports['controller-manager']}/healthz",
+                    TLSClient(), expect="ok"))
 
         if self.with_kwok:
             home = self.workdir / "kwok-home"  # keeps ~/.kwok/kwok.yaml of the user out

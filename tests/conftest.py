@@ -13,4 +13,5 @@ pytest_plugins = [
     "tests.fixtures_netns",
     "tests.fixtures_controlplane",
     "tests.fixtures_node",
+    "tests.fixtures_env",
 ]

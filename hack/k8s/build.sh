@@ -3,7 +3,7 @@
 # run, from the Go module proxy, into a cache outside the work tree:
 #
 #   ${TKE_K8S_CACHE:-/var/cache/tke-vpc-cni/k8s}/<K8S_VERSION>/bin/
-#       kube-apiserver kube-scheduler kubelet kubectl etcd kwok cnitool
+#       kube-apiserver kube-scheduler kube-controller-manager kubelet kubectl etcd kwok cnitool kustomize
 #
 # Pins are in hack/k8s/versions.env. Idempotent: a binary is rebuilt only when
 # it is missing or its --version does not report the pinned version. A pinned
@@ -125,10 +125,11 @@ if ! cached cnitool "$cni_expect" go version -m "$bin/cnitool"; then
   verify cnitool "$cni_expect" go version -m "$bin/cnitool"
 fi
 
-# --- kube-apiserver, kube-scheduler, kubelet ---------------------------------
-# kubectl is not needed by the tests; it is built for people using the local
-# cluster (`tke-localcluster up`), in the same go build for a small extra cost.
-k8s_cmds=(kube-apiserver kube-scheduler kubelet kubectl)
+# --- kube-apiserver, kube-scheduler, kube-controller-manager, kubelet, kubectl -
+# kube-controller-manager runs Deployments, StatefulSets and garbage collection
+# for the end-to-end tests and the local run; kubectl is for people using the
+# local cluster (`tke-localcluster up`). All in one go build.
+k8s_cmds=(kube-apiserver kube-scheduler kube-controller-manager kubelet kubectl)
 # version_cmd NAME: how a binary reports its version (kubectl has no --version).
 version_cmd() { if [ "$1" = kubectl ]; then echo "version --client"; else echo "--version"; fi; }
 k8s_expect() { if [ "$1" = kubectl ]; then echo "Client Version: $K8S_VERSION"; else echo "Kubernetes $K8S_VERSION"; fi; }
@@ -183,6 +184,21 @@ if [ "$need_k8s" = 1 ]; then
   for c in "${k8s_cmds[@]}"; do verify "$c" "$(k8s_expect "$c")" "$bin/$c" $(version_cmd "$c"); done
 fi
 
+# --- kustomize ----------------------------------------------------------------
+# The deploy/ tests build deploy/ with the kustomize kubectl v1.33 embeds. Its
+# version is a link-time variable (without it, `kustomize version` says "(devel)").
+build_kustomize() {
+  local tmp="$build/gobin"; rm -rf "$tmp"; mkdir -p "$tmp"
+  GOBIN="$tmp" go install -trimpath \
+    -ldflags "-s -w -X sigs.k8s.io/kustomize/api/provenance.version=$KUSTOMIZE_VERSION" \
+    "sigs.k8s.io/kustomize/kustomize/v5@$KUSTOMIZE_VERSION" || return 1
+  mv -f "$tmp/kustomize" "$bin/kustomize"
+}
+if ! cached kustomize "$KUSTOMIZE_VERSION" "$bin/kustomize" version; then
+  timed "kustomize $KUSTOMIZE_VERSION" build_kustomize
+  verify kustomize "$KUSTOMIZE_VERSION" "$bin/kustomize" version
+fi
+
 # A manifest the Python side reads (localcluster/binaries.py) to check pins.
 cat > "$bin/VERSIONS" <<EOF
 K8S_VERSION=$K8S_VERSION
@@ -190,5 +206,6 @@ GO_VERSION=$GO_VERSION
 ETCD_VERSION=$ETCD_VERSION
 KWOK_VERSION=$KWOK_VERSION
 CNITOOL_VERSION=$CNITOOL_VERSION
+KUSTOMIZE_VERSION=$KUSTOMIZE_VERSION
 EOF
 log "all binaries ready in $bin ($(( $(date +%s) - t_all ))s)"

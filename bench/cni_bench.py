@@ -16,6 +16,7 @@ import concurrent.futures
 import ctypes
 import json
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -43,6 +44,37 @@ def enter_netns(name: str) -> None:
     if libc.setns(fd, CLONE_NEWNET) != 0:
         raise OSError(ctypes.get_errno(), f"setns {name}")
     os.close(fd)
+
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_sample(agent_pid: int) -> tuple[float, float, float, float]:
+    """Seconds of CPU so far: the whole machine (busy), the bench's waited-for
+    children (the shims), the agent, the bench itself."""
+    with open("/proc/stat", encoding="ascii") as fh:
+        f = [int(x) for x in fh.readline().split()[1:]]
+    busy = (sum(f[:8]) - f[3] - f[4]) / TICK  # all but idle and iowait
+    with open(f"/proc/{agent_pid}/stat", encoding="ascii") as fh:
+        a = fh.read().rsplit(")", 1)[1].split()
+    agent_cpu = (int(a[11]) + int(a[12])) / TICK
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    return busy, kids.ru_utime + kids.ru_stime, agent_cpu, me.ru_utime + me.ru_stime
+
+
+def cpu_split(before: tuple[float, ...], after: tuple[float, ...], wall: float) -> str:
+    """Who used the CPU in a window: a short burst of another session's work is
+    invisible in the load average but doubles the burst's latency."""
+    busy, shims, agent, bench = (b - a for a, b in zip(before, after, strict=True))
+    other = max(0.0, busy - shims - agent - bench)
+    ms = 1000.0
+    return (
+        f"CPU {busy * ms:.0f} ms of {wall * (os.cpu_count() or 1) * ms:.0f}: shims "
+        f"{shims * ms:.0f}, agent {agent * ms:.0f}, bench {bench * ms:.0f}, "
+        f"other processes and kernel threads {other * ms:.0f} (/proc/stat ticks: ±10 ms)"
+        + (" -- NOISY: others took the CPU, rerun" if other > 0.1 * busy else "")
+    )
 
 
 def pct(values: list[float], q: float) -> float:
@@ -258,14 +290,18 @@ def main() -> int:
             return time.perf_counter() - start
 
         # the floor of a burst: as many shim round trips the agent answers at once
+        cpu0, t0 = cpu_sample(agent.pid), time.perf_counter()
         with concurrent.futures.ThreadPoolExecutor(max_workers=opts.burst) as pool:
             status_burst = list(pool.map(lambda _: status_call(), range(opts.burst)))
+        status_cpu = cpu_split(cpu0, cpu_sample(agent.pid), time.perf_counter() - t0)
+        cpu0, t0 = cpu_sample(agent.pid), time.perf_counter()
         with concurrent.futures.ThreadPoolExecutor(max_workers=opts.burst) as pool:
             futures = [
                 pool.submit(call, ours, "ADD", our_conf, f"burst{i}", f"/run/netns/{n}", our_path)
                 for i, n in enumerate(burst_ns)
             ]
             burst = [f.result() for f in futures]
+        burst_cpu = cpu_split(cpu0, cpu_sample(agent.pid), time.perf_counter() - t0)
         in_burst = agent_totals()
         for i, n in enumerate(burst_ns):
             call(ours, "DEL", our_conf, f"burst{i}", f"/run/netns/{n}", our_path)
@@ -292,10 +328,12 @@ def main() -> int:
             f"(target p99 <= 150 ms); inside the agent: mean ADD "
             f"{mean_ms(in_burst, steady, 'ADD'):.2f} ms"
         )
+        print(f"  {burst_cpu}")
         print(
             f"floor: {opts.burst} concurrent shim STATUS round trips: "
             f"p50 {pct(status_burst, 0.5) * ms:.2f} ms, p99 {pct(status_burst, 0.99) * ms:.2f} ms"
         )
+        print(f"  {status_cpu}")
         load1, _, _ = os.getloadavg()
         print(f"load average (1 min) at the end: {load1:.2f} on {os.cpu_count()} CPUs")
         return 0

@@ -13,8 +13,9 @@ from pyroute2.netlink.exceptions import NetlinkError
 
 from . import pool
 from .agent import Agent
-from .netops import ensure_sysctl
+from .netops import ensure_sysctl, pod_host_looks_right
 from .podnet import PRIO_FROM_POD, PRIO_TO_POD
+from .pool import Allocation
 
 log = logging.getLogger(__name__)
 
@@ -82,8 +83,10 @@ class Reconciler:
             allocs = list(a.state.allocations.values())
             busy = set(a.in_flight)
             epoch = a.add_epoch
-        veths = a.net.host_veths(a.settings.host_veth_prefix)
+        links = a.net.host_veth_links(a.settings.host_veth_prefix)
+        veths = {name: index for name, (index, _up) in links.items()}
         rules = a.net.rules()
+        routes = a.net.host_routes32()
         node_ips = {i.ip for i in a.source.view().ips}
         for alloc in allocs:
             if alloc.ip in busy:
@@ -111,15 +114,8 @@ class Reconciler:
                 a.metrics.gc.labels("link-gone").inc()
                 a.on_change()
                 continue
-            with a.lock:
-                current = a.state.allocations.get(alloc.ip) is alloc
-            if link is not None and current:
-                try:
-                    drift = a.net.ensure_pod_host(alloc, link.table, rules)
-                except NetlinkError as exc:  # one pod's trouble must not stop the pass
-                    log.warning("pod host set-up failed", extra={"ip": alloc.ip, "error": str(exc)})
-                    continue
-                self._drift(drift, f"pod {alloc.ip}")
+            if link is not None:
+                self._keep_pod(alloc, link.table, rules, links, routes)
         with a.lock:
             ours = set(a.state.allocations) | a.in_flight
             veth_names = {x.host_veth for x in a.state.allocations.values()}
@@ -135,6 +131,28 @@ class Reconciler:
                 log.info("gc: host veth without allocation removed", extra={"veth": name})
                 a.net.delete_link(name)
                 a.metrics.gc.labels("orphan-veth").inc()
+
+    def _keep_pod(
+        self,
+        alloc: Allocation,
+        table: int,
+        rules: set[tuple[int, str, str, int]],
+        links: dict[str, tuple[int, bool]],
+        routes: set[tuple[str, int]],
+    ) -> None:
+        """A live pod's host route and rules: checked against the pass's dumps,
+        looked at again live (and repaired) only when something seems missing."""
+        a = self.agent
+        with a.lock:
+            current = a.state.allocations.get(alloc.ip) is alloc
+        if not current or pod_host_looks_right(alloc, table, rules, links, routes):
+            return
+        try:
+            drift = a.net.ensure_pod_host(alloc, table, rules)
+        except NetlinkError as exc:  # one pod's trouble must not stop the pass
+            log.warning("pod host set-up failed", extra={"ip": alloc.ip, "error": str(exc)})
+            return
+        self._drift(drift, f"pod {alloc.ip}")
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):

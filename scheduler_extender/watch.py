@@ -15,6 +15,7 @@ import json
 import logging
 import random
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -107,12 +108,19 @@ class Reflector:
         self._thread.start()
 
     def stop(self, timeout: float = 5.0) -> None:
+        self.request_stop()
+        self.join(timeout)
+
+    def request_stop(self) -> None:
+        """Ask the thread to end (and close its open watch) without waiting."""
         self._stop.set()
         response = self._response
         if response is not None:
             with contextlib.suppress(Exception):  # best effort, from another thread
                 response.close()
-        self._thread.join(timeout)
+
+    def join(self, timeout: float) -> None:
+        self._thread.join(max(0.0, timeout))
 
     def _run(self) -> None:
         failures = 0
@@ -249,9 +257,15 @@ class Watcher:
         for r in self._reflectors:
             r.start()
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 2.0) -> None:
+        """Stop every watch at once, then wait for them within ONE shared
+        deadline. A watch blocked in a read that closing does not interrupt is
+        a daemon thread: it does not hold the process's exit."""
         for r in self._reflectors:
-            r.stop()
+            r.request_stop()
+        deadline = time.monotonic() + timeout
+        for r in self._reflectors:
+            r.join(deadline - time.monotonic())
 
 
 def kube_get(kubeconfig: str) -> ApiGet:

@@ -32,7 +32,6 @@ from core.names import (
     CONFIGMAP_NAMESPACE,
     CRD_GROUP,
     CRD_VERSION,
-    NODE_LABEL,
     PLURAL_VPC_ENI,
     PLURAL_VPC_IP,
     RESOURCE_ENI_IP,
@@ -41,6 +40,7 @@ from device_plugin.capfile import parse_capacity_file
 from localcluster.controlplane import ControlPlane
 from tests.deploy_support import DEPLOY, create_crds, load_docs, yaml_files
 from tests.fixtures_netns import AgentFactory, NetnsTcpProxy, Vpc
+from tests.ipamd_records import create_vpc_eni, create_vpc_ip, mark_eni_attached
 from tests.kubelet_standin import KubeletStandin
 
 R = RESOURCE_ENI_IP
@@ -126,7 +126,6 @@ def test_agent_feeds_the_device_plugin(
     net = f"10.{150 + uuid.uuid4().int % 50}.{uuid.uuid4().int % 250}"
     ips = [f"{net}.{i}" for i in (10, 11, 12, 13, 14)]
     node = vpc.add_node(1, [[f"{net}.2", *ips]])
-    labels = {NODE_LABEL: node_name}
     capfile = tmp_path / "dp" / "eni-ip-capacity"
     proxy = NetnsTcpProxy(node.ns, ("127.0.0.1", int(control_plane.server.rsplit(":", 1)[1])))
 
@@ -193,49 +192,17 @@ def test_agent_feeds_the_device_plugin(
             healthy(0, "no VpcENI")
 
             # 2. ipamd attaches an ENI with IPs, and its zone has free IPs -> no limit
-            crd.create_cluster_custom_object(
-                CRD_GROUP,
-                CRD_VERSION,
-                PLURAL_VPC_ENI,
-                {
-                    "apiVersion": f"{CRD_GROUP}/{CRD_VERSION}",
-                    "kind": "VpcENI",
-                    "metadata": {"name": eni_id, "labels": labels},
-                    "spec": {"nodeName": node_name, "subnetId": "subnet-capfeed", "zone": ZONE},
-                },
-            )
-            crd.patch_cluster_custom_object_status(
-                CRD_GROUP,
-                CRD_VERSION,
-                PLURAL_VPC_ENI,
+            create_vpc_eni(crd, eni_id, node_name, "subnet-capfeed", ZONE)
+            mark_eni_attached(
+                crd,
                 eni_id,
-                {
-                    "status": {
-                        "phase": "Attached",
-                        "mac": node.enis[0].mac,
-                        "primaryIp": f"{net}.2",
-                        "subnetCidr": f"{net}.0/24",
-                        "gateway": "10.10.0.1",
-                    }
-                },
+                mac=node.enis[0].mac,
+                primary_ip=f"{net}.2",
+                subnet_cidr=f"{net}.0/24",
+                gateway="10.10.0.1",
             )
             for ip in ips:
-                crd.create_cluster_custom_object(
-                    CRD_GROUP,
-                    CRD_VERSION,
-                    PLURAL_VPC_IP,
-                    {
-                        "apiVersion": f"{CRD_GROUP}/{CRD_VERSION}",
-                        "kind": "VpcIP",
-                        "metadata": {"name": ip, "labels": labels},
-                        "spec": {
-                            "nodeName": node_name,
-                            "eniId": eni_id,
-                            "subnetId": "subnet-capfeed",
-                            "zone": ZONE,
-                        },
-                    },
-                )
+                create_vpc_ip(crd, ip, node_name, eni_id, "subnet-capfeed", ZONE)
             set_status(available=120)
             healthy(S5_LARGE8, "ENI attached, zone has free IPs")
 

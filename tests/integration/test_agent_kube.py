@@ -22,9 +22,10 @@ from cni.agent.kube_ipsource import KubeNodeIpSource
 from cni.agent.kube_pods import KubePodSource
 from cni.agent.pods import PodLookupError
 from core.ids import IPv4
-from core.names import CRD_GROUP, CRD_VERSION, NODE_LABEL, PLURAL_VPC_ENI, PLURAL_VPC_IP
+from core.names import CRD_GROUP, CRD_VERSION, PLURAL_VPC_ENI, PLURAL_VPC_IP
 from localcluster.controlplane import ControlPlane
 from tests.fixtures_netns import AgentFactory, NetnsSet, NetnsTcpProxy, Vpc, run_plugin, sh
+from tests.ipamd_records import create_vpc_eni, create_vpc_ip, mark_eni_attached
 
 CRDS = Path(__file__).resolve().parents[2] / "deploy" / "crds"
 
@@ -73,50 +74,22 @@ def test_node_ip_source_watch_and_report(api: client.ApiClient) -> None:
     other = f"other-{uuid.uuid4().hex[:8]}"
     eni = f"eni-{uuid.uuid4().hex[:8]}"
     ips = [f"10.{77 + int(uuid.uuid4().int % 100)}.0.{i}" for i in (10, 11, 12)]
-    labels = {NODE_LABEL: node}
-    crd.create_cluster_custom_object(
-        CRD_GROUP,
-        CRD_VERSION,
-        PLURAL_VPC_ENI,
-        {
-            "apiVersion": f"{CRD_GROUP}/{CRD_VERSION}",
-            "kind": "VpcENI",
-            "metadata": {"name": eni, "labels": labels},
-            "spec": {"nodeName": node, "subnetId": "subnet-a"},
-        },
-    )
+    create_vpc_eni(crd, eni, node, "subnet-a")
     for ip, owner in zip(ips, [node, node, other], strict=True):
-        crd.create_cluster_custom_object(
-            CRD_GROUP,
-            CRD_VERSION,
-            PLURAL_VPC_IP,
-            {
-                "apiVersion": f"{CRD_GROUP}/{CRD_VERSION}",
-                "kind": "VpcIP",
-                "metadata": {"name": ip, "labels": {NODE_LABEL: owner}},
-                "spec": {"nodeName": owner, "eniId": eni, "subnetId": "subnet-a"},
-            },
-        )
+        create_vpc_ip(crd, ip, owner, eni, "subnet-a")
     src = KubeNodeIpSource(api, node)
     src.start()
     try:
         # the ENI counts once ipamd reports it attached (with its MAC and gateway)
         view = wait_view(src, lambda v: len(v.ips) == 2, "node's IPs listed")
         assert not view.enis
-        crd.patch_cluster_custom_object_status(
-            CRD_GROUP,
-            CRD_VERSION,
-            PLURAL_VPC_ENI,
+        mark_eni_attached(
+            crd,
             eni,
-            {
-                "status": {
-                    "phase": "Attached",
-                    "mac": "02:00:00:00:aa:01",
-                    "primaryIp": "10.77.0.2",
-                    "subnetCidr": "10.77.0.0/24",
-                    "gateway": "10.77.0.1",
-                }
-            },
+            mac="02:00:00:00:aa:01",
+            primary_ip="10.77.0.2",
+            subnet_cidr="10.77.0.0/24",
+            gateway="10.77.0.1",
         )
         view = wait_view(src, lambda v: len(v.enis) == 1, "attached ENI seen")
         assert view.enis[0].mac == "02:00:00:00:aa:01" and view.enis[0].gateway == "10.77.0.1"
@@ -201,49 +174,21 @@ def test_agent_in_kubernetes_mode(
     net = f"10.{200 + uuid.uuid4().int % 50}.{uuid.uuid4().int % 250}"
     ips = [f"{net}.{i}" for i in (10, 11, 12)]
     node = vpc.add_node(1, [[f"{net}.2", *ips]])
-    labels = {NODE_LABEL: node_name}
     annotated = {"tke.cloud.tencent.com/networks": "tke-route-eni"}
     pods = {f"web-{tag}": annotated, f"plain-{tag}": {}}
     proxy = NetnsTcpProxy(node.ns, ("127.0.0.1", int(control_plane.server.rsplit(":", 1)[1])))
     try:
-        crd.create_cluster_custom_object(
-            CRD_GROUP,
-            CRD_VERSION,
-            PLURAL_VPC_ENI,
-            {
-                "apiVersion": f"{CRD_GROUP}/{CRD_VERSION}",
-                "kind": "VpcENI",
-                "metadata": {"name": eni_id, "labels": labels},
-                "spec": {"nodeName": node_name, "subnetId": "subnet-k"},
-            },
-        )
-        crd.patch_cluster_custom_object_status(
-            CRD_GROUP,
-            CRD_VERSION,
-            PLURAL_VPC_ENI,
+        create_vpc_eni(crd, eni_id, node_name, "subnet-k")
+        mark_eni_attached(
+            crd,
             eni_id,
-            {
-                "status": {
-                    "phase": "Attached",
-                    "mac": node.enis[0].mac,
-                    "primaryIp": f"{net}.2",
-                    "subnetCidr": f"{net}.0/24",
-                    "gateway": "10.10.0.1",
-                }
-            },
+            mac=node.enis[0].mac,
+            primary_ip=f"{net}.2",
+            subnet_cidr=f"{net}.0/24",
+            gateway="10.10.0.1",
         )
         for ip in ips:
-            crd.create_cluster_custom_object(
-                CRD_GROUP,
-                CRD_VERSION,
-                PLURAL_VPC_IP,
-                {
-                    "apiVersion": f"{CRD_GROUP}/{CRD_VERSION}",
-                    "kind": "VpcIP",
-                    "metadata": {"name": ip, "labels": labels},
-                    "spec": {"nodeName": node_name, "eniId": eni_id, "subnetId": "subnet-k"},
-                },
-            )
+            create_vpc_ip(crd, ip, node_name, eni_id, "subnet-k")
         uids = {}
         for name, ann in pods.items():
             pod = core.create_namespaced_pod(

@@ -25,9 +25,10 @@ from core.models import (
     SubnetStatus,
     dump_subnet_statuses,
 )
-from core.names import CRD_GROUP, CRD_VERSION, NODE_LABEL, PLURAL_VPC_ENI, PLURAL_VPC_IP
+from core.names import CRD_GROUP, CRD_VERSION, PLURAL_VPC_ENI, PLURAL_VPC_IP
 from localcluster.controlplane import ControlPlane
 from tests.deploy_support import DEPLOY, apply, create_crds, kustomize_build, load_docs, yaml_files
+from tests.ipamd_records import create_vpc_eni, create_vpc_ip
 
 NS = "kube-system"
 SA = "tke-eni-agent"
@@ -74,7 +75,6 @@ def agent_rbac(admin: client.ApiClient) -> Iterator[list[dict[str, Any]]]:
     dyn = DynamicClient(admin)
     custom = client.CustomObjectsApi(admin)
     core = client.CoreV1Api(admin)
-    labels = {NODE_LABEL: NODE}
     created_status = False
     try:
         try:  # ipamd's subnet status (another test's ipamd may have published one)
@@ -94,28 +94,8 @@ def agent_rbac(admin: client.ApiClient) -> Iterator[list[dict[str, Any]]]:
         )
         for obj in rbac:
             apply(dyn, obj, dry_run=False)
-        custom.create_cluster_custom_object(
-            CRD_GROUP,
-            CRD_VERSION,
-            PLURAL_VPC_ENI,
-            {
-                "apiVersion": f"{CRD_GROUP}/{CRD_VERSION}",
-                "kind": "VpcENI",
-                "metadata": {"name": ENI, "labels": labels},
-                "spec": {"nodeName": NODE, "subnetId": "subnet-rbac0001"},
-            },
-        )
-        custom.create_cluster_custom_object(
-            CRD_GROUP,
-            CRD_VERSION,
-            PLURAL_VPC_IP,
-            {
-                "apiVersion": f"{CRD_GROUP}/{CRD_VERSION}",
-                "kind": "VpcIP",
-                "metadata": {"name": IP, "labels": labels},
-                "spec": {"nodeName": NODE, "eniId": ENI, "subnetId": "subnet-rbac0001"},
-            },
-        )
+        create_vpc_eni(custom, ENI, NODE, "subnet-rbac0001")
+        create_vpc_ip(custom, IP, NODE, ENI, "subnet-rbac0001")
         core.create_namespaced_pod(
             POD_NS,
             {

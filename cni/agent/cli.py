@@ -140,7 +140,12 @@ def run(cfg: config.AgentConfig, stop: threading.Event) -> int:
     agent.checkpoint.flush()
     if cfg.install_cni:
         install_cni(cfg)
-    server = CniSocketServer(cfg.socket, agent)
+    server = CniSocketServer(
+        cfg.socket,
+        agent,
+        read_timeout=cfg.socket_read_timeout,
+        max_connections=cfg.socket_max_connections,
+    )
     agent.ready.set()
     health = None
     if cfg.health_address:

@@ -13,6 +13,8 @@ from typing import Any
 from core.models import SUBNET_STATUS_CONFIGMAP
 from core.names import CONFIGMAP_NAMESPACE
 
+from .pool import host_veth_prefix_error
+
 ENV_PREFIX = "TKE_ENI_AGENT_"
 
 
@@ -26,6 +28,16 @@ class AgentConfig:
         "", "this node's name (the label ipamd puts on its VpcENI/VpcIP); env NODE_NAME also works"
     )
     socket: str = _opt("/run/tke-eni-agent/cni.sock", "unix socket the tke-route-eni shim talks to")
+    socket_read_timeout: float = _opt(
+        5.0,
+        "seconds a client of the socket has to send its request (and take the reply); "
+        "a slow or stuck one is cut off",
+    )
+    socket_max_connections: int = _opt(
+        128,
+        "connections served at once on the socket; past it a new one gets CNI code 11 "
+        "(try again) at once",
+    )
     state_dir: str = _opt(
         "/var/lib/tke-eni-agent", "where the allocation checkpoint lives (keep it on the host)"
     )
@@ -56,7 +68,9 @@ class AgentConfig:
     )
     eni_mtu: int = _opt(1500, "MTU of ENI links and pod veths")
     host_veth_prefix: str = _opt(
-        "tke", "prefix of host-side veth names (the rest is a hash of the pod)"
+        "tke",
+        "prefix of host-side veth names (the rest is a hash of the pod): 1-7 letters, "
+        "digits, '-', '_' or '.', so 8+ hex digits of the hash fit in 15 characters",
     )
     install_cni: bool = _opt(True, "install the plugin and the conflist at start")
     cni_bin_dir: str = _opt("/opt/cni/bin", "where the tke-route-eni executable is installed")
@@ -127,6 +141,18 @@ def _bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"not a boolean: {text!r}")
 
 
+def _value_error(cfg: AgentConfig) -> str:
+    """The first flag whose value cannot work, as an error message; "" if none."""
+    problem = host_veth_prefix_error(cfg.host_veth_prefix)
+    if problem is not None:
+        return f"--host-veth-prefix {problem}"
+    if cfg.socket_read_timeout <= 0:
+        return f"--socket-read-timeout must be > 0, not {cfg.socket_read_timeout!r}"
+    if cfg.socket_max_connections < 1:
+        return f"--socket-max-connections must be >= 1, not {cfg.socket_max_connections!r}"
+    return ""
+
+
 def parse(argv: Sequence[str] | None = None, environ: dict[str, str] | None = None) -> AgentConfig:
     env = dict(os.environ if environ is None else environ)
     parser = argparse.ArgumentParser(prog="tke-eni-agent", description="TKE route-ENI node agent")
@@ -163,6 +189,9 @@ def parse(argv: Sequence[str] | None = None, environ: dict[str, str] | None = No
             "--subnet-status-configmap must be <namespace>/<name>, "
             f"not {cfg.subnet_status_configmap!r}"
         )
+    problem = _value_error(cfg)
+    if problem:
+        parser.error(problem)
     if "kubernetes" in (cfg.ip_source, cfg.pod_source) and not cfg.node_name:
         parser.error("--node-name (or NODE_NAME) is required with the kubernetes sources")
     return cfg

@@ -45,6 +45,11 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self.refused = Counter(
+            f"{PREFIX}_socket_refused",
+            "Connections to the CNI socket refused at the connection cap (CNI code 11)",
+            registry=r,
+        )
         self.reports = Counter(
             f"{PREFIX}_usage_reports",
             "Usage reports to the IP source, by result",

@@ -211,6 +211,31 @@ def counts(view: NodeIpView, state: PoolState, now: float) -> PoolCounts:
     )
 
 
+IFNAME_MAX = 15  # IFNAMSIZ (16) less the terminating NUL
+MIN_VETH_HASH = 8  # hex digits of the pod hash a prefix must leave (32 bits)
+_PREFIX_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
+
+
+def host_veth_prefix_error(prefix: str) -> str | None:
+    """Why ``prefix`` cannot name host veths, or None. The name is the prefix
+    plus a hex hash of the pod cut to 15 characters: a long prefix leaves
+    too few digits (at 15, every pod gets the same name) and an empty one
+    would make any 15-hex-digit link on the host look like ours."""
+    longest = IFNAME_MAX - MIN_VETH_HASH
+    if not prefix:
+        return "is empty (our links are recognised by it)"
+    if len(prefix) > longest:
+        return (
+            f"{prefix!r} is {len(prefix)} characters: at most {longest}, so that "
+            f"{MIN_VETH_HASH} hex digits of the pod hash fit in an interface name "
+            f"({IFNAME_MAX} characters)"
+        )
+    bad = sorted(set(prefix) - _PREFIX_CHARS)
+    if bad:
+        return f"{prefix!r} has characters {''.join(bad)!r}: use letters, digits, '-', '_', '.'"
+    return None
+
+
 def host_veth_name(
     prefix: str, namespace: str, name: str, container_id: str, ifname: str = "eth0"
 ) -> str:
@@ -220,8 +245,11 @@ def host_veth_name(
     container id when the runtime gave no pod name."""
     import hashlib
 
+    problem = host_veth_prefix_error(prefix)
+    if problem is not None:
+        raise ValueError(f"host veth prefix {problem}")
     key = f"{namespace}/{name}" if namespace and name else container_id
     if ifname != "eth0":
         key += f"/{ifname}"
     digest = hashlib.sha1(key.encode(), usedforsecurity=False).hexdigest()
-    return prefix + digest[: 15 - len(prefix)]
+    return prefix + digest[: IFNAME_MAX - len(prefix)]

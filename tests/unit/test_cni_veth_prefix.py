@@ -21,9 +21,7 @@ from cni.agent import config, pool
         "tk:e",
     ],
 )
-def test_prefix_refused_with_a_clear_error(
-    prefix: str, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_prefix_refused_with_a_clear_error(prefix: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         config.parse(["--node-name", "n", "--host-veth-prefix", prefix], {})
     err = capsys.readouterr().err

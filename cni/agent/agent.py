@@ -8,6 +8,7 @@ retried ADD of the same container reuses its IP. DEL is idempotent."""
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import signal
@@ -88,6 +89,7 @@ class Agent:
         self.add_epoch = 0  # bumped when an ADD ends: the reconcile loop's race guard
         self.eni_links: dict[str, EniLink] = {}
         self.ready = threading.Event()
+        self._fault_fired = False
         netops.fault = self.fault
 
     # --- helpers ---------------------------------------------------------
@@ -96,9 +98,17 @@ class Agent:
             return self.state.to_dict()
 
     def fault(self, step: str) -> None:
-        if self.settings.fault and self.settings.fault == step:
+        """Test hook: ``--fault <step>`` SIGKILLs the agent there; ``--fault
+        error:<step>`` raises a NetlinkError there, once."""
+        if not self.settings.fault:
+            return
+        if self.settings.fault == step:
             log.warning("fault injection: killing the agent", extra={"step": step})
             os.kill(os.getpid(), signal.SIGKILL)
+        if self.settings.fault == f"error:{step}" and not self._fault_fired:
+            self._fault_fired = True
+            log.warning("fault injection: netlink error", extra={"step": step})
+            raise NetlinkError(errno.EIO, f"fault injection at {step}")
 
     def eni_link(self, eni_id: str, view: NodeIpView) -> EniLink:
         link = self.eni_links.get(eni_id)
@@ -176,6 +186,7 @@ class Agent:
         pod_uid = req.pod_uid or (pod.uid if pod else "")
         alloc, seq, replaced = self._reserve(req, claim, pod_uid)
         for old in replaced:  # an earlier sandbox's rules: its IP cools down now
+            self.fault("clean-earlier")
             self.net.del_pod(old.ip, old.host_veth)
         try:
             self.fault("after-reserve")

@@ -79,12 +79,3 @@ def zone_of(labels: dict[str, str] | None) -> str | None:
             return value
     return None
 
-
-def wants_route_eni(annotations: dict[str, str] | None, *, eni_only_cluster: bool) -> bool:
-    """Whether a pod gets an ENI IP: the annotation names tke-route-eni, or the
-    cluster runs VPC-CNI only (then every pod does). ``networks`` may list
-    several comma-separated names."""
-    if eni_only_cluster:
-        return True
-    value = (annotations or {}).get(ANNOTATION_NETWORKS, "")
-    return NETWORK_ROUTE_ENI in (part.strip() for part in value.split(","))

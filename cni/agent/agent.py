@@ -25,8 +25,8 @@ from core.names import (
     ANNOTATION_NETWORKS,
     CLAIM_POLICY_NEVER,
     NETWORK_ROUTE_ENI,
-    wants_route_eni,
 )
+from core.podnetwork import takes_eni_ip
 
 from . import delegate, pool
 from .checkpoint import Checkpoint, CheckpointError
@@ -170,7 +170,9 @@ class Agent:
     def add(self, req: CniRequest) -> dict[str, Any] | None:
         pod = self._pod(req)
         annotations = pod.annotations if pod else {}
-        if not wants_route_eni(annotations, eni_only_cluster=self.settings.eni_only):
+        # (the runtime never calls CNI for a hostNetwork pod)
+        if not takes_eni_ip(annotations, host_network=False,
+                            eni_only_cluster=self.settings.eni_only):
             delegates = self._delegates(req)
             if not delegates:
                 raise CniError(

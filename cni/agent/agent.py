@@ -86,6 +86,7 @@ class Agent:
         self.metrics = metrics or Metrics()
         self.on_change = on_change
         self.in_flight: set[str] = set()  # IPs whose ADD is between checkpoint and reply
+        self.add_ended: dict[str, int] = {}  # IP -> add_epoch when its last ADD ended
         self.add_epoch = 0  # bumped when an ADD ends: the reconcile loop's race guard
         self.eni_links: dict[str, EniLink] = {}
         self.ready = threading.Event()
@@ -171,8 +172,9 @@ class Agent:
         pod = self._pod(req)
         annotations = pod.annotations if pod else {}
         # (the runtime never calls CNI for a hostNetwork pod)
-        if not takes_eni_ip(annotations, host_network=False,
-                            eni_only_cluster=self.settings.eni_only):
+        if not takes_eni_ip(
+            annotations, host_network=False, eni_only_cluster=self.settings.eni_only
+        ):
             delegates = self._delegates(req)
             if not delegates:
                 raise CniError(
@@ -187,15 +189,16 @@ class Agent:
         claim = f"{req.pod_namespace}/{req.pod_name}" if static else ""
         pod_uid = req.pod_uid or (pod.uid if pod else "")
         alloc, seq, replaced = self._reserve(req, claim, pod_uid)
-        for old in replaced:  # an earlier sandbox's rules: its IP cools down now
-            self.fault("clean-earlier")
-            self.net.del_pod(old.ip, old.host_veth)
+        # from here on every path, error or not, ends in the ``finally`` that
+        # clears the in-flight mark: a mark left behind would stop the
+        # reconcile loop's clean-up for good
         try:
             self.fault("after-reserve")
             link = self.eni_link(alloc.eni_id, self.source.view())
             att = self.net.add_pod(alloc, link.table)
             self.checkpoint.wait(seq)  # written while we plumbed
             self.fault("before-reply")
+            self._clean_earlier(replaced)
         except BaseException:
             self._undo(alloc)
             raise
@@ -208,6 +211,7 @@ class Agent:
             "pod attached",
             extra={
                 "ip": alloc.ip,
+                self.add_ended[alloc.ip] = self.add_epoch
                 "pod": f"{alloc.pod_namespace}/{alloc.pod_name}",
                 "container": req.container_id,
                 "veth": alloc.host_veth,
@@ -221,6 +225,20 @@ class Agent:
     ) -> tuple[Allocation, int, list[Allocation]]:
         deadline = time.monotonic() + self.settings.static_ip_wait
         view = self.source.view()
+    def _clean_earlier(self, replaced: list[Allocation]) -> None:
+        """Rules of earlier sandboxes whose IPs ``_reserve`` released. A failure
+        does not fail the ADD: their link is replaced by the new one and the
+        reconcile loop removes rules no allocation explains."""
+        for old in replaced:
+            try:
+                self.fault("clean-earlier")
+                self.net.del_pod(old.ip, old.host_veth)
+            except (NetlinkError, OSError) as exc:
+                log.warning(
+                    "rules of an earlier sandbox not removed (the reconcile loop retries)",
+                    extra={"ip": old.ip, "veth": old.host_veth, "error": str(exc)},
+                )
+
         while True:
             with self.lock:
                 existing = self.state.by_container(req.container_id, req.ifname)

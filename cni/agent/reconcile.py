@@ -77,11 +77,13 @@ class Reconciler:
         """Live pods keep their host route and rules; an allocation whose host
         veth is gone (pod netns deleted, DEL done offline, ADD crashed
         before the veth) is released; rules and veths of ours that no
-        allocation explains are removed."""
+        allocation explains are removed. An ADD in flight (or one that ended
+        during the pass) only shields its own IP: a mark left behind by a
+        failed ADD must not stop the clean-up of everything else. A netlink
+        error on one item is logged; the pass goes on."""
         a = self.agent
         with a.lock:
-            allocs = list(a.state.allocations.values())
-            busy = set(a.in_flight)
+            allocs = [x for x in a.state.allocations.values() if x.ip not in a.in_flight]
             epoch = a.add_epoch
         links = a.net.host_veth_links(a.settings.host_veth_prefix)
         veths = {name: index for name, (index, _up) in links.items()}
@@ -89,48 +91,59 @@ class Reconciler:
         routes = a.net.host_routes32()
         node_ips = {i.ip for i in a.source.view().ips}
         for alloc in allocs:
-            if alloc.ip in busy:
-                continue
             link = a.eni_links.get(alloc.eni_id)
             if alloc.host_veth not in veths:
-                log.info(
-                    "gc: pod link gone, releasing",
-                    extra={
-                        "ip": alloc.ip,
-                        "container": alloc.container_id,
-                        "veth": alloc.host_veth,
-                    },
-                )
-                with a.lock:
-                    # an ADD that plumbed since the links were listed: look again next pass
-                    unchanged = a.add_epoch == epoch and not a.in_flight
-                    if unchanged and a.state.allocations.get(alloc.ip) is alloc:
-                        pool.release(a.state, alloc.ip, time.time(), a.settings.cooldown)
-                        seq = a.checkpoint.mark()
-                    else:
-                        continue
-                a.net.del_pod(alloc.ip, alloc.host_veth)
-                a.checkpoint.wait(seq)
-                a.metrics.gc.labels("link-gone").inc()
-                a.on_change()
-                continue
-            if link is not None:
+                self._release_gone(alloc, epoch)
+            elif link is not None:
                 self._keep_pod(alloc, link.table, rules, links, routes)
         with a.lock:
             ours = set(a.state.allocations) | a.in_flight
             veth_names = {x.host_veth for x in a.state.allocations.values()}
-            quiet = a.add_epoch == epoch and not a.in_flight
+            quiet = a.add_epoch == epoch
         if not quiet:
-            return
+            return  # an ADD ended since the dumps: its rules may be newer, look next pass
         for prio, direction, ip, table in rules:
             if ip not in ours and ip in node_ips and prio in (PRIO_TO_POD, PRIO_FROM_POD):
-                a.net.delete_rule(prio, direction, ip, table)
+                try:
+                    a.net.delete_rule(prio, direction, ip, table)
+                except (NetlinkError, OSError) as exc:
+                    log.warning("stale rule not removed", extra={"ip": ip, "error": str(exc)})
+                    continue
                 self._drift([f"rule {direction} {ip} lookup {table} is stale"], "host")
         for name in veths:
             if name not in veth_names:
                 log.info("gc: host veth without allocation removed", extra={"veth": name})
-                a.net.delete_link(name)
+                try:
+                    a.net.delete_link(name)
+                except (NetlinkError, OSError) as exc:
+                    log.warning("orphan veth not removed", extra={"veth": name, "error": str(exc)})
+                    continue
                 a.metrics.gc.labels("orphan-veth").inc()
+
+    def _release_gone(self, alloc: Allocation, epoch: int) -> None:
+        """Release ``alloc``, whose host veth was not in the pass's dump, unless
+        an ADD of its IP is in flight or ended since the dump (a retried ADD
+        re-creates the link)."""
+        a = self.agent
+        with a.lock:
+            busy = alloc.ip in a.in_flight or a.add_ended.get(alloc.ip, 0) > epoch
+            if busy or a.state.allocations.get(alloc.ip) is not alloc:
+                return  # look again next pass
+            log.info(
+                "gc: pod link gone, releasing",
+                extra={"ip": alloc.ip, "container": alloc.container_id, "veth": alloc.host_veth},
+            )
+            pool.release(a.state, alloc.ip, time.time(), a.settings.cooldown)
+            seq = a.checkpoint.mark()
+        try:
+            a.net.del_pod(alloc.ip, alloc.host_veth)
+        except (NetlinkError, OSError) as exc:  # its rules are stale now: removed below
+            log.warning(
+                "rules of a gone pod not removed", extra={"ip": alloc.ip, "error": str(exc)}
+            )
+        a.checkpoint.wait(seq)
+        a.metrics.gc.labels("link-gone").inc()
+        a.on_change()
 
     def _keep_pod(
         self,

@@ -86,8 +86,8 @@ class Agent:
         self.metrics = metrics or Metrics()
         self.on_change = on_change
         self.in_flight: set[str] = set()  # IPs whose ADD is between checkpoint and reply
-        self.add_ended: dict[str, int] = {}  # IP -> add_epoch when its last ADD ended
         self.add_epoch = 0  # bumped when an ADD ends: the reconcile loop's race guard
+        self.add_ended: dict[str, int] = {}  # IP -> add_epoch when its last ADD ended
         self.eni_links: dict[str, EniLink] = {}
         self.ready = threading.Event()
         self._fault_fired = False
@@ -193,12 +193,12 @@ class Agent:
         # clears the in-flight mark: a mark left behind would stop the
         # reconcile loop's clean-up for good
         try:
+            self._clean_earlier(replaced)
             self.fault("after-reserve")
             link = self.eni_link(alloc.eni_id, self.source.view())
             att = self.net.add_pod(alloc, link.table)
             self.checkpoint.wait(seq)  # written while we plumbed
             self.fault("before-reply")
-            self._clean_earlier(replaced)
         except BaseException:
             self._undo(alloc)
             raise
@@ -206,12 +206,12 @@ class Agent:
             with self.lock:
                 self.in_flight.discard(alloc.ip)
                 self.add_epoch += 1
+                self.add_ended[alloc.ip] = self.add_epoch
         self.on_change()
         log.info(
             "pod attached",
             extra={
                 "ip": alloc.ip,
-                self.add_ended[alloc.ip] = self.add_epoch
                 "pod": f"{alloc.pod_namespace}/{alloc.pod_name}",
                 "container": req.container_id,
                 "veth": alloc.host_veth,
@@ -220,11 +220,6 @@ class Agent:
         )
         return build_result(req.cni_version, att, req.prev_result)
 
-    def _reserve(
-        self, req: CniRequest, claim: str, pod_uid: str
-    ) -> tuple[Allocation, int, list[Allocation]]:
-        deadline = time.monotonic() + self.settings.static_ip_wait
-        view = self.source.view()
     def _clean_earlier(self, replaced: list[Allocation]) -> None:
         """Rules of earlier sandboxes whose IPs ``_reserve`` released. A failure
         does not fail the ADD: their link is replaced by the new one and the
@@ -239,6 +234,11 @@ class Agent:
                     extra={"ip": old.ip, "veth": old.host_veth, "error": str(exc)},
                 )
 
+    def _reserve(
+        self, req: CniRequest, claim: str, pod_uid: str
+    ) -> tuple[Allocation, int, list[Allocation]]:
+        deadline = time.monotonic() + self.settings.static_ip_wait
+        view = self.source.view()
         while True:
             with self.lock:
                 existing = self.state.by_container(req.container_id, req.ifname)

@@ -4,8 +4,8 @@
     python -m bench.extender --no-scheduler  # HTTP part only
     python -m bench.extender --sizes 500,5000 --codec stdlib
 
-Part 1, HTTP: the extender (waitress, 4 threads) in a forked server process
-with a synthetic cluster in its cache: N nodes in three zones (one without a
+Part 1, HTTP: the extender (its cheroot server, 4 threads, --insecure-http) in
+a forked server process with a synthetic cluster in its cache: N nodes in three zones (one without a
 subnet, one with an exhausted subnet), 3–6 VpcIPs and one VpcENI per node.
 The client (this process, keep-alive HTTP on loopback) sends what a real
 kube-scheduler sends: ExtenderArgs with all N node names (nodeCacheCapable
@@ -109,12 +109,12 @@ def build_store(n: int) -> Store:
 
 
 def _serve(n: int, codec: str, conn: Any) -> None:
-    """Server process: cache of n nodes, waitress on a free port."""
+    """Server process: cache of n nodes, its server on a free port."""
     import logging
 
     from scheduler_extender import logs
     from scheduler_extender.app import create_app
-    from scheduler_extender.cli import make_server
+    from scheduler_extender.cli import verbs_listener
     from scheduler_extender.config import Settings
 
     # the CLI's logging (one JSON line per filter call), written to /dev/null
@@ -125,10 +125,11 @@ def _serve(n: int, codec: str, conn: Any) -> None:
     store = build_store(n)
     gc.collect()
     gc.freeze()  # as the CLI does once its caches synced
-    settings = Settings(host="127.0.0.1", port=0, json_codec=codec, threads=4)
-    server = make_server(create_app(store, settings), settings)
-    conn.send(server.effective_port)
-    server.run()
+    # plain HTTP here: part 1 measures the extender's work (part 2 runs over mutual TLS)
+    settings = Settings(host="127.0.0.1", port=0, json_codec=codec, threads=4, insecure_http=True)
+    server = verbs_listener(create_app(store, settings), settings)
+    conn.send(server.port)
+    server.serve()
 
 
 class Server:

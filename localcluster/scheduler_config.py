@@ -36,6 +36,8 @@ class Extender:
     managed_resources: tuple[ManagedResource, ...] = ()
     ignorable: bool = False
     http_timeout: str = "5s"
+    #: ``tlsConfig`` (certFile/keyFile/caFile/...; ExtenderPKI.tls_config()) for https
+    tls_config: Mapping[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         doc: dict[str, Any] = {
@@ -45,6 +47,8 @@ class Extender:
             "httpTimeout": self.http_timeout,
             "enableHTTPS": self.url_prefix.startswith("https://"),
         }
+        if self.tls_config:
+            doc["tlsConfig"] = dict(self.tls_config)
         verbs = (("filterVerb", self.filter_verb), ("prioritizeVerb", self.prioritize_verb),
                  ("preemptVerb", self.preempt_verb), ("bindVerb", self.bind_verb))
         for key, verb in verbs:

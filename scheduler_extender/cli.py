@@ -1,80 +1,135 @@
-"""``tke-eni-scheduler-extender``: CLI → settings → caches → waitress.
+"""``tke-eni-scheduler-extender``: CLI → settings → caches → servers.
 
-Start-up order: log the effective settings, start the watches, serve at once
-(health answers immediately; readiness and the verbs wait for the caches),
-stop on SIGTERM/SIGINT: the server closes, watches stop, exit 0.
+Start-up order: log the effective settings, load the TLS files (exit 2 with
+the reason when they are unusable), start the watches, serve at once (health
+answers immediately; readiness and the verbs wait for the caches), stop on
+SIGTERM/SIGINT: the servers close, watches stop, exit 0.
+
+Two listeners (``tlsserve``): the verbs on ``--port`` over mutual TLS, and
+``--health-port`` in plain HTTP with only /healthz, /readyz and /metrics.
 """
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import logging
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import FrameType
 from typing import Any
 
 from . import config, logs
 from .app import create_app
+from .metrics import Metrics
 from .store import Store
+from .tlsserve import Listener, ServeOptions, TLSConfigError, TLSFiles, build_context
 from .watch import Reflector, Watcher, kube_get, resources
 
 log = logging.getLogger("tke_eni_extender")
 
 
-def make_server(app: Any, settings: config.Settings) -> Any:
-    """A waitress server (not started). Its own body limit sits above ours so
-    an oversized body gets the extender's HTTP 400, not waitress's 413."""
-    from waitress.server import create_server
-
-    return create_server(
-        app,
-        host=settings.host,
-        port=settings.port,
-        threads=settings.threads,
-        max_request_body_size=max(settings.max_body_bytes * 2, 1 << 30),
-        # keep request and reply bodies in memory (waitress spools past 1 MB)
-        inbuf_overflow=settings.max_body_bytes + 1,
-        outbuf_overflow=settings.max_body_bytes + 1,
-        recv_bytes=256 * 1024,
-        ident="tke-eni-ip-scheduler",
-        clear_untrusted_proxy_headers=True,
+def tls_files(settings: config.Settings) -> TLSFiles | None:
+    """The serving certificate, key and client CA; None with --insecure-http."""
+    if settings.insecure_http:
+        return None
+    return TLSFiles(
+        settings.tls_cert_file,
+        settings.tls_key_file,
+        settings.client_ca_file,
+        cert_label="--tls-cert-file",
+        key_label="--tls-key-file",
+        client_ca_label="--client-ca-file",
     )
 
 
+def client_name_check(settings: config.Settings) -> Callable[[dict[str, Any]], str | None] | None:
+    """With --client-names: the client certificate's CN or a DNS SAN must be one of them."""
+    allowed = {n.strip() for n in settings.client_names.split(",") if n.strip()}
+    if not allowed:
+        return None
+
+    def check(cert: dict[str, Any]) -> str | None:
+        names = [v for rdn in cert.get("subject", ()) for k, v in rdn if k == "commonName"]
+        names += [v for k, v in cert.get("subjectAltName", ()) if k == "DNS"]
+        if allowed.intersection(names):
+            return None
+        return f"client certificate names {names} not in --client-names {sorted(allowed)}"
+
+    return check
+
+
+def event_sink(metrics: Metrics | None) -> Callable[[str, dict[str, Any]], None]:
+    """The TLS server's events → logs and metrics."""
+
+    def sink(kind: str, fields: dict[str, Any]) -> None:
+        level = logging.INFO if fields.get("result") == "ok" else logging.WARNING
+        logs.event(log, level, kind, **fields)
+        if metrics is None:
+            return
+        if kind == "connection refused":
+            metrics.tls_refused.inc()
+        elif "result" in fields:
+            metrics.tls_reloads.labels(fields["result"]).inc()
+
+    return sink
+
+
+def verbs_listener(app: Any, settings: config.Settings, metrics: Metrics | None = None) -> Listener:
+    """The verbs' server (bound, not serving yet): mutual TLS unless --insecure-http.
+    Raises TLSConfigError for unusable certificate files, OSError when it cannot bind."""
+    opts = ServeOptions(
+        host=settings.host,
+        port=settings.port,
+        threads=settings.threads,
+        read_timeout=settings.read_timeout,
+        # cheroot's own cap sits above ours, so an oversized body gets our 413 message
+        max_body_bytes=settings.max_body_bytes * 2,
+        queue_size=settings.threads * 16,
+        server_name="tke-eni-ip-scheduler",
+    )
+    return Listener(
+        app,
+        opts,
+        tls_files(settings),
+        log=logging.getLogger("tke_eni_extender.server"),
+        on_event=event_sink(metrics),
+        authorize=client_name_check(settings),
+    )
+
+
+def health_listener(app: Any, settings: config.Settings) -> Listener | None:
+    """Plain HTTP, health and metrics only (probes and Prometheus have no client
+    certificate); its own two workers, so it never competes with the verbs."""
+    if settings.health_port < 0:
+        return None
+    opts = ServeOptions(
+        host=settings.host,
+        port=settings.health_port,
+        threads=2,
+        read_timeout=settings.read_timeout,
+        max_body_bytes=64 * 1024,
+        queue_size=32,
+        server_name="tke-eni-ip-scheduler-health",
+    )
+    return Listener(app, opts, None, log=logging.getLogger("tke_eni_extender.health"))
+
+
 class ServerThread:
-    """The server on a background thread (tests, benchmarks). The loop runs
-    here in short polls so ``stop`` can end it from its own thread: workers
-    are drained first, then every channel is closed once, by the loop thread."""
+    """The verbs' server on a background thread (tests, benchmarks)."""
 
     def __init__(self, app: Any, settings: config.Settings) -> None:
-        self.server = make_server(app, settings)
-        self.port: int = self.server.effective_port
-        self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="waitress", daemon=True)
-        self._thread.start()
+        metrics = app.extensions.get("tke_metrics") if hasattr(app, "extensions") else None
+        self.listener = verbs_listener(app, settings, metrics).start()
+        self.port: int = self.listener.port
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def _run(self) -> None:
-        server = self.server
-        socket_map = server._map  # waitress has no stop API
-        while not self._stopping.is_set():
-            server.asyncore.loop(timeout=0.05, map=socket_map, count=1)
-        server.task_dispatcher.shutdown(cancel_pending=True, timeout=5)
-        for channel in list(socket_map.values()):
-            with contextlib.suppress(OSError):
-                channel.close()
-        socket_map.clear()
+        return self.listener.url
 
     def stop(self) -> None:
-        self._stopping.set()
-        self._thread.join(15)
+        self.listener.stop()
 
 
 def build(settings: config.Settings) -> tuple[Store, Watcher]:
@@ -117,21 +172,63 @@ def freeze_after_sync(store: Store, stop: threading.Event) -> threading.Thread:
     return thread
 
 
+class StartError(Exception):
+    """Start-up failed; ``code`` is the exit status (2: settings, 1: environment)."""
+
+    def __init__(self, code: int, what: str, **fields: Any) -> None:
+        super().__init__(what)
+        self.code = code
+        self.fields = fields
+
+
+def check_tls(settings: config.Settings) -> None:
+    """Unusable certificate files stop the start before anything runs (exit 2)."""
+    files = tls_files(settings)
+    if files is None:
+        logs.event(log, logging.WARNING, "--insecure-http: the verbs are served over plain "
+                   "HTTP to any client (local debugging only)")
+        return
+    try:
+        build_context(files)
+    except TLSConfigError as exc:
+        raise StartError(2, "cannot serve TLS", error=str(exc)) from exc
+
+
+def listeners(settings: config.Settings, store: Store) -> tuple[Listener, Listener | None]:
+    try:
+        metrics = Metrics(store)
+        app = create_app(store, settings, metrics)
+        health_app = create_app(store, settings, metrics, verbs=False)
+    except ValueError as exc:  # e.g. --json-codec msgspec without msgspec
+        raise StartError(2, "bad settings", error=str(exc)) from exc
+    try:
+        server = verbs_listener(app, settings, metrics)
+    except TLSConfigError as exc:
+        raise StartError(2, "cannot serve TLS", error=str(exc)) from exc
+    except OSError as exc:
+        raise StartError(1, "cannot listen", port=settings.port, error=str(exc)) from exc
+    try:
+        health = health_listener(health_app, settings)
+    except OSError as exc:
+        server.stop()
+        raise StartError(1, "cannot listen", port=settings.health_port, error=str(exc)) from exc
+    return server, health
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     settings = config.parse(argv)
     logs.setup(settings.log_level, settings.log_format)
     logs.event(log, logging.INFO, "starting tke-eni-ip-scheduler", config=settings.effective())
     try:
-        store, watcher = build(settings)
-    except Exception as exc:  # noqa: BLE001 (process boundary)
-        logs.event(log, logging.ERROR, "cannot reach the Kubernetes API", error=str(exc))
-        return 1
-    try:
-        app = create_app(store, settings)
-    except ValueError as exc:  # e.g. --json-codec msgspec without msgspec
-        logs.event(log, logging.ERROR, "bad settings", error=str(exc))
-        return 2
-    server = make_server(app, settings)
+        check_tls(settings)
+        try:
+            store, watcher = build(settings)
+        except Exception as exc:  # process boundary: any failure is reported
+            raise StartError(1, "cannot reach the Kubernetes API", error=str(exc)) from exc
+        server, health = listeners(settings, store)
+    except StartError as exc:
+        logs.event(log, logging.ERROR, str(exc), **exc.fields)
+        return exc.code
 
     def stop(signum: int, _frame: FrameType | None) -> None:
         logs.event(log, logging.INFO, "stopping", signal=signal.Signals(signum).name)
@@ -142,21 +239,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     watcher.start()
     stop_freeze = threading.Event()
     freeze_after_sync(store, stop_freeze)
+    if health is not None:
+        health.start()
     logs.event(
         log,
         logging.INFO,
         "serving",
-        address=f"{settings.host}:{server.effective_port}",
+        address=f"{settings.host}:{server.port}",
+        scheme=server.scheme,
+        client_certificate="required" if server.scheme == "https" else "none",
+        health_address=f"{settings.host}:{health.port}" if health is not None else None,
         filter=settings.filter_path,
         prioritize=settings.prioritize_path,
     )
     try:
-        server.run()
+        server.serve()
     except KeyboardInterrupt:
         pass
     finally:
         stop_freeze.set()
-        server.close()
+        server.stop()
+        if health is not None:
+            health.stop()
         watcher.stop()
     return 0
 

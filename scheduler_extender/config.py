@@ -16,7 +16,14 @@ from core.names import CONFIGMAP_NAME, CONFIGMAP_NAMESPACE
 @dataclass(frozen=True, slots=True)
 class Settings:
     host: str = "0.0.0.0"
-    port: int = 8080
+    port: int = 8443
+    health_port: int = 8080
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    client_ca_file: str = ""
+    client_names: str = ""
+    insecure_http: bool = False
+    read_timeout: float = 10.0
     filter_path: str = "/filter"
     prioritize_path: str = "/prioritize"
     kubeconfig: str = ""  # empty: in-cluster service account
@@ -24,7 +31,9 @@ class Settings:
     configmap_name: str = CONFIGMAP_NAME
     status_configmap_name: str = SUBNET_STATUS_CONFIGMAP
     status_key: str = SUBNET_STATUS_KEY
-    max_body_bytes: int = 128 * 1024 * 1024
+    # a 15,000-node full-Nodes ExtenderArgs (bench/extender.py, kwok-like Nodes)
+    # is 43,215,428 bytes: 64 MiB leaves 1.55x (4.4 KB per Node at 15,000)
+    max_body_bytes: int = 64 * 1024 * 1024
     json_codec: str = "auto"
     threads: int = 4
     stale_after: float = 30.0
@@ -40,7 +49,18 @@ class Settings:
 
 _HELP = {
     "host": "address to listen on",
-    "port": "port to listen on",
+    "port": "port of the verbs (HTTPS with a required client certificate)",
+    "health_port": "plain-HTTP port with only /healthz, /readyz and /metrics "
+    "(probes, Prometheus); negative: none",
+    "tls_cert_file": "serving certificate (PEM; reloaded when it changes)",
+    "tls_key_file": "private key of the serving certificate (PEM)",
+    "client_ca_file": "CA bundle that kube-scheduler's client certificate must chain to",
+    "client_names": "comma-separated names, one of which the client certificate's CN or a "
+    "DNS SAN must carry; empty: any certificate of the client CA",
+    "insecure_http": "serve the verbs over plain HTTP without any client check "
+    "(local debugging only; never in a cluster)",
+    "read_timeout": "seconds for a TLS handshake, for a connection's first bytes and for "
+    "each read of a request",
     "filter_path": "HTTP path of the filter verb (urlPrefix + '/' + filterVerb)",
     "prioritize_path": "HTTP path of the prioritize verb",
     "kubeconfig": "kubeconfig file; empty = in-cluster service account",
@@ -48,9 +68,9 @@ _HELP = {
     "configmap_name": "ConfigMap with TKE_ENI_IPAMD_SUBNET_ID / TKE_ENI_IPAMD_VPC_ID",
     "status_configmap_name": "ConfigMap where ipamd publishes subnet status",
     "status_key": "key of the subnet status JSON in that ConfigMap",
-    "max_body_bytes": "larger request bodies are refused with HTTP 400",
+    "max_body_bytes": "larger request bodies are refused with HTTP 413",
     "json_codec": "auto (msgspec when installed), msgspec or stdlib",
-    "threads": "waitress worker threads",
+    "threads": "worker threads of the verbs' server",
     "stale_after": "seconds a watch may be down before its cache counts as stale",
     "watch_timeout": "seconds per watch request before it is renewed",
     "list_page_size": "objects per list page (limit/continue)",
@@ -69,6 +89,42 @@ def flag_name(field: str) -> str:
     return "--" + field.replace("_", "-")
 
 
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+def _bool(raw: str) -> bool:
+    low = raw.strip().lower()
+    if low in _TRUE:
+        return True
+    if low in _FALSE:
+        return False
+    raise ValueError(raw)
+
+
+TLS_FLAGS = ("tls_cert_file", "tls_key_file", "client_ca_file")
+
+
+def _check_serving(parser: argparse.ArgumentParser, values: dict[str, Any]) -> None:
+    """TLS is the default: all three files, or --insecure-http and none of them."""
+    if values["read_timeout"] <= 0:
+        parser.error("--read-timeout must be positive")
+    tls_set = [flag_name(k) for k in TLS_FLAGS if values[k]]
+    if values["insecure_http"]:
+        if tls_set:
+            parser.error(f"--insecure-http and {', '.join(tls_set)} together: choose one")
+    elif len(tls_set) != len(TLS_FLAGS):
+        missing = [flag_name(k) for k in TLS_FLAGS if not values[k]]
+        parser.error(
+            f"{', '.join(missing)} not set: the extender serves TLS and requires "
+            "kube-scheduler's client certificate (--tls-cert-file, --tls-key-file, "
+            "--client-ca-file or their env vars); --insecure-http serves plain HTTP, "
+            "for local debugging only"
+        )
+    if values["port"] != 0 and values["health_port"] == values["port"]:
+        parser.error("--health-port must differ from --port")
+
+
 def parse(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if env is None else env
     parser = argparse.ArgumentParser(
@@ -83,16 +139,15 @@ def parse(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = Non
         raw = env.get(env_name(f.name))
         if raw is not None and raw != "":
             try:
-                default = kind(raw)
+                default = _bool(raw) if kind is bool else kind(raw)
             except ValueError:
                 parser.error(f"{env_name(f.name)}={raw!r}: expected {kind.__name__}")
-        parser.add_argument(
-            flag_name(f.name),
-            dest=f.name,
-            type=kind,
-            default=default,
-            help=f"{_HELP[f.name]} (env {env_name(f.name)}, default {getattr(defaults, f.name)!r})",
-        )
+        text = f"{_HELP[f.name]} (env {env_name(f.name)}, default {getattr(defaults, f.name)!r})"
+        if kind is bool:
+            parser.add_argument(flag_name(f.name), dest=f.name, default=default, help=text,
+                                action=argparse.BooleanOptionalAction)
+            continue
+        parser.add_argument(flag_name(f.name), dest=f.name, type=kind, default=default, help=text)
     ns = parser.parse_args(argv)
     values = vars(ns)
     if values["log_format"] not in ("json", "text"):
@@ -104,4 +159,5 @@ def parse(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = Non
             values[path] = "/" + values[path]
     if values["max_body_bytes"] <= 0 or values["threads"] <= 0:
         parser.error("--max-body-bytes and --threads must be positive")
+    _check_serving(parser, values)
     return Settings(**values)

@@ -48,4 +48,6 @@ def setup(level: str, fmt: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    logging.getLogger("waitress.queue").setLevel(logging.ERROR)
+    # cheroot's per-connection notes (a client that went away) are not worth a line
+    logging.getLogger("tke_eni_extender.server").setLevel(max(root.level, logging.WARNING))
+    logging.getLogger("tke_eni_extender.health").setLevel(max(root.level, logging.WARNING))

@@ -42,6 +42,19 @@ class Metrics:
             ["verb", "kind"],
             registry=self.registry,
         )
+        self.tls_refused = Counter(
+            "tke_eni_extender_tls_refused_connections_total",
+            "Connections closed before a request: failed or slow TLS handshake, no or "
+            "untrusted client certificate, name not in --client-names.",
+            registry=self.registry,
+        )
+        self.tls_reloads = Counter(
+            "tke_eni_extender_tls_reloads_total",
+            "Reloads of the certificate files after a change, by result (ok / failed: "
+            "the previous certificate stays).",
+            ["result"],
+            registry=self.registry,
+        )
         self.registry.register(_CacheCollector(store))
 
 

@@ -1,5 +1,7 @@
-"""The extender over real HTTP (waitress on loopback): exact wire shapes in
-both node modes, bad input → 400 with a message, health, readiness, metrics."""
+"""The extender over real HTTP (its server in --insecure-http mode on loopback;
+tests/integration/test_extender_tls.py covers mutual TLS): exact wire shapes in
+both node modes, bad input → 400 and oversize → 413 with a message, health,
+readiness, metrics."""
 
 from __future__ import annotations
 
@@ -50,7 +52,9 @@ def seeded_store() -> Store:
 class Extender:
     def __init__(self, store: Store, **settings: Any) -> None:
         self.store = store
-        self.settings = Settings(host="127.0.0.1", port=0, max_body_bytes=MAX_BODY, **settings)
+        self.settings = Settings(
+            host="127.0.0.1", port=0, max_body_bytes=MAX_BODY, insecure_http=True, **settings
+        )
         self.server = ServerThread(create_app(store, self.settings), self.settings)
         self.session = requests.Session()
 
@@ -205,19 +209,30 @@ def test_bad_input_is_400_with_a_message(
     assert error.startswith("bad request: ")
 
 
-def test_huge_bodies_are_400(extender: Extender) -> None:
+def test_huge_bodies_are_413(extender: Extender) -> None:
     big = b'{"Pod": {}, "NodeNames": ["' + b"x" * (MAX_BODY + 10) + b'"]}'
     r = extender.post("/filter", big)
-    assert r.status_code == 400
-    assert "exceeds the limit" in r.json()["Error"]
+    assert r.status_code == 413
+    assert r.json()["Error"] == (
+        f"tke-eni-ip-scheduler: request body of {len(big)} bytes exceeds the limit of "
+        f"{MAX_BODY} bytes (--max-body-bytes; the shipped configuration sends node names "
+        "only: nodeCacheCapable: true)"
+    )
 
     def chunks() -> Iterator[bytes]:  # no Content-Length: chunked transfer
         for _ in range(4):
             yield b" " * (MAX_BODY // 2)
 
     r = extender.post("/filter", chunks())
-    assert r.status_code == 400
-    assert "exceeds the limit" in r.json()["Error"]
+    assert r.status_code == 413
+    assert "request body (chunked) exceeds the limit" in r.json()["Error"]
+    # far over the limit (the server stops draining at twice the limit): still a 413
+    r = extender.post("/prioritize", b" " * (MAX_BODY * 8))
+    assert r.status_code == 413, r.text
+    # the next request on a fresh connection is answered as usual
+    assert extender.post("/filter", ex.filter_args(ex.pod(), ["a1"])).status_code == 200
+    text = extender.get("/metrics").text
+    assert 'tke_eni_extender_requests_total{code="413",verb="filter"} 2.0' in text
 
 
 def test_chunked_body_within_limit(extender: Extender) -> None:

@@ -16,16 +16,26 @@ from scheduler_extender import examples as ex
 from scheduler_extender.store import KIND_CONFIGMAPS, KIND_NODES, Store
 from scheduler_extender.watch import Reflector, Resource
 
+TLS_ENV = {
+    "TKE_EXTENDER_TLS_CERT_FILE": "/tls/tls.crt",
+    "TKE_EXTENDER_TLS_KEY_FILE": "/tls/tls.key",
+    "TKE_EXTENDER_CLIENT_CA_FILE": "/tls/client-ca.crt",
+}
+
 
 def test_defaults_env_and_flags() -> None:
-    s = config.parse([], env={})
-    assert (s.port, s.filter_path, s.json_codec, s.kubeconfig) == (8080, "/filter", "auto", "")
+    s = config.parse([], env=TLS_ENV)
+    assert (s.port, s.filter_path, s.json_codec, s.kubeconfig) == (8443, "/filter", "auto", "")
+    assert (s.health_port, s.insecure_http, s.max_body_bytes) == (8080, False, 64 << 20)
+    assert (s.tls_cert_file, s.client_ca_file) == ("/tls/tls.crt", "/tls/client-ca.crt")
     s = config.parse(
-        [], env={"TKE_EXTENDER_PORT": "9000", "KUBECONFIG": "/k", "TKE_EXTENDER_STALE_AFTER": "2.5"}
+        [], env={"TKE_EXTENDER_PORT": "9000", "KUBECONFIG": "/k", "TKE_EXTENDER_STALE_AFTER": "2.5",
+                 "TKE_EXTENDER_INSECURE_HTTP": "true"}
     )
-    assert (s.port, s.kubeconfig, s.stale_after) == (9000, "/k", 2.5)
+    assert (s.port, s.kubeconfig, s.stale_after, s.insecure_http) == (9000, "/k", 2.5, True)
     s = config.parse(
-        ["--port", "9100", "--filter-path", "eni/filter"], env={"TKE_EXTENDER_PORT": "9000"}
+        ["--port", "9100", "--filter-path", "eni/filter", "--insecure-http"],
+        env={"TKE_EXTENDER_PORT": "9000"},
     )
     assert (s.port, s.filter_path) == (9100, "/eni/filter")
     assert s.effective()["port"] == 9100
@@ -38,12 +48,26 @@ def test_defaults_env_and_flags() -> None:
         (["--json-codec", "orjson"], {}),
         (["--threads", "0"], {}),
         ([], {"TKE_EXTENDER_PORT": "eighty"}),
+        ([], {}),  # no TLS files and no --insecure-http
+        (["--tls-cert-file", "/c", "--tls-key-file", "/k"], {}),  # no client CA
+        (["--insecure-http", "--tls-cert-file", "/c"], {}),
+        ([], {"TKE_EXTENDER_INSECURE_HTTP": "maybe"}),
+        (["--insecure-http", "--health-port", "9000", "--port", "9000"], {}),
+        (["--insecure-http", "--read-timeout", "0"], {}),
     ],
 )
 def test_bad_settings_exit_with_usage(argv: list[str], env: dict[str, str]) -> None:
     with pytest.raises(SystemExit) as exc:
         config.parse(argv, env=env)
     assert exc.value.code == 2
+
+
+def test_missing_tls_files_say_what_to_set(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        config.parse(["--tls-cert-file", "/c"], env={})
+    err = capsys.readouterr().err
+    assert "--tls-key-file, --client-ca-file not set" in err
+    assert "--insecure-http serves plain HTTP, for local debugging only" in err
 
 
 class Response:

@@ -145,7 +145,10 @@ class App:
         self.state.configmap_data = self.configmaps.get(
             f"{names.CONFIGMAP_NAMESPACE}/{names.CONFIGMAP_NAME}"
         )
-        self._guard("subnets", self.subnets.sync)
+        if not self._guard("subnets", self.subnets.sync):
+            # retried by the workers with backoff; until it succeeds the decision
+            # is the one read back (or unknown, and then nothing is drained)
+            self.queue.add(SUBNETS)
         self._guard("reconcile", self.reconciler.run_once)
         for n in self.state.nodes_with_work():
             self.queue.add(NODE + n)

@@ -57,7 +57,12 @@ class NodeController:
             if facts is None:
                 return
             self.finish_releases(name, node_gone=False)
-            zone_subnets = st.decision.usable_in_zone(facts.zone) if st.decision else []
+            if st.decision is None:
+                # the subnet decision is unknown (not read back, not checked with the
+                # cloud yet): nothing can be judged draining or surplus, so nothing is
+                # asked back, trimmed or deleted, and no NoSubnetInZone is claimed
+                return
+            zone_subnets = st.decision.usable_in_zone(facts.zone)
             if not zone_subnets:
                 self._no_subnet(node, facts)
             else:
@@ -154,6 +159,8 @@ class NodeController:
     def drain(self, name: str) -> None:
         """Ask back free dynamic IPs whose subnet is no longer active."""
         st = self.d.state
+        if st.decision is None:
+            return  # unknown is not "no longer active"
         for ip in st.node_ips(name):
             if ip.claim or ip.state != m.IP_STATE_ASSIGNED or st.subnet_active(ip.subnet):
                 continue
@@ -302,6 +309,8 @@ class NodeController:
 
     def trim_one(self, name: str, facts: NodeFacts, dynamic: list[IpRec]) -> None:
         st = self.d.state
+        if st.decision is None:
+            return
         now = time.monotonic()
         interval = self.d.settings.trim_interval.total_seconds()
         if not pool.may_trim(
@@ -329,6 +338,8 @@ class NodeController:
     # --- ENIs ---
     def delete_empty_enis(self, name: str, facts: NodeFacts | None) -> None:
         st = self.d.state
+        if st.decision is None:
+            return  # no ENI delete while the subnet decision is unknown
         held: dict[str, int] = defaultdict(int)
         for ip in st.node_ips(name):
             held[ip.eni] += 1

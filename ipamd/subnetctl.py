@@ -2,7 +2,14 @@
 checks it against the cloud (``ipamd.subnets``), applies it live, publishes
 ``kube-system/tke-eni-ipamd-status`` for the scheduler extender, and
 refreshes free-IP counts. A missing ConfigMap is a condition (logged, shown
-in the status ConfigMap and /readyz detail), not a crash."""
+in /readyz detail), not a crash.
+
+The decision in force is never dropped for a passing trouble: it is published
+in the status ConfigMap and read back at start (``previous``), a missing
+ConfigMap or a refused value keeps it, and while there is none at all (first
+start, status unreadable, the cloud not answering) ``state.decision`` stays
+None — "unknown" — and the node controller asks nothing back and deletes
+nothing."""
 
 from __future__ import annotations
 
@@ -12,10 +19,11 @@ from cloud.errors import CloudError, NotFoundError
 from cloud.models import Subnet
 from core import models as m
 from core import names
-from core.ids import SubnetId
+from core.ids import SubnetId, VpcId
 from ipamd import metrics, subnets
 from ipamd.deps import Deps
 from ipamd.kube import events as ev
+from ipamd.kube import paths
 from ipamd.state import NODE
 
 log = logging.getLogger(__name__)
@@ -27,15 +35,57 @@ class SubnetController:
         self.condition = "ConfigMap not read yet"
         self._last_config: subnets.SubnetConfig | None = None
         self._last_error = ""
+        self._loaded = False  # the previously accepted decision was read back
+        self._refusals: list[subnets.Refusal] = []  # refused with no decision in force
+
+    def load_previous(self) -> None:
+        """Resume the decision the previous ipamd accepted (from its published
+        status). Raises KubeError when the status cannot be read: the caller
+        retries, the decision meanwhile stays unknown."""
+        if self._loaded:
+            return
+        ns, name = names.CONFIGMAP_NAMESPACE, m.SUBNET_STATUS_CONFIGMAP
+        obj = self.d.objects.api.get_or_none(paths.configmap(ns, name))
+        self._loaded = True
+        text = ((obj or {}).get("data") or {}).get(m.SUBNET_STATUS_KEY, "")
+        if not text:
+            return
+        try:
+            previous = subnets.decision_from_statuses(m.load_subnet_statuses(text))
+        except (ValueError, TypeError) as exc:
+            log.warning(
+                "ConfigMap %s/%s: unreadable %s (%s); ignored", ns, name, m.SUBNET_STATUS_KEY, exc
+            )
+            return
+        st = self.d.state
+        if previous is None or st.decision is not None:
+            return
+        st.decision = previous
+        log.info(
+            "resuming the last accepted subnets (from %s/%s): active %s%s",
+            ns,
+            name,
+            sorted(previous.active),
+            f", draining {sorted(previous.draining)}" if previous.draining else "",
+        )
 
     def sync(self) -> None:
         st = self.d.state
+        self.load_previous()
         cm_name = f"{names.CONFIGMAP_NAMESPACE}/{names.CONFIGMAP_NAME}"
         data = st.configmap_data
         if data is None:
-            self.condition = (
-                f"ConfigMap {cm_name} is missing: no subnet is configured, no ENI is created"
-            )
+            self._refusals = []
+            if st.decision is not None:
+                st.decision.refusals = []
+                self.condition = (
+                    f"ConfigMap {cm_name} is missing: keeping the last accepted subnets "
+                    f"{sorted(st.decision.active)}"
+                )
+            else:
+                self.condition = (
+                    f"ConfigMap {cm_name} is missing: no subnet is configured, no ENI is created"
+                )
             if self._last_error != self.condition:
                 log.warning("%s", self.condition)
                 self._last_error = self.condition
@@ -48,16 +98,25 @@ class SubnetController:
             return
         for w in config.warnings:
             self.d.events.emit(ev.configmap_ref(), ev.WARNING, "DeprecatedSetting", w)
-        facts = self._facts(config)
+        try:
+            facts = self._facts(config)
+        except CloudError as exc:
+            self.condition = f"cannot check the subnets with the cloud yet: {exc}"
+            raise
         previous = st.decision
         decision = subnets.decide(config, facts, previous=previous, in_use=st.subnet_in_use())
         if not decision.accepted:
             for r in decision.refusals:
                 self.d.events.emit(ev.configmap_ref(), ev.WARNING, "InvalidSubnet", r.reason)
             self.condition = "refused: " + "; ".join(r.reason for r in decision.refusals)
-            st.decision = decision if previous is None else _keep(previous, decision)
+            # a refusal never installs anything: the decision in force stays, and
+            # with none in force the decision stays unknown (nothing is drained)
+            self._refusals = decision.refusals
+            if previous is not None:
+                st.decision = _keep(previous, decision)
             self._publish()
             return
+        self._refusals = []
         changed = (
             previous is None
             or set(previous.active) != set(decision.active)
@@ -85,14 +144,16 @@ class SubnetController:
     def _facts(self, config: subnets.SubnetConfig) -> dict[SubnetId, subnets.SubnetFacts]:
         st = self.d.state
         known = set(st.decision.active) | set(st.decision.draining) if st.decision else set()
+        in_use = st.subnet_in_use()
         found = self._describe(config.subnet_ids)
         out: dict[SubnetId, subnets.SubnetFacts] = {}
         for sid in config.subnet_ids:
             sub = found.get(sid)
             foreign: tuple[str, ...] = ()
-            if sub is not None and sid not in known:
-                foreign = self._foreign(sid)
-            out[sid] = subnets.SubnetFacts(sub, foreign)
+            ours = 0
+            if sub is not None and sid not in known and not in_use.get(sid, 0):
+                foreign, ours = self._foreign(sid)
+            out[sid] = subnets.SubnetFacts(sub, foreign, ours)
         return out
 
     def _describe(self, ids: tuple[SubnetId, ...]) -> dict[str, Subnet]:
@@ -121,17 +182,21 @@ class SubnetController:
                     raise
         return out
 
-    def _foreign(self, sid: SubnetId) -> tuple[str, ...]:
+    def _foreign(self, sid: SubnetId) -> tuple[tuple[str, ...], int]:
+        """(what in the subnet is not ours, how many ENIs in it are ours)."""
         cluster = self.d.settings.cluster_id
         out = []
+        ours = 0
         for eni in self.d.cloud.describe_enis(subnet_id=sid):
             if eni.tags.get(names.TAG_CLUSTER_ID) == cluster:
+                if eni.tags.get(names.TAG_CREATOR) == names.TAG_CREATOR_VALUE:
+                    ours += 1
                 continue
             what: str = eni.eni_id
             if eni.primary and eni.instance_id:
                 what = f"instance {eni.instance_id}"
             out.append(what)
-        return tuple(out)
+        return tuple(out), ours
 
     def refresh(self) -> None:
         """Free-IP counts of the active and draining subnets; drop empty draining ones."""
@@ -154,10 +219,15 @@ class SubnetController:
         self._publish()
 
     def _publish(self) -> None:
+        """The decision in force (also while the ConfigMap is missing: the
+        scheduler extender keeps placing pods, and the next ipamd resumes it)."""
         d = self.d.state.decision
-        statuses = d.statuses() if d else []
-        if self.d.state.configmap_data is None:
-            statuses = []
+        if d is not None:
+            statuses = d.statuses()
+        else:
+            statuses = subnets.SubnetDecision(
+                accepted=False, vpc_id=VpcId(""), refusals=self._refusals
+            ).statuses()
         metrics.SUBNETS.labels(m.SUBNET_ACTIVE).set(len(d.active) if d else 0)
         metrics.SUBNETS.labels(m.SUBNET_DRAINING).set(len(d.draining) if d else 0)
         self.d.objects.publish_subnets(statuses)

@@ -1,11 +1,16 @@
 """Pure: the subnet ConfigMap (``kube-system/tke-eni-ipamd``) → a decision.
 
 Parsing (``parse_configmap``) refuses malformed values outright; validation
-(``decide``) checks each *newly added* subnet against cloud facts (exists, in
-the VPC, zone known, free of foreign ENIs and instances). The change is all
+(``decide``) checks each configured subnet against cloud facts (exists, in
+the VPC, zone known) and a *new* one — not in the previous decision and
+holding none of our ENIs — also for foreign ENIs and instances. The change is all
 or nothing: one bad entry refuses the whole new set and the previous set stays
 in force ("nothing half-applied"). Removing a subnet that still holds our IPs
-makes it *draining* (no new IPs from it) instead of dropping it."""
+makes it *draining* (no new IPs from it) instead of dropping it.
+
+The accepted decision is what ipamd publishes (``SubnetStatus`` entries, Active
+and Draining); ``decision_from_statuses`` reads it back at start, so a restart
+resumes the last accepted set instead of starting from nothing."""
 
 from __future__ import annotations
 
@@ -16,7 +21,7 @@ from dataclasses import dataclass, field
 from cloud.models import Subnet
 from core import models as m
 from core import names
-from core.ids import SubnetId, VpcId
+from core.ids import SubnetId, VpcId, Zone
 
 SUBNET_ID_RE = re.compile(r"^subnet-[0-9a-z]{8}$")
 VPC_ID_RE = re.compile(r"^vpc-[0-9a-z]{8}$")
@@ -75,6 +80,7 @@ class SubnetFacts:
 
     subnet: Subnet | None  # None: DescribeSubnets did not return it
     foreign: tuple[str, ...] = ()  # ids of ENIs / instances in it that are not ours
+    ours: int = 0  # ENIs in it tagged with our cluster id and creator
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,7 +178,10 @@ def decide(
     active: dict[SubnetId, Subnet] = {}
     for sid in config.subnet_ids:
         f = facts.get(sid)
-        reason = check_subnet(sid, config.vpc_id, f, is_new=sid not in prev_ids)
+        # a subnet already holding our ENIs was accepted once: whatever else
+        # appeared in it since is not a reason to stop using it
+        is_new = sid not in prev_ids and not in_use.get(sid, 0) and not (f and f.ours)
+        reason = check_subnet(sid, config.vpc_id, f, is_new=is_new)
         if reason:
             refusals.append(Refusal(sid, reason))
         elif f is not None and f.subnet is not None:
@@ -206,3 +215,32 @@ def refresh(decision: SubnetDecision, latest: Sequence[Subnet], in_use: Mapping[
     for sid in list(decision.draining):
         if in_use.get(sid, 0) == 0:
             del decision.draining[sid]
+
+
+def decision_from_statuses(statuses: Sequence[m.SubnetStatus]) -> SubnetDecision | None:
+    """The accepted decision a previous ipamd published (its Active and Draining
+    entries), or None when there is none or it does not hold together (several
+    VPCs, a malformed id): then the caller starts without one."""
+    active: dict[SubnetId, Subnet] = {}
+    draining: dict[SubnetId, Subnet] = {}
+    vpcs: set[str] = set()
+    for st in statuses:
+        if st.state not in (m.SUBNET_ACTIVE, m.SUBNET_DRAINING):
+            continue
+        if not SUBNET_ID_RE.match(st.subnet_id) or not VPC_ID_RE.match(st.vpc_id):
+            return None
+        if not st.zone or not ZONE_RE.match(st.zone):
+            return None
+        vpcs.add(st.vpc_id)
+        sub = Subnet(
+            SubnetId(st.subnet_id),
+            VpcId(st.vpc_id),
+            st.cidr,
+            Zone(st.zone),
+            st.available,
+            st.total,
+        )
+        (active if st.state == m.SUBNET_ACTIVE else draining)[SubnetId(st.subnet_id)] = sub
+    if len(vpcs) != 1 or not active:
+        return None
+    return SubnetDecision(accepted=True, vpc_id=VpcId(vpcs.pop()), active=active, draining=draining)

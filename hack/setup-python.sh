@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Creates .venv with the project (editable) and its test tools, and generates the
-# gRPC stubs from protos/. Re-running only installs what changed.
+# Creates .venv with the project (editable) and its test tools. Re-running only
+# installs what changed. (The gRPC stubs under protos/ are committed: protos/build.py.)
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$here"
@@ -17,4 +17,3 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
 else
   echo "Python dependencies up to date"
 fi
-.venv/bin/python -m protos.build

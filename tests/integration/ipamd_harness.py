@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -94,6 +95,19 @@ def wait_for(
 
 def now3339() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def statefulset_owner(pod_name: str) -> dict[str, Any]:
+    """The controller reference a StatefulSet's pod ``<set>-<ordinal>`` carries
+    (the set need not exist: the test control plane runs no garbage collector)."""
+    base = pod_name.rsplit("-", 1)[0]
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "name": base,
+        "uid": f"00000000-0000-4000-8000-{zlib.crc32(base.encode()):012d}",
+        "controller": True,
+    }
 
 
 class Kube:
@@ -201,6 +215,8 @@ class Kube:
         if policy is not None:
             ann[names.ANNOTATION_CLAIM_DELETE_POLICY] = policy
         meta: dict[str, Any] = {"name": name, "namespace": ns, "annotations": ann}
+        if owner is None and policy is not None:
+            owner = statefulset_owner(name)  # static IPs are for StatefulSet pods
         if owner:
             meta["ownerReferences"] = [owner]
         return self.api.create(

@@ -151,6 +151,15 @@ def test_static_ip_waits_for_its_claim(vpc: Vpc, netns_set: NetnsSet, agents: Ag
                         "tke.cloud.tencent.com/networks": "tke-route-eni",
                         "tke.cloud.tencent.com/vpc-ip-claim-delete-policy": "Never",
                     },
+                    "ownerReferences": [
+                        {
+                            "apiVersion": "apps/v1",
+                            "kind": "StatefulSet",
+                            "name": "web",
+                            "uid": "u-web",
+                            "controller": True,
+                        }
+                    ],
                 },
             }
         )
@@ -203,6 +212,15 @@ def test_static_ip_bound_gives_try_again(
                         "tke.cloud.tencent.com/networks": "tke-route-eni",
                         "tke.cloud.tencent.com/vpc-ip-claim-delete-policy": "Never",
                     },
+                    "ownerReferences": [
+                        {
+                            "apiVersion": "apps/v1",
+                            "kind": "StatefulSet",
+                            "name": "db",
+                            "uid": "u-db",
+                            "controller": True,
+                        }
+                    ],
                 },
             }
         )

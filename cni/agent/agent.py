@@ -50,6 +50,7 @@ from .netops import EniLink, NetOps
 from .nsutil import NetnsGoneError
 from .pods import PodInfo, PodLookupError, PodSource
 from .pool import Allocation, PoolState
+from .recover import Recovery
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +91,7 @@ class Agent:
         self.add_ended: dict[str, int] = {}  # IP -> add_epoch when its last ADD ended
         self.eni_links: dict[str, EniLink] = {}
         self.ready = threading.Event()
+        self.recovery = Recovery()  # begun by the caller when the checkpoint is not usable
         self._fault_fired = False
         netops.fault = self.fault
 
@@ -234,6 +236,39 @@ class Agent:
                     extra={"ip": old.ip, "veth": old.host_veth, "error": str(exc)},
                 )
 
+    def _find(self, req: CniRequest) -> Allocation | None:
+        """The allocation of this container (caller holds the lock). One rebuilt
+        from the live links (no container id) is adopted by the sandbox it
+        serves: same netns, same interface, same host veth name."""
+        alloc = self.state.by_container(req.container_id, req.ifname)
+        if alloc is not None or not req.netns:
+            return alloc
+        veth = pool.host_veth_name(
+            self.settings.host_veth_prefix,
+            req.pod_namespace,
+            req.pod_name,
+            req.container_id,
+            req.ifname,
+        )
+        for cand in self.state.allocations.values():
+            if cand.container_id or (cand.netns, cand.ifname, cand.host_veth) != (
+                req.netns,
+                req.ifname,
+                veth,
+            ):
+                continue
+            cand.container_id = req.container_id
+            cand.pod_namespace = cand.pod_namespace or req.pod_namespace
+            cand.pod_name = cand.pod_name or req.pod_name
+            cand.pod_uid = cand.pod_uid or req.pod_uid
+            self.checkpoint.mark()
+            log.info(
+                "allocation rebuilt from the links adopted by its sandbox",
+                extra={"ip": cand.ip, "container": req.container_id, "veth": veth},
+            )
+            return cand
+        return None
+
     def _reserve(
         self, req: CniRequest, claim: str, pod_uid: str
     ) -> tuple[Allocation, int, list[Allocation]]:
@@ -241,10 +276,18 @@ class Agent:
         view = self.source.view()
         while True:
             with self.lock:
-                existing = self.state.by_container(req.container_id, req.ifname)
+                existing = self._find(req)
                 if existing is not None:  # a retried ADD: same IP, re-plumbed
                     self.in_flight.add(existing.ip)
                     return existing, self.checkpoint.mark(), []
+                blocked = self.recovery.blocking()
+                if blocked:
+                    raise CniError(
+                        ERR_TRY_AGAIN,
+                        blocked,
+                        "the reconcile loop looks again every pass; a link that never "
+                        "explains itself must be removed by hand (see docs/cni.md)",
+                    )
                 now = time.time()
                 chosen, holder = (
                     pool.choose_static(view, self.state, claim, pod_uid)
@@ -334,7 +377,7 @@ class Agent:
 
     def delete(self, req: CniRequest) -> None:
         with self.lock:
-            alloc = self.state.by_container(req.container_id, req.ifname)
+            alloc = self._find(req)
         if alloc is None:
             delegates = self._delegates(req)
             if delegates:
@@ -354,7 +397,7 @@ class Agent:
 
     def check(self, req: CniRequest) -> None:
         with self.lock:
-            alloc = self.state.by_container(req.container_id, req.ifname)
+            alloc = self._find(req)
         if alloc is None:
             delegates = self._delegates(req)
             if delegates:
@@ -402,7 +445,9 @@ class Agent:
             stale = [
                 a
                 for a in self.state.allocations.values()
-                if a.key not in keep and a.ip not in self.in_flight
+                if a.key not in keep
+                and a.ip not in self.in_flight
+                and a.container_id  # rebuilt from the links: its container is not known
             ]
         for alloc in stale:
             log.info(

@@ -19,6 +19,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from .pool import PoolState
@@ -48,21 +49,36 @@ def _last_snapshot(data: bytes) -> dict[str, Any]:
     return snapshot
 
 
-def load(path: str) -> PoolState:
-    """The saved state; empty when there is none. A corrupt file is kept aside
-    (``.corrupt``) and reported, never silently overwritten."""
+@dataclass(frozen=True, slots=True)
+class Loaded:
+    state: PoolState
+    missing: bool = False  # no file: a first start (or a wiped state dir)
+    unreadable: str = ""  # why the file could not be used ("" when it could)
+    kept_as: str = ""  # where the unreadable file was moved
+
+
+def load_checked(path: str) -> Loaded:
+    """The saved state, and whether it could be trusted. An unreadable file
+    (not JSON, not a snapshot, a version this agent does not know) is moved
+    aside (``<path>.unreadable.<unix time in ns>``, kept for a post-mortem, never
+    overwritten) and an empty state returned: the caller must then rebuild
+    the allocations from the live links (``recover``), not trust it."""
     try:
         with open(path, "rb") as fh:
             data = fh.read()
     except FileNotFoundError:
-        return PoolState()
+        return Loaded(PoolState(), missing=True)
     try:
-        return PoolState.from_dict(_last_snapshot(data))
-    except (ValueError, TypeError, KeyError) as exc:
-        aside = path + ".corrupt"
+        return Loaded(PoolState.from_dict(_last_snapshot(data)))
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        aside = f"{path}.unreadable.{time.time_ns()}"
         os.replace(path, aside)
-        log.error("checkpoint corrupt, moved aside", extra={"path": path, "error": str(exc)})
-        return PoolState()
+        return Loaded(PoolState(), unreadable=f"{type(exc).__name__}: {exc}", kept_as=aside)
+
+
+def load(path: str) -> PoolState:
+    """``load_checked``'s state (empty when missing or unreadable)."""
+    return load_checked(path).state
 
 
 def _fsync_dir(path: str) -> None:

@@ -97,6 +97,43 @@ def start_capacity_feed(
     return started
 
 
+def load_state(cfg: config.AgentConfig) -> checkpoint.Loaded:
+    """The checkpoint, said loudly when it cannot be used: the caller then
+    rebuilds the allocations from the live links (``recover``)."""
+    loaded = checkpoint.load_checked(cfg.checkpoint_path)
+    state = loaded.state
+    log.info(
+        "checkpoint loaded",
+        extra={
+            "allocations": len(state.allocations),
+            "cooldown": len(state.cooldown),
+            "missing": loaded.missing,
+        },
+    )
+    if loaded.unreadable:
+        log.error(
+            "checkpoint unreadable: rebuilding the allocations from the live links; nothing "
+            "unexplained is deleted, and ADD is refused until every live pod link is accounted for",
+            extra={
+                "path": cfg.checkpoint_path,
+                "error": loaded.unreadable,
+                "kept_as": loaded.kept_as,
+            },
+        )
+    return loaded
+
+
+def start_recovery(agent: Agent, loaded: checkpoint.Loaded) -> None:
+    """Without a usable checkpoint the start-up pass rebuilds the allocations
+    from the live links and deletes nothing it cannot explain; a first start
+    (no links of ours) ends that at once."""
+    if loaded.unreadable:
+        agent.metrics.checkpoint_unreadable.inc()
+        agent.recovery.begin("the checkpoint was unreadable")
+    elif loaded.missing:  # a first start; or a wiped state dir while pods run
+        agent.recovery.begin("there was no checkpoint")
+
+
 def run(cfg: config.AgentConfig, stop: threading.Event) -> int:
     log.info("starting", extra={"config": cfg.effective()})
     # a CNI reply waiting for the GIL behind a background thread waits up to the
@@ -109,11 +146,8 @@ def run(cfg: config.AgentConfig, stop: threading.Event) -> int:
             log.warning("cannot set niceness", extra={"nice": cfg.nice, "error": str(exc)})
     metrics = Metrics()
     source, pods = build_sources(cfg)
-    state = checkpoint.load(cfg.checkpoint_path)
-    log.info(
-        "checkpoint loaded",
-        extra={"allocations": len(state.allocations), "cooldown": len(state.cooldown)},
-    )
+    loaded = load_state(cfg)
+    state = loaded.state
     settings = AgentSettings(
         eni_only=cfg.eni_only,
         cooldown=cfg.cooldown,
@@ -131,6 +165,7 @@ def run(cfg: config.AgentConfig, stop: threading.Event) -> int:
         checkpoint_path=cfg.checkpoint_path,
         metrics=metrics,
     )
+    start_recovery(agent, loaded)
     reporter = Reporter(agent, cfg.report_interval)
     agent.on_change = reporter.poke
     reconciler = Reconciler(agent, cfg.reconcile_interval)

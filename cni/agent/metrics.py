@@ -45,6 +45,21 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self.checkpoint_unreadable = Counter(
+            f"{PREFIX}_checkpoint_unreadable",
+            "Starts with an unreadable checkpoint (state rebuilt from the live links)",
+            registry=r,
+        )
+        self.recovered = Counter(
+            f"{PREFIX}_recovered_allocations",
+            "Allocations rebuilt from the live links (checkpoint unreadable or missing)",
+            registry=r,
+        )
+        self.unexplained = Gauge(
+            f"{PREFIX}_recovery_unexplained_links",
+            "Live pod links the rebuild could not account for (ADD is refused while > 0)",
+            registry=r,
+        )
         self.refused = Counter(
             f"{PREFIX}_socket_refused",
             "Connections to the CNI socket refused at the connection cap (CNI code 11)",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import queue
 import socket
 from collections.abc import Callable, Iterator
@@ -35,6 +36,7 @@ NUD_PERMANENT = 0x80
 SCOPE_LINK = 253
 IFF_UP = 0x1
 SYSCTL_ROOT = "/proc/sys/net/ipv4"
+NETNS_DIRS = ("/run/netns", "/var/run/netns")  # where runtimes name pod netns
 
 Fault = Callable[[str], None]
 
@@ -198,6 +200,54 @@ class NetOps:
                 if info is not None and info.get_attr("IFLA_INFO_KIND") == "veth":
                     out[name] = (link["index"], bool(link["flags"] & IFF_UP))
         return out
+
+    def host_veth_macs(self, prefix: str) -> dict[str, tuple[int, str]]:
+        """Our host-side veths (as ``host_veths``): name -> (index, MAC)."""
+        ours = self.host_veth_links(prefix)
+        out: dict[str, tuple[int, str]] = {}
+        with self.host() as ipr:
+            for link in ipr.get_links():
+                name = _attr(link, "IFLA_IFNAME") or ""
+                if name in ours and link["index"] == ours[name][0]:
+                    out[name] = (link["index"], str(_attr(link, "IFLA_ADDRESS") or "").lower())
+        return out
+
+    def find_pod_end(self, host_index: int, pod_mac: str) -> tuple[str, str] | None:
+        """(netns path, ifname) of the veth peer of our link ``host_index``
+        whose MAC is ``pod_mac``, looked for in the named netns
+        (``NETNS_DIRS``); None when none of them holds it."""
+        seen: set[str] = set()
+        for directory in NETNS_DIRS:
+            try:
+                names = sorted(os.listdir(directory))
+            except OSError:
+                continue
+            for name in names:
+                path = os.path.join(directory, name)
+                real = os.path.realpath(path)
+                if real in seen:
+                    continue
+                seen.add(real)
+                try:
+                    ifname = self._peer_in(path, host_index, pod_mac)
+                except (NetnsGoneError, NetlinkError, OSError):
+                    continue  # gone meanwhile, or not a netns
+                if ifname:
+                    return path, ifname
+        return None
+
+    @staticmethod
+    def _peer_in(path: str, host_index: int, pod_mac: str) -> str:
+        with in_netns(path):
+            ipr = IPRoute()
+            try:
+                for link in ipr.get_links():
+                    mac = str(_attr(link, "IFLA_ADDRESS") or "").lower()
+                    if mac == pod_mac and _attr(link, "IFLA_LINK") == host_index:
+                        return str(_attr(link, "IFLA_IFNAME") or "")
+            finally:
+                ipr.close()
+        return ""
 
     def host_routes32(self) -> set[tuple[str, int]]:
         """The main table's /32 routes as (destination, output link index)."""

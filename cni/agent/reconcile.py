@@ -16,6 +16,7 @@ from .agent import Agent
 from .netops import ensure_sysctl, pod_host_looks_right
 from .podnet import PRIO_FROM_POD, PRIO_TO_POD
 from .pool import Allocation
+from .recover import rebuild_allocations
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,8 @@ class Reconciler:
             known = a.eni_links.get(eni.eni_id)
             if known != link:
                 a.eni_links[eni.eni_id] = link
+        if a.recovery.active:
+            rebuild_allocations(a)
         self._pods()
         with a.lock:
             changed = pool.grant_releases(view, a.state, time.time())
@@ -102,6 +105,8 @@ class Reconciler:
             quiet = a.add_epoch == epoch
         if not quiet:
             return  # an ADD ended since the dumps: its rules may be newer, look next pass
+        if a.recovery.active:
+            return  # a live link not accounted for may own any rule or IP: delete nothing
         for prio, direction, ip, table in rules:
             if ip not in ours and ip in node_ips and prio in (PRIO_TO_POD, PRIO_FROM_POD):
                 try:

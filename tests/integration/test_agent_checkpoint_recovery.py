@@ -138,9 +138,10 @@ def test_unexplained_link_blocks_add_until_gone(
         hidden.kill()
         hidden.wait()
     # its netns is gone, so is the link: ADD is served again
+    d = netns_set.add("d")
     eventually(
         "ADD served once the unexplained link is gone",
-        lambda: cni(agent, "ADD", "d", netns_set.add("d"))[0] == 0,
+        lambda: cni(agent, "ADD", "d", d)[0] == 0,
         agent,
     )
     assert metric(agent, "tke_eni_agent_recovery_unexplained_links") == 0.0

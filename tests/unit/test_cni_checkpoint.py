@@ -33,10 +33,14 @@ def test_write_wait_load(tmp_path: Path) -> None:
 
 def test_missing_and_corrupt(tmp_path: Path) -> None:
     path = tmp_path / "cp.json"
-    assert checkpoint.load(str(path)) == PoolState()
-    path.write_text("{broken")
-    assert checkpoint.load(str(path)) == PoolState()
-    assert (tmp_path / "cp.json.corrupt").read_text() == "{broken"
+    assert checkpoint.load_checked(str(path)) == checkpoint.Loaded(PoolState(), missing=True)
+    for text in ("{broken", '{"version": 2}\n', ""):
+        path.write_text(text)
+        loaded = checkpoint.load_checked(str(path))
+        assert loaded.state == PoolState() and loaded.unreadable and not loaded.missing
+        assert not path.exists()  # never overwritten: kept aside for a post-mortem
+        assert Path(loaded.kept_as).read_text() == text
+        assert Path(loaded.kept_as).name.startswith("cp.json.unreadable.")
 
 
 def test_log_of_snapshots_torn_tail_and_compaction(tmp_path: Path) -> None:

@@ -268,19 +268,45 @@ class Kube:
         return None
 
 
+class AgentDeadError(AssertionError):
+    """The test asked a dead agent stand-in to play CNI ADD/DEL."""
+
+
+#: how the stand-in answers a release request (per node, ``set_policy``)
+GRANT, HOLD, REFUSE = "grant", "hold", "refuse"
+
+
 class AgentStandIn:
     """The node agent's half of the release handshake (core/models.py): grants
     ``spec.state=Releasing`` with ``status.phase=Released`` when the IP is not
-    in use; ``use``/``free`` play CNI ADD/DEL."""
+    in use; ``use``/``free`` play CNI ADD/DEL.
+
+    Faults, per node (``None``: every node without its own setting):
+
+    * ``set_policy(GRANT, delay=s)`` answers after ``s`` seconds;
+    * ``set_policy(HOLD)`` leaves requests unanswered (``asked()`` lists them;
+      ``grant(ip)`` answers one, going back to GRANT answers all);
+    * ``set_policy(REFUSE)`` answers with its current phase, never ``Released``
+      (``refused`` counts the answers);
+    * ``die(node)``: the node's agent stops answering and cannot do ADD/DEL;
+      ``restart(node)`` brings it back and it answers what is open (a start-up pass).
+
+    Every grant is written by ``_grant_status`` (the one place that knows the
+    shape of the answer); ``_answered`` says whether a record already carries
+    the answer to its open request."""
 
     def __init__(self, kube: Kube) -> None:
         self.kube = kube
         self.stop = threading.Event()
         self.granted = 0
+        self.refused = 0
+        self.grants: list[tuple[str, str]] = []  # (ip, node) in the order granted
+        self.policies: dict[str | None, tuple[str, float]] = {None: (GRANT, 0.0)}
+        self.dead: set[str] = set()
         self.informer: Informer[IpRec] = Informer(
             kube.api, paths.VPC_IPS, "agent-standin", ip_from_obj, self._on_ip
         )
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()
 
     def __enter__(self) -> AgentStandIn:
         self.informer.start(self.stop)
@@ -290,38 +316,118 @@ class AgentStandIn:
     def __exit__(self, *exc: object) -> None:
         self.stop.set()
 
-    def _status(self, ip: str, status: dict[str, Any]) -> None:
-        with contextlib.suppress(KubeError):
+    # --- faults ---
+    def set_policy(self, mode: str, *, node: str | None = None, delay: float = 0.0) -> None:
+        if mode not in (GRANT, HOLD, REFUSE):
+            raise ValueError(f"grant policy {mode!r}: want {GRANT}, {HOLD} or {REFUSE}")
+        with self.lock:
+            self.policies[node] = (mode, delay)
+        if mode != HOLD:
+            self._answer_open(node)
+
+    def policy(self, node: str) -> tuple[str, float]:
+        with self.lock:
+            return self.policies.get(node) or self.policies[None]
+
+    def die(self, node: str) -> None:
+        with self.lock:
+            self.dead.add(node)
+
+    def restart(self, node: str) -> None:
+        with self.lock:
+            self.dead.discard(node)
+        self._answer_open(node)
+
+    def asked(self, node: str | None = None) -> list[str]:
+        """IPs whose release is requested and not answered yet."""
+        return sorted(
+            r.ip
+            for r in self.informer.values()
+            if (node is None or r.node == node)
+            and r.state == m.IP_STATE_RELEASING
+            and not self._answered(r)
+        )
+
+    def grant(self, ip: str) -> None:
+        """Answer one request now, whatever the node's policy (not when dead)."""
+        self._grant(ip, force=True)
+
+    def _answer_open(self, node: str | None) -> None:
+        for r in list(self.informer.values()):
+            mine = node is None or r.node == node
+            if mine and r.state == m.IP_STATE_RELEASING and not self._answered(r):
+                self._consider(r)
+
+    # --- the handshake ---
+    @staticmethod
+    def _answered(rec: IpRec) -> bool:
+        return rec.phase == m.IP_PHASE_RELEASED and rec.granted_id == rec.release_id
+
+    @staticmethod
+    def _grant_status(rec: IpRec) -> dict[str, Any]:
+        """The agent's answer to ``rec``'s open release request."""
+        return {
+            "phase": m.IP_PHASE_RELEASED,
+            "releaseId": rec.release_id or None,
+            "podUid": None,
+            "podName": None,
+            "podNamespace": None,
+            "updated": now3339(),
+        }
+
+    def _status(self, ip: str, status: dict[str, Any]) -> bool:
+        try:
             obj = self.kube.api.patch(paths.vpc_ip(ip) + "/status", {"status": status})
-            self.informer.apply(obj)
+        except KubeError:
+            return False
+        self.informer.apply(obj)
+        return True
 
     def _on_ip(self, key: str, old: IpRec | None, new: IpRec | None) -> None:
-        if new is None or new.state != m.IP_STATE_RELEASING:
+        if new is None or new.state != m.IP_STATE_RELEASING or new.used or self._answered(new):
             return
-        if new.phase in (m.IP_PHASE_IN_USE, m.IP_PHASE_COOLDOWN, m.IP_PHASE_RELEASED):
-            return
-        threading.Thread(target=self._grant, args=(key,), daemon=True).start()
+        self._consider(new)
 
-    def _grant(self, ip: str) -> None:
+    def _consider(self, rec: IpRec) -> None:
+        mode, delay = self.policy(rec.node)
+        if mode == HOLD or rec.node in self.dead:
+            return
+        threading.Thread(target=self._answer, args=(rec.ip, delay), daemon=True).start()
+
+    def _answer(self, ip: str, delay: float) -> None:
+        if delay > 0 and self.stop.wait(delay):
+            return
+        self._grant(ip, force=False)
+
+    def _grant(self, ip: str, *, force: bool) -> None:
         with self.lock:
             rec = self.informer.get(ip)
             if rec is None or rec.state != m.IP_STATE_RELEASING or rec.used:
                 return
-            self._status(
-                ip,
-                {
-                    "phase": m.IP_PHASE_RELEASED,
-                    "podUid": None,
-                    "podName": None,
-                    "podNamespace": None,
-                    "updated": now3339(),
-                },
-            )
-            self.granted += 1
+            if rec.node in self.dead or self._answered(rec):
+                return
+            mode, _ = self.policy(rec.node)
+            if not force and mode == HOLD:
+                return
+            if not force and mode == REFUSE:
+                phase = rec.phase if rec.phase == m.IP_PHASE_FREE else m.IP_PHASE_FREE
+                if self._status(ip, {"phase": phase, "updated": now3339()}):
+                    self.refused += 1  # an answer, but not a grant
+                return
+            if self._status(ip, self._grant_status(rec)):
+                self.granted += 1
+                self.grants.append((ip, rec.node))
+
+    # --- CNI ADD/DEL ---
+    def _alive(self, node: str, what: str) -> None:
+        if node in self.dead:
+            raise AgentDeadError(f"{what} on node {node}, whose agent stand-in is dead")
 
     def use(self, ip: str, pod: dict[str, Any]) -> None:
         meta = pod["metadata"]
         with self.lock:
+            rec = self.informer.get(ip)
+            self._alive(rec.node if rec else "", f"ADD of {ip}")
             self._status(
                 ip,
                 {
@@ -335,6 +441,8 @@ class AgentStandIn:
 
     def free(self, ip: str) -> None:
         with self.lock:
+            rec = self.informer.get(ip)
+            self._alive(rec.node if rec else "", f"DEL of {ip}")
             self._status(
                 ip,
                 {
@@ -346,12 +454,13 @@ class AgentStandIn:
                 },
             )
             rec = self.informer.get(ip)
-        if rec is not None and rec.state == m.IP_STATE_RELEASING:
-            self._grant(ip)
+        if rec is not None and rec.state == m.IP_STATE_RELEASING and not self._answered(rec):
+            self._consider(rec)
 
     def take_free(self, node: str, pod: dict[str, Any]) -> str | None:
         """CNI ADD of a dynamic pod: a free Assigned IP of the node, marked in use."""
         with self.lock:
+            self._alive(node, "ADD")
             for rec in self.informer.values():
                 if (
                     rec.node == node
@@ -480,6 +589,9 @@ class IpamdProcess:
             "0.02",
             "--cloud-backoff-max",
             "0.5",
+            # leaks from a kill -9 are deleted within the test (default: 10m)
+            "--leaked-eni-min-age",
+            "1s",
             *extra,
         ]
         self.env = {

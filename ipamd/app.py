@@ -1,6 +1,11 @@
 """Wiring: informers (always running, so a standby has warm caches), leader
 election, and — while leading — the workers, the periodic loops (subnet
-refresh, reconcile, pool re-check, metrics) and the first full reconcile."""
+refresh, reconcile, pool re-check, metrics) and the first full reconcile.
+
+One leader at a time: every cloud write is fenced by the elector's
+``is_leader`` (``ipamd.cloudcalls``), and a graceful stop stops the workers
+*before* the Lease is released (a worker still running when the time limit
+is up leaves the Lease to expire instead)."""
 
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ from core import models as m
 from core import names
 from ipamd import metrics
 from ipamd.claimctl import ClaimController
+from ipamd.cloudcalls import InstrumentedCloud
 from ipamd.config import Settings
 from ipamd.deps import Deps
 from ipamd.kube import paths
@@ -67,10 +73,25 @@ class App:
             st.claims,
             self.configmaps,
         ]
+        fenced = cloud if isinstance(cloud, InstrumentedCloud) else InstrumentedCloud(cloud)
+        fenced.fence = self.may_write
+        self.elector: LeaderElector | None = None
+        if settings.leader_elect:
+            self.elector = LeaderElector(
+                LeaseClient(kube, settings.lease_namespace, settings.lease_name),
+                settings.identity,
+                lease_duration=settings.lease_duration.total_seconds(),
+                renew_deadline=settings.renew_deadline.total_seconds(),
+                retry_period=settings.retry_period.total_seconds(),
+                on_started=self._start_leading,
+                on_stopped=self._lost,
+            )
+        self._elector_stop = threading.Event()
+        self._elector_thread: threading.Thread | None = None
         self.deps = Deps(
             settings=settings,
             state=st,
-            cloud=cloud,
+            cloud=fenced,
             crds=CrdWriter(kube, st.ips, st.enis, st.claims),
             objects=ObjectWriter(kube),
             events=EventRecorder(kube),
@@ -98,27 +119,28 @@ class App:
     def wait_synced(self, timeout: float = 120.0) -> bool:
         deadline = time.monotonic() + timeout
         for inf in self.informers:
-            if not inf.synced.wait(max(0.0, deadline - time.monotonic())):
-                log.error("informer %s did not sync within %.0fs", inf.name, timeout)
-                return False
+            while not inf.synced.wait(0.5):
+                if self.stop.is_set():
+                    return False
+                if time.monotonic() >= deadline:
+                    log.error("informer %s did not sync within %.0fs", inf.name, timeout)
+                    return False
         return True
+
+    def may_write(self) -> bool:
+        """The fence of every cloud write: the leader (surely), or no election."""
+        if self.elector is None:
+            return True
+        return self.elector.is_leader()
 
     def run(self) -> int:
         self.start_informers()
-        s = self.settings
-        if s.leader_elect:
-            elector = LeaderElector(
-                LeaseClient(self.kube, s.lease_namespace, s.lease_name),
-                s.identity,
-                lease_duration=s.lease_duration.total_seconds(),
-                renew_deadline=s.renew_deadline.total_seconds(),
-                retry_period=s.retry_period.total_seconds(),
-                on_started=self._start_leading,
-                on_stopped=self._lost,
+        if self.elector is not None:
+            t = threading.Thread(
+                target=self.elector.run, args=(self._elector_stop,), name="leader", daemon=True
             )
-            t = threading.Thread(target=elector.run, args=(self.stop,), name="leader", daemon=True)
             t.start()
-            self._threads.append(t)
+            self._elector_thread = t
         else:
             self._start_leading()
         self.stop.wait()
@@ -142,6 +164,8 @@ class App:
         if not self.wait_synced():
             self.stop.set()
             return
+        if self.stop.is_set():
+            return
         self.state.configmap_data = self.configmaps.get(
             f"{names.CONFIGMAP_NAMESPACE}/{names.CONFIGMAP_NAME}"
         )
@@ -157,6 +181,8 @@ class App:
             self.queue.add(CLAIM + key)
         for key, _ in self.state.pods.items():
             self.queue.add(CLAIM + key)
+        if self.stop.is_set():
+            return
         for i in range(self.settings.workers):
             t = threading.Thread(target=self._worker, name=f"worker-{i}", daemon=True)
             t.start()
@@ -259,8 +285,24 @@ class App:
         metrics.NODES.set(len(st.nodes or []))
 
     def shutdown(self, limit: float = 10.0) -> None:
+        """Stop the workers, then (only if they all stopped) release the Lease."""
         self.stop.set()
         self.queue.shutdown()
         deadline = time.monotonic() + limit
-        for t in self._threads:
+        for t in list(self._threads):
             t.join(max(0.0, deadline - time.monotonic()))
+        running = [t.name for t in self._threads if t.is_alive()]
+        if self.elector is not None:
+            if running:
+                log.error(
+                    "workers still running after %.0fs (%s): not releasing the lease, "
+                    "it expires after the lease duration",
+                    limit,
+                    ", ".join(running),
+                )
+                self.elector.release_on_stop = False
+            self._elector_stop.set()
+            if self._elector_thread is not None:
+                # the release: one get and one update, each bounded by the renew deadline
+                self._elector_thread.join(2 * self.settings.renew_deadline.total_seconds() + 1)
+        metrics.LEADER.set(0)

@@ -1,7 +1,13 @@
 """The cloud port as ipamd uses it: every call counted in metrics, throttling
 and transient errors retried with exponential backoff and jitter (a throttled
 burst slows down instead of turning into a failure storm), everything else
-raised with its context."""
+raised with its context.
+
+Writes are fenced: before each attempt of a write, ``fence()`` (the leader
+elector's ``is_leader``, wired by ``ipamd.app``) must be True, else the write
+raises ``NotLeaderError`` and is counted in ``tke_ipamd_fenced_cloud_writes_total``
+— a process that lost its Lease, or could not renew it in time, never acts
+on the cloud beside the new leader."""
 
 from __future__ import annotations
 
@@ -23,6 +29,21 @@ log = logging.getLogger(__name__)
 R = TypeVar("R")
 
 
+NOT_LEADER = "ipamd.NotLeader"
+
+
+class NotLeaderError(CloudError):
+    """A cloud write refused: this ipamd is not (or no longer surely) the leader."""
+
+    def __init__(self, action: str) -> None:
+        super().__init__(
+            action,
+            NOT_LEADER,
+            "this ipamd is not the leader (its Lease is held by another process or was "
+            "not renewed within the renew deadline): cloud write refused",
+        )
+
+
 class InstrumentedCloud:
     def __init__(
         self,
@@ -40,10 +61,20 @@ class InstrumentedCloud:
         self.sleep = sleep
         self.calls = 0
         self._lock = threading.Lock()
+        #: checked before every write attempt; None: no leader election (always allowed)
+        self.fence: Callable[[], bool] | None = None
 
-    def _do(self, action: str, fn: Callable[[], R]) -> R:
+    def _check_fence(self, action: str) -> None:
+        if self.fence is not None and not self.fence():
+            metrics.FENCED_WRITES.labels(action).inc()
+            log.error("%s refused: this ipamd is not the leader", action)
+            raise NotLeaderError(action)
+
+    def _do(self, action: str, fn: Callable[[], R], *, write: bool = False) -> R:
         delay = self.base_delay
         for attempt in range(1, self.attempts + 1):
+            if write:
+                self._check_fence(action)
             with self._lock:
                 self.calls += 1
             try:
@@ -123,6 +154,7 @@ class InstrumentedCloud:
                 client_token=client_token,
                 instance_id=instance_id,
             ),
+            write=True,
         )
 
     def attach_eni(
@@ -131,6 +163,7 @@ class InstrumentedCloud:
         self._do(
             "AttachNetworkInterface",
             lambda: self.inner.attach_eni(eni_id, instance_id, client_token=client_token),
+            write=True,
         )
 
     def detach_eni(
@@ -139,10 +172,11 @@ class InstrumentedCloud:
         self._do(
             "DetachNetworkInterface",
             lambda: self.inner.detach_eni(eni_id, instance_id, client_token=client_token),
+            write=True,
         )
 
     def delete_eni(self, eni_id: EniId) -> None:
-        self._do("DeleteNetworkInterface", lambda: self.inner.delete_eni(eni_id))
+        self._do("DeleteNetworkInterface", lambda: self.inner.delete_eni(eni_id), write=True)
 
     def assign_ips(
         self,
@@ -157,13 +191,19 @@ class InstrumentedCloud:
             lambda: self.inner.assign_ips(
                 eni_id, count=count, addresses=addresses, client_token=client_token
             ),
+            write=True,
         )
 
     def unassign_ips(self, eni_id: EniId, addresses: Sequence[str]) -> None:
-        self._do("UnassignPrivateIpAddresses", lambda: self.inner.unassign_ips(eni_id, addresses))
+        self._do(
+            "UnassignPrivateIpAddresses",
+            lambda: self.inner.unassign_ips(eni_id, addresses),
+            write=True,
+        )
 
     def migrate_ip(self, source_eni_id: EniId, destination_eni_id: EniId, address: str) -> None:
         self._do(
             "MigratePrivateIpAddress",
             lambda: self.inner.migrate_ip(source_eni_id, destination_eni_id, address),
+            write=True,
         )

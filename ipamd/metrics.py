@@ -31,6 +31,13 @@ ALLOCATION = Histogram(
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
     registry=REGISTRY,
 )
+FENCED_WRITES = Counter(
+    "tke_ipamd_fenced_cloud_writes_total",
+    "cloud writes refused because this process was not the leader (Lease lost or not "
+    "renewed within the renew deadline)",
+    ["action"],
+    registry=REGISTRY,
+)
 WORK_ERRORS = Counter(
     "tke_ipamd_work_errors_total", "failed work items by kind", ["kind"], registry=REGISTRY
 )

@@ -5,6 +5,7 @@ lists, and watch streams with resourceVersion."""
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import logging
 from collections.abc import Iterator
@@ -59,6 +60,14 @@ class KubeApi:
         self._client = k8s.ApiClient(configuration)
         self._timeout = timeout
 
+    def without_retries(self) -> KubeApi:
+        """A client on its own connection pool whose requests are never retried
+        by urllib3 (which retries an idempotent request that timed out, so a
+        caller's timeout could be spent several times over)."""
+        cfg = copy.deepcopy(self._client.configuration)
+        cfg.retries = False
+        return KubeApi(cfg, timeout=self._timeout)
+
     def close(self) -> None:
         self._client.close()  # type: ignore[no-untyped-call]
 
@@ -73,6 +82,7 @@ class KubeApi:
         timeout: Any = None,
         stream: bool = False,
     ) -> Any:
+        """``timeout``: seconds for the whole request (None: the client's default)."""
         headers = {"Accept": "application/json", "Content-Type": content_type}
         _, url, hdrs, body_s, _ = self._client.param_serialize(
             method=method,
@@ -106,13 +116,13 @@ class KubeApi:
         return json.loads(data) if data else {}
 
     # --- verbs ---
-    def get(self, path: str) -> JSON:
-        result: JSON = self._call("GET", path)
+    def get(self, path: str, *, timeout: float | None = None) -> JSON:
+        result: JSON = self._call("GET", path, timeout=timeout)
         return result
 
-    def get_or_none(self, path: str) -> JSON | None:
+    def get_or_none(self, path: str, *, timeout: float | None = None) -> JSON | None:
         try:
-            return self.get(path)
+            return self.get(path, timeout=timeout)
         except KubeError as exc:
             if exc.not_found:
                 return None
@@ -173,12 +183,12 @@ class KubeApi:
         finally:
             resp.release_conn()
 
-    def create(self, path: str, body: JSON) -> JSON:
-        result: JSON = self._call("POST", path, body=body)
+    def create(self, path: str, body: JSON, *, timeout: float | None = None) -> JSON:
+        result: JSON = self._call("POST", path, body=body, timeout=timeout)
         return result
 
-    def replace(self, path: str, body: JSON) -> JSON:
-        result: JSON = self._call("PUT", path, body=body)
+    def replace(self, path: str, body: JSON, *, timeout: float | None = None) -> JSON:
+        result: JSON = self._call("PUT", path, body=body, timeout=timeout)
         return result
 
     def patch(self, path: str, body: JSON) -> JSON:

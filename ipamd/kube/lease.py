@@ -1,9 +1,12 @@
 """The coordination.k8s.io/v1 Lease record ipamd's leader election uses:
-read, create, and compare-and-swap update (resourceVersion precondition)."""
+read, create, and compare-and-swap update (resourceVersion precondition).
+
+Every call takes a ``timeout`` (the elector passes what is left of its renew
+deadline) and goes through a client of its own that never retries: a retried
+request would multiply the bound."""
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -37,15 +40,17 @@ def _record(obj: JSON) -> LeaseRecord:
 
 class LeaseClient:
     def __init__(self, api: KubeApi, namespace: str, name: str) -> None:
-        self.api = api
+        self.api = api.without_retries()
         self.namespace = namespace
         self.name = name
 
-    def get(self) -> LeaseRecord | None:
-        obj = self.api.get_or_none(paths.lease(self.namespace, self.name))
+    def get(self, *, timeout: float | None = None) -> LeaseRecord | None:
+        obj = self.api.get_or_none(paths.lease(self.namespace, self.name), timeout=timeout)
         return _record(obj) if obj else None
 
-    def create(self, holder: str, duration_s: int) -> LeaseRecord | None:
+    def create(
+        self, holder: str, duration_s: int, *, timeout: float | None = None
+    ) -> LeaseRecord | None:
         """None when someone else created it first."""
         now = micro_time()
         body = {
@@ -61,14 +66,20 @@ class LeaseClient:
             },
         }
         try:
-            return _record(self.api.create(paths.leases(self.namespace), body))
+            return _record(self.api.create(paths.leases(self.namespace), body, timeout=timeout))
         except KubeError as exc:
             if exc.conflict:
                 return None
             raise
 
     def update(
-        self, current: LeaseRecord, holder: str, duration_s: int, *, acquire: bool
+        self,
+        current: LeaseRecord,
+        holder: str,
+        duration_s: int,
+        *,
+        acquire: bool,
+        timeout: float | None = None,
     ) -> LeaseRecord | None:
         """None when the record changed under us (409)."""
         now = micro_time()
@@ -91,15 +102,18 @@ class LeaseClient:
             "spec": spec,
         }
         try:
-            return _record(self.api.replace(paths.lease(self.namespace, self.name), body))
+            return _record(
+                self.api.replace(paths.lease(self.namespace, self.name), body, timeout=timeout)
+            )
         except KubeError as exc:
             if exc.conflict:
                 return None
             raise
 
-    def release(self, current: LeaseRecord, holder: str) -> None:
-        """Give the lease up at shutdown so a standby takes over at once."""
+    def release(self, current: LeaseRecord, holder: str, *, timeout: float | None = None) -> None:
+        """Give the lease up at shutdown so a standby takes over at once (a
+        compare-and-swap: a Lease someone else wrote since is left alone).
+        Raises KubeError when the write fails."""
         if current.holder != holder:
             return
-        with contextlib.suppress(KubeError):
-            self.update(current, "", 1, acquire=False)
+        self.update(current, "", 1, acquire=False, timeout=timeout)

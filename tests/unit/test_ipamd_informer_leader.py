@@ -1,6 +1,7 @@
 """ipamd.kube.informer (cache feeding, resourceVersion order, tombstones) and
 ipamd.leader (acquire, renew, take over an expired lease, step down) with an
-in-memory Lease store standing in for ipamd's own LeaseClient wrapper."""
+in-memory Lease store standing in for ipamd's own LeaseClient wrapper (the
+real lifecycle against kube-apiserver: tests/integration/test_ipamd_leader_lifecycle.py)."""
 
 from __future__ import annotations
 
@@ -60,25 +61,34 @@ class MemLease:
         self.rec = LeaseRecord(holder, d, "now", transitions, str(self.rv))
         return self.rec
 
-    def get(self) -> LeaseRecord | None:
+    def get(self, *, timeout: float | None = None) -> LeaseRecord | None:
         if self.fail:
             from ipamd.kube.api import KubeError
 
             raise KubeError("GET", "/lease", 0, "connection refused")
         return self.rec
 
-    def create(self, holder: str, duration_s: int) -> LeaseRecord | None:
+    def create(
+        self, holder: str, duration_s: int, *, timeout: float | None = None
+    ) -> LeaseRecord | None:
         return None if self.rec else self._new(holder, duration_s, 0)
 
     def update(
-        self, current: LeaseRecord, holder: str, duration_s: int, *, acquire: bool
+        self,
+        current: LeaseRecord,
+        holder: str,
+        duration_s: int,
+        *,
+        acquire: bool,
+        timeout: float | None = None,
     ) -> LeaseRecord | None:
         if self.rec is None or self.rec.resource_version != current.resource_version:
             return None
         return self._new(holder, duration_s, current.transitions + (1 if acquire else 0))
 
-    def release(self, current: LeaseRecord, holder: str) -> None:
-        return None
+    def release(self, current: LeaseRecord, holder: str, *, timeout: float | None = None) -> None:
+        if current.holder == holder:
+            self.update(current, "", 1, acquire=False)
 
 
 def elector(lease: MemLease, ident: str, events: list[str]) -> LeaderElector:
@@ -111,7 +121,8 @@ def test_acquire_renew_and_takeover_after_expiry() -> None:
     finally:
         stop.set()
         t.join(5)
-    assert lease.rec.holder == "b" and lease.rec.transitions == 1
+    assert lease.rec.transitions == 1
+    assert lease.rec.holder == "" and b.released  # given up at stop
     assert events == ["b start"]
 
 

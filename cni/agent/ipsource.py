@@ -131,6 +131,11 @@ class MemoryNodeIpSource:
             for u in usage:
                 self.reported[u.ip] = u
 
+    def held(self) -> dict[str, dict[str, Any]]:
+        """What was reported, as the status it would be (``IpUsage.to_dict``)."""
+        with self._cond:
+            return {ip: u.to_dict() for ip, u in self.reported.items()}
+
     def start(self) -> None:
         return None
 
@@ -214,6 +219,17 @@ class FileNodeIpSource:
             with open(tmp, "w", encoding="utf-8") as fh:
                 json.dump(self._status, fh, sort_keys=True)
             os.replace(tmp, self.status_path)
+
+    def held(self) -> dict[str, dict[str, Any]]:
+        """The usage file as it is on disk (what this source's "API" holds)."""
+        try:
+            with open(self.status_path, encoding="utf-8") as fh:
+                data = json.load(fh)
+        except (OSError, ValueError):
+            return {}
+        if not isinstance(data, dict):
+            return {}
+        return {str(ip): dict(u) for ip, u in data.items() if isinstance(u, dict)}
 
     def _loop(self) -> None:
         while not self._stop.wait(self.poll):

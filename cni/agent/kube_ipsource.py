@@ -161,6 +161,12 @@ class KubeNodeIpSource:
                 log.warning("watch failed, re-listing", extra={"plural": plural, "error": str(exc)})
                 self._stop.wait(2.0)
 
+    def held(self) -> dict[str, dict[str, Any]]:
+        """Each of this node's VpcIPs' status as the watch last saw it (what the
+        API holds): the reporter's periodic pass compares its usage with it."""
+        with self._lock:
+            return {n: dict(o.get("status") or {}) for n, o in self._objs[PLURAL_VPC_IP].items()}
+
     def report(self, usage: Sequence[IpUsage]) -> None:
         for u in usage:
             try:

@@ -60,6 +60,11 @@ class Metrics:
             "Live pod links the rebuild could not account for (ADD is refused while > 0)",
             registry=r,
         )
+        self.resent = Counter(
+            f"{PREFIX}_usage_resent",
+            "IPs whose usage the full pass re-sent because the API no longer held it",
+            registry=r,
+        )
         self.refused = Counter(
             f"{PREFIX}_socket_refused",
             "Connections to the CNI socket refused at the connection cap (CNI code 11)",

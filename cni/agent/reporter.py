@@ -1,18 +1,43 @@
-"""Publish IP usage to the IP source (``VpcIP.status``) off the CNI hot path:
-ADD/DEL only poke this thread; it sends what changed since the last good
-report, retrying with backoff."""
+"""Publish IP usage to the IP source (``VpcIP.status``) off the CNI hot path.
+ADD/DEL only poke this thread, which then sends what changed since its last
+good report. Every ``interval`` seconds a full pass compares the whole usage
+with what the API actually holds (the source's ``held``: for Kubernetes the
+watch cache, no extra reads) and re-sends every IP that differs: a VpcIP
+re-created under a running pod, a lost write or a hand edit is repaired
+without any change on the node, and a node in sync writes nothing. A
+source that cannot tell what it holds gets everything re-sent."""
 
 from __future__ import annotations
 
 import logging
 import threading
 import time
+from typing import Any, Protocol, runtime_checkable
 
 from . import pool
 from .agent import Agent
 from .ipsource import IpUsage
 
 log = logging.getLogger(__name__)
+
+# the status fields the agent owns and compares (``cooldownUntil`` is sent
+# with its phase but not compared: the API holds it rounded to seconds)
+COMPARED = ("phase", "podNamespace", "podName", "podUid", "containerId", "releaseId")
+
+
+@runtime_checkable
+class HeldUsage(Protocol):
+    def held(self) -> dict[str, dict[str, Any]]:
+        """ip -> the status the API holds now (``VpcIP.status`` field names)."""
+        ...
+
+
+def matches(u: IpUsage, held: dict[str, Any] | None) -> bool:
+    """True when the API's status of ``u.ip`` already says what ``u`` says."""
+    if held is None:
+        return False
+    want = u.to_dict()
+    return all((want.get(k) or None) == (held.get(k) or None) for k in COMPARED)
 
 
 class Reporter:
@@ -23,23 +48,39 @@ class Reporter:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._sent: dict[str, IpUsage] = {}
+        self._last_full = 0.0  # monotonic time of the last good full pass
         self._thread: threading.Thread | None = None
 
     def poke(self) -> None:
         self._wake.set()
 
-    def run_once(self) -> None:
+    def run_once(self, full: bool = False) -> None:
+        """Send what changed since the last report; with ``full``, everything
+        the API does not hold as the agent sees it."""
         a = self.agent
         view = a.source.view()
         with a.lock:
             current = pool.usage(view, a.state, time.time())
-        changed = [u for u in current if self._sent.get(u.ip) != u]
-        if not changed:
-            return
-        a.source.report(changed)
-        for u in changed:
-            self._sent[u.ip] = u
-        a.metrics.reports.labels("ok").inc()
+        if full:
+            source = a.source
+            held = source.held() if isinstance(source, HeldUsage) else None
+            if held is None:
+                changed = current
+            else:
+                changed = [u for u in current if not matches(u, held.get(u.ip))]
+                repaired = [u.ip for u in changed if self._sent.get(u.ip) == u]
+                if repaired:  # sent before, yet the API does not hold it
+                    a.metrics.resent.inc(len(repaired))
+                    log.warning("usage the API lost re-sent", extra={"ips": repaired})
+        else:
+            changed = [u for u in current if self._sent.get(u.ip) != u]
+        if changed:
+            a.source.report(changed)
+            for u in changed:
+                self._sent[u.ip] = u
+            a.metrics.reports.labels("ok").inc()
+        if full:
+            self._last_full = time.monotonic()
 
     def _loop(self) -> None:
         backoff = 1.0
@@ -49,8 +90,8 @@ class Reporter:
             self._wake.clear()
             if self._stop.is_set():
                 return
-            try:
-                self.run_once()
+            try:  # a burst of pokes must not starve the full pass
+                self.run_once(full=time.monotonic() - self._last_full >= self.interval)
                 backoff = 1.0
             except Exception as exc:  # noqa: BLE001 - the API may be down: retry later
                 self.agent.metrics.reports.labels("error").inc()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
@@ -24,6 +25,10 @@ from core.duration import DurationError, format_duration, parse_duration
 
 ENV_PREFIX = "TKE_IPAMD_"
 NEVER = "never"
+#: a TKE cluster id: "cls-" and 8 lower-case letters or digits (cls-kjqul1ir)
+CLUSTER_ID_RE = re.compile(r"^cls-[0-9a-z]{8}$")
+#: where deploy/ sets --clusterid (knob 3 of deploy/kustomization.yaml)
+CLUSTER_ID_KNOB = "deploy/knobs/ipamd-args.yaml"
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +48,9 @@ class Settings:
     trim_interval: timedelta = timedelta(
         minutes=2
     )  # release at most one surplus IP per node per interval
+    # leak clean-up (ipamd.leaks)
+    leaked_eni_min_age: timedelta = timedelta(minutes=10)
+    leaked_eni_dry_run: bool = False
     # loops
     reconcile_interval: timedelta = timedelta(seconds=60)
     subnet_refresh_interval: timedelta = timedelta(seconds=30)
@@ -136,6 +144,14 @@ _FLAGS: dict[str, tuple[str, str]] = {
     "ip-cooldown": ("ip_cooldown", "a freed IP is not returned to the cloud before this"),
     "trim-interval": ("trim_interval", "release at most one surplus warm IP per node per interval"),
     "reconcile-interval": ("reconcile_interval", "cloud vs CRD drift check period"),
+    "leaked-eni-min-age": (
+        "leaked_eni_min_age",
+        "delete a leaked ENI of ours only after it has looked leaked this long",
+    ),
+    "leaked-eni-dry-run": (
+        "leaked_eni_dry_run",
+        "report leaked ENIs (event, metric) instead of deleting them (true/false)",
+    ),
     "subnet-refresh-interval": ("subnet_refresh_interval", "subnet free-IP refresh period"),
     "workers": ("workers", "concurrent work items"),
     "leader-elect": ("leader_elect", "use a coordination.k8s.io Lease (true/false)"),
@@ -210,13 +226,34 @@ def load(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     cluster_id = values.get("cluster_id") or cloud.cluster_id
     if not cluster_id:
         raise ConfigError("--clusterid is required (the id tagged on every ENI ipamd creates)")
-    values["cluster_id"] = cluster_id
+    values["cluster_id"] = check_cluster_id(cluster_id)
     cloud = replace(cloud, cluster_id=cluster_id, creator="tke-eni-ipamd")
     endpoint = values.get("cloud_endpoint")
     if endpoint:
         cloud = cloud.with_endpoint(endpoint, cloud.protocol)
     settings = Settings(cloud=cloud, **values)
     return validate(settings)
+
+
+def check_cluster_id(value: str) -> str:
+    """The cluster id, or ConfigError naming the flag and deploy/'s knob. The id
+    is how ipamd tells its ENIs from any other cluster's: a placeholder shared
+    by two installs makes each delete the other's ENIs."""
+    v = value.strip()
+    fix = (
+        "set --clusterid to this cluster's id as the TKE console shows it "
+        f"(cls- and 8 lower-case letters or digits) in {CLUSTER_ID_KNOB} (knob 3 of "
+        "deploy/kustomization.yaml), or after install with "
+        "`kubectl -n kube-system edit deployments.v1.apps tke-eni-ipamd`"
+    )
+    if not CLUSTER_ID_RE.match(v):
+        raise ConfigError(f"invalid --clusterid {v!r}: not a TKE cluster id; {fix}")
+    if len(set(v[len("cls-") :])) == 1:
+        raise ConfigError(
+            f"--clusterid {v!r} is a placeholder, not a cluster id: two clusters installed "
+            f"with it would delete each other's ENIs; {fix}"
+        )
+    return v
 
 
 def validate(s: Settings) -> Settings:

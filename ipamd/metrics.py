@@ -38,6 +38,13 @@ FENCED_WRITES = Counter(
     ["action"],
     registry=REGISTRY,
 )
+LEAKED_ENIS = Counter(
+    "tke_ipamd_leaked_enis_total",
+    "leaked ENIs (our cluster and creator tags, our VPC, detached or on a gone instance, "
+    "older than --leaked-eni-min-age) deleted, or reported under --leaked-eni-dry-run",
+    ["result"],
+    registry=REGISTRY,
+)
 WORK_ERRORS = Counter(
     "tke_ipamd_work_errors_total", "failed work items by kind", ["kind"], registry=REGISTRY
 )

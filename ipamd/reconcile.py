@@ -1,8 +1,10 @@
 """The reconcile loop: compares the cloud (our ENIs, found by the cluster tag)
 with the CRDs and fixes drift, logging and counting every fix:
 
-* an ENI of ours with no VpcENI: adopted when its instance is a live node,
-  deleted when not (a leak: created just before a crash, or its node went);
+* an ENI of ours with no VpcENI: adopted when its instance is a live node;
+  otherwise deleted only when certainly ours and certainly leaked
+  (``ipamd.leaks``: creator tag, our VPC, detached or on a gone instance,
+  ``--leaked-eni-min-age``, ``--leaked-eni-dry-run``);
 * a VpcENI whose ENI is gone: its dynamic VpcIPs and the record are dropped;
 * a secondary IP on our ENI with no VpcIP: adopted as a warm dynamic IP;
 * a dynamic VpcIP the cloud no longer has on that ENI: dropped; a claimed one
@@ -25,6 +27,7 @@ from core.ids import EniId, InstanceId
 from ipamd import metrics
 from ipamd.deps import ENI_PHASE_DETACHED, Deps
 from ipamd.enis import ip_spec
+from ipamd.leaks import LeakSweeper
 from ipamd.nodes import NodeController
 from ipamd.records import EniRec, IpRec
 from ipamd.state import CLAIM
@@ -37,6 +40,7 @@ class Reconciler:
         self.d = deps
         self.nodes = nodes
         self.fixes = 0
+        self.leaks = LeakSweeper(deps, nodes.enis.detach)
 
     def _fix(self, kind: str, message: str, *args: object) -> None:
         self.fixes += 1
@@ -48,6 +52,7 @@ class Reconciler:
         before = self.fixes
         st = self.d.state
         assert st.enis is not None and st.ips is not None
+        self.leaks.begin_pass()
         cloud_enis = {
             e.eni_id: e
             for e in self.d.cloud.describe_enis(
@@ -81,6 +86,7 @@ class Reconciler:
                         self._check_eni(node, eid, cloud_enis.get(EniId(eid)), node_by_instance)
                     except CloudError as exc:
                         log.warning("reconcile: ENI %s: %s", eid, exc)
+        self.leaks.end_pass()
         # VpcIPs pointing at ENIs we have no record of at all
         known = set(cloud_enis) | {k for k, _ in st.enis.items()}
         for ip in st.ips.values():
@@ -126,15 +132,13 @@ class Reconciler:
                 claimed = [a for a in eni.secondary_ips if (r := st.ip(a)) is not None and r.claim]
                 if claimed:
                     return  # parked claimed IPs: their claims decide
-                if eni.instance_id:
-                    self.nodes.enis.detach(eni.eni_id, eni.instance_id)
-                self.d.cloud.delete_eni(EniId(eni.eni_id))
-                self._fix(
-                    "leaked-eni",
-                    "ENI %s (%d IPs) had no record and no live node: deleted",
-                    eni.eni_id,
-                    len(eni.secondary_ips),
-                )
+                if self.leaks.consider(eni):
+                    self._fix(
+                        "leaked-eni",
+                        "ENI %s (%d IPs) had no record and no live node: deleted",
+                        eni.eni_id,
+                        len(eni.secondary_ips),
+                    )
             return
         if not self._attachment_ok(rec, eni):
             self._fix_attachment(rec, eni)

@@ -52,6 +52,9 @@ log = logging.getLogger("localrun")
 
 ENI_IP = "tke.cloud.tencent.com/eni-ip"
 IPAMD = "tke-eni-ipamd"
+#: the local run's cluster id, set in ipamd's Deployment as an operator sets
+#: deploy/knobs/ipamd-args.yaml (ipamd refuses deploy/'s placeholder cls-xxxxxxxx)
+CLUSTER_ID = "cls-localrun"
 EXTENDER = "tke-eni-ip-scheduler"
 AGENT = "tke-eni-agent"
 INSTANCE_LABEL = "tke.cloud.tencent.com/instance-id"
@@ -138,6 +141,7 @@ class Environment:
                               free_ports(3), strict=True))
         with self.phases.phase("deploy/ built (kustomize)"):
             self.objs = manifests.kustomize_build()
+            manifests.set_container_arg(self.ipamd_workload(), "--clusterid", CLUSTER_ID)
             cm = manifests.find(self.objs, "ConfigMap", "tke-eni-ipamd")
             self.layout = layout_from_configmap(dict(cm["data"]))
         with self.phases.phase("emulated VPC (tke-vpcsim) + instances"):
@@ -212,7 +216,9 @@ class Environment:
             "--identity", f"{IPAMD}-local"],
             extra_env={"TENCENTCLOUD_SECRET_ID": self.emulator.secret_id,  # the optional Secret
              "TENCENTCLOUD_SECRET_KEY": self.emulator.secret_key,
-             "TKE_IPAMD_SUBNET_REFRESH_INTERVAL": "5s", **self.ipamd_extra_env})
+             "TKE_IPAMD_SUBNET_REFRESH_INTERVAL": "5s",
+             # leaks from a kill -9 are deleted within a scenario (default: 10m)
+             "TKE_IPAMD_LEAKED_ENI_MIN_AGE": "15s", **self.ipamd_extra_env})
         self.ipamd.start()
         return self.ipamd
 

@@ -47,6 +47,23 @@ def find(objs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
     raise ManifestError(f"{kind}/{name} not in the manifests")
 
 
+def set_container_arg(obj: dict[str, Any], flag: str, value: str) -> None:
+    """Set ``flag value`` in every container's args of a workload (what editing a
+    deploy/knobs patch does); a flag not there is appended."""
+    for c in containers(obj):
+        args = [str(a) for a in c.get("args") or []]
+        for i, a in enumerate(args):
+            if a == flag and i + 1 < len(args):
+                args[i + 1] = value
+                break
+            if a.startswith(flag + "="):
+                args[i] = f"{flag}={value}"
+                break
+        else:
+            args += [flag, value]
+        c["args"] = args
+
+
 def scheduler_config(extender_url: str) -> dict[str, Any]:
     """deploy/'s KubeSchedulerConfiguration with the extender at ``extender_url``."""
     path = DEPLOY / "scheduler-extender" / "kube-scheduler-config.yaml"

@@ -39,6 +39,7 @@ from core.names import CRD_GROUP, CRD_VERSION, NODE_LABEL, PLURAL_VPC_ENI, PLURA
 from localcluster.controlplane import ControlPlane
 from localcluster.fakenodes import FakeNode
 from localcluster.ports import free_ports
+from localrun.manifests import set_container_arg
 from tests.deploy_support import (
     DEPLOY,
     DOWNWARD,
@@ -196,6 +197,8 @@ def test_deploy_on_a_control_plane(
     tmp_path: Path, control_plane_factory: ControlPlaneFactory, emulator: EmulatorHandle
 ) -> None:
     objs = kustomize_build(DEPLOY)
+    # knob 3 set as an operator must (ipamd refuses deploy/'s placeholder cluster id)
+    set_container_arg(find(objs, "Deployment", "tke-eni-ipamd"), "--clusterid", "cls-e2etest1")
     (port,) = free_ports(1)
     sched = copy.deepcopy(
         next(

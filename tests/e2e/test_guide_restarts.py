@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from localrun.environment import ENI_IP, Environment
+from localrun.environment import CLUSTER_ID, ENI_IP, Environment
 from localrun.invariants import cloud_vs_crds, pods_vs_ips
 from localrun.kube import wait_for
 from localrun.pods import NETWORKS_ANNOTATION, ping, plain_pod, running_pod, running_pods
@@ -23,7 +23,6 @@ from tests.fixtures_env import delete_and_wait, pod_ip
 pytestmark = pytest.mark.e2e
 REGISTERED = ('"Got registration request from device plugin with resource" '
               f'resourceName="{ENI_IP}"')
-CLUSTER_ID = "cls-xxxxxxxx"  # deploy/knobs/ipamd-args.yaml
 
 
 def allocatable(env: Environment, node: str) -> str | None:

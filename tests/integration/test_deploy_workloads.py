@@ -122,6 +122,15 @@ def _loaders() -> dict[str, Callable[..., Any]]:
     }
 
 
+def _ipamd_knob_set(argv: list[str], env: dict[str, str], load: Callable[..., Any]) -> list[str]:
+    """deploy/ ships a placeholder --clusterid: ipamd refuses it naming the knob; the
+    argv with the knob set (an operator's cluster id) is what must load."""
+    with pytest.raises(ValueError, match=r"deploy/knobs/ipamd-args\.yaml"):
+        load(argv, env)
+    i = argv.index("--clusterid")
+    return [*argv[: i + 1], "cls-kjqul1ir", *argv[i + 2 :]]
+
+
 def test_every_container_configuration_loads(built: list[dict[str, Any]]) -> None:
     """Each program's real settings loader (flags > env > defaults, with its validation)
     accepts the argv and environment the kubelet would give it — values, not only names."""
@@ -131,6 +140,8 @@ def test_every_container_configuration_loads(built: list[dict[str, Any]]) -> Non
         for c in containers(obj):
             argv, env = container_process(built, obj, c)
             program = c["command"][0]
+            if program == "tke-eni-ipamd":
+                argv = _ipamd_knob_set(argv, env, loaders[program])
             try:
                 loaded[c["name"]] = (loaders[program](argv, env), c)
             except (SystemExit, ValueError) as exc:

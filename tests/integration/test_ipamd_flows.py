@@ -206,7 +206,7 @@ def test_node_removal_releases_dynamic_ips_and_enis(kube: Kube, emu: EmulatorHan
 def test_reconcile_fixes_drift_and_logs_it(kube: Kube, emu: EmulatorHandle) -> None:
     kube.set_subnets(POD_SUBNET3)
     kube.add_node("n1", "ins-sim00001")
-    with ipamd_inprocess(emu, kube.kubeconfig) as app:
+    with ipamd_inprocess(emu, kube.kubeconfig, "--leaked-eni-min-age", "1s") as app:
         wait_for("warm IPs", lambda: len(kube.vpcips("n1")) == 5)
         eni_id = kube.vpcenis("n1")[0]["metadata"]["name"]
         cloud = emu.cloud(cluster_id="cls-test0001")

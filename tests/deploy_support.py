@@ -39,9 +39,10 @@ KUSTOMIZE_VERSION = _pin("KUSTOMIZE_VERSION", "v5.6.0")
 #: apiVersion groups of files that are not API objects (kustomize input, scheduler config).
 NOT_API = ("kustomize.config.k8s.io", "kubescheduler.config.k8s.io")
 #: Env var prefixes of our settings: a name with one of them must be a real setting.
-SETTING_PREFIXES = ("TKE_ENI_AGENT_", "TKE_ENI_DP_", "TKE_IPAMD_", "TKE_EXTENDER_", "TKE_CLOUD_")
+SETTING_PREFIXES = ("TKE_ENI_AGENT_", "TKE_ENI_DP_", "TKE_IPAMD_", "TKE_EXTENDER_", "TKE_CLOUD_",
+                    "TKE_WEBHOOK_")
 IMAGE = "tke-vpc-cni"
-WORKLOAD_KINDS = ("Deployment", "DaemonSet", "StatefulSet", "Job", "Pod")
+WORKLOAD_KINDS = ("Deployment", "DaemonSet", "StatefulSet", "Job", "CronJob", "Pod")
 
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -99,13 +100,24 @@ def patch_files(root: Path | None = None) -> set[Path]:
     return found
 
 
+def component_dirs(root: Path | None = None) -> set[Path]:
+    """Directories of kustomize Components (options an operator adds, e.g.
+    deploy/webhook/cert-manager): their objects are not in the default build."""
+    root = DEPLOY if root is None else root
+    return {k.parent.resolve() for k in root.rglob("kustomization.yaml")
+            if (yaml.safe_load(k.read_text()) or {}).get("kind") == "Component"}
+
+
 def tree_objects() -> list[tuple[Path, dict[str, Any]]]:
     """API objects defined under deploy/ that the kustomization must include."""
     patches = patch_files()
+    components = component_dirs()
     out = []
     for path in yaml_files():
         rel = path.relative_to(DEPLOY)
         if rel.parts[0] in ("examples", "knobs") or path.resolve() in patches:
+            continue
+        if any(c in path.resolve().parents for c in components):
             continue
         out.extend((path, d) for d in load_docs(path) if group_of(d) not in NOT_API)
     return out
@@ -114,7 +126,10 @@ def tree_objects() -> list[tuple[Path, dict[str, Any]]]:
 def containers(obj: dict[str, Any]) -> list[dict[str, Any]]:
     if obj.get("kind") not in WORKLOAD_KINDS:
         return []
-    spec = obj["spec"] if obj["kind"] == "Pod" else obj["spec"]["template"]["spec"]  # Job too
+    if obj["kind"] == "CronJob":
+        spec = obj["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    else:
+        spec = obj["spec"] if obj["kind"] == "Pod" else obj["spec"]["template"]["spec"]  # Job too
     return list(spec.get("initContainers") or []) + list(spec.get("containers") or [])
 
 
@@ -127,13 +142,15 @@ def console_scripts() -> dict[str, str]:
 
 
 @functools.cache
-def script_help(script: str) -> str:
+def script_help(script: str, *subcommand: str) -> str:
+    """``script [subcommand] --help``."""
     exe = VENV_BIN / script
     if not os.access(exe, os.X_OK):
         pytest.fail(f"{exe} missing: run hack/setup.sh (step: python venv)", pytrace=False)
     env = dict(os.environ, COLUMNS="1000")
-    proc = subprocess.run([exe, "--help"], capture_output=True, text=True, env=env, check=False)
-    assert proc.returncode == 0, f"{script} --help failed: {proc.stderr}"
+    proc = subprocess.run([exe, *subcommand, "--help"], capture_output=True, text=True, env=env,
+                          check=False)
+    assert proc.returncode == 0, f"{script} {' '.join(subcommand)} --help failed: {proc.stderr}"
     return proc.stdout
 
 

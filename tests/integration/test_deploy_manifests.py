@@ -161,10 +161,13 @@ def test_container_flags_and_env_exist_in_console_scripts(built: list[dict[str, 
             assert command and command[0] in scripts, (
                 f"{where}: command {command} is no console script"
             )
-            help_text = script_help(command[0])
+            words = list(command[1:]) + list(c.get("args") or [])
+            # a subcommand (tke-eni-ip-webhook certs ...): its own --help
+            sub = words[:1] if words and not words[0].startswith("-") else []
+            help_text = script_help(command[0], *sub)
             known = set(re.findall(r"(?<![\w-])--[a-z0-9][a-z0-9-]*", help_text))
             env_names = {e["name"] for e in c.get("env") or []}
-            for arg in list(command[1:]) + list(c.get("args") or []):
+            for arg in words[len(sub):]:
                 if arg.startswith("--"):
                     flag = arg.split("=", 1)[0]
                     assert flag in known, f"{where}: {flag} not in `{command[0]} --help`"

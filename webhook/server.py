@@ -1,0 +1,194 @@
+"""The webhook's two listeners on cheroot (a production WSGI server):
+
+* ``admission_listener``: the admission endpoint over TLS (the API server
+  calls webhooks over HTTPS only). The certificate and key are checked at
+  start (exit 2 naming the file and the problem) and re-read when either
+  file changes: a Secret volume update swaps the files, the next connection
+  gets the new certificate, no restart. A broken pair (half-written, key
+  not matching) is logged and counted; the previous certificate stays.
+* ``health_listener``: plain HTTP with /healthz, /readyz and /metrics only.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from cheroot import wsgi
+from cheroot.ssl.builtin import BuiltinSSLAdapter
+
+from . import logs
+from .config import Settings
+from .metrics import Metrics
+
+log = logging.getLogger("tke_eni_webhook.server")
+
+
+class TLSConfigError(ValueError):
+    """The certificate or key cannot be used (the message says which and why)."""
+
+
+@dataclass(frozen=True)
+class TLSFiles:
+    cert_file: str
+    key_file: str
+
+    def paths(self) -> tuple[tuple[str, str], ...]:
+        return (("--tls-cert-file", self.cert_file), ("--tls-key-file", self.key_file))
+
+
+def build_context(files: TLSFiles) -> ssl.SSLContext:
+    for label, path in files.paths():
+        try:
+            with open(path, "rb") as f:
+                if not f.read(1):
+                    raise TLSConfigError(f"{label} {path}: file is empty")
+        except OSError as exc:
+            raise TLSConfigError(f"{label} {path}: cannot read: {exc.strerror or exc}") from exc
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        ctx.load_cert_chain(files.cert_file, files.key_file)
+    except ssl.SSLError as exc:
+        text = str(exc)
+        if "KEY_VALUES_MISMATCH" in text or "key values mismatch" in text:
+            raise TLSConfigError(f"--tls-key-file {files.key_file} does not match the "
+                                 f"certificate in --tls-cert-file {files.cert_file}") from exc
+        raise TLSConfigError(f"--tls-cert-file {files.cert_file} / --tls-key-file "
+                             f"{files.key_file}: not a PEM certificate and matching private "
+                             f"key ({exc.reason or text})") from exc
+    return ctx
+
+
+def _stamp(path: str) -> tuple[int, ...]:
+    try:
+        st = os.stat(path)  # follows symlinks: a Secret volume swaps ..data
+    except OSError:
+        return (-1,)
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+class ReloadingContext:
+    """The current context, rebuilt when a file changed (checked at most once per
+    ``check_interval`` seconds, on new connections)."""
+
+    def __init__(self, files: TLSFiles, *, check_interval: float = 1.0,
+                 on_reload: Callable[[str, str], None] | None = None) -> None:
+        self.files = files
+        self.check_interval = check_interval
+        self._on_reload = on_reload
+        self._lock = threading.Lock()
+        self._stamps = self._current()
+        self._context = build_context(files)
+        self._checked = time.monotonic()
+
+    def _current(self) -> tuple[tuple[int, ...], ...]:
+        return tuple(_stamp(p) for _, p in self.files.paths())
+
+    def current(self) -> ssl.SSLContext:
+        now = time.monotonic()
+        if now - self._checked < self.check_interval:
+            return self._context
+        with self._lock:
+            self._checked = now
+            stamps = self._current()
+            if stamps != self._stamps:
+                self._stamps = stamps
+                try:
+                    self._context = build_context(self.files)
+                except TLSConfigError as exc:
+                    self._emit("failed", str(exc))
+                else:
+                    self._emit("ok", "")
+            return self._context
+
+    def _emit(self, result: str, error: str) -> None:
+        if self._on_reload is not None:
+            self._on_reload(result, error)
+
+
+class _ReloadingAdapter(BuiltinSSLAdapter):
+    """cheroot's TLS adapter with the context taken from ``ReloadingContext`` for
+    each new connection (wrap runs on the server's accept thread)."""
+
+    def __init__(self, contexts: ReloadingContext) -> None:
+        super().__init__(contexts.files.cert_file, contexts.files.key_file)
+        self.contexts = contexts
+
+    def wrap(self, sock: Any) -> Any:
+        self.context = self.contexts.current()
+        return super().wrap(sock)  # type: ignore[no-untyped-call]
+
+
+class _Server(wsgi.Server):
+    def error_log(self, msg: str = "", level: int = logging.INFO,
+                  traceback: bool = False) -> None:
+        log.log(level, "%s", msg, exc_info=traceback)
+
+
+class Listener:
+    """One bound WSGI server: ``serve()`` on this thread, or ``start()`` a thread."""
+
+    def __init__(self, app: Any, host: str, port: int, *, threads: int, timeout: float,
+                 contexts: ReloadingContext | None, name: str) -> None:
+        self.server = _Server((host, port), app, numthreads=threads, max=threads,
+                              server_name=name, timeout=timeout,  # type: ignore[arg-type]
+                              shutdown_timeout=5)
+        self.scheme = "https" if contexts is not None else "http"
+        if contexts is not None:
+            self.server.ssl_adapter = _ReloadingAdapter(contexts)
+        self.server.prepare()  # binds: the port is known from here on
+        self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        return int(self.server.bind_addr[1])
+
+    def serve(self) -> None:
+        self.server.serve()
+
+    def start(self) -> Listener:
+        self._thread = threading.Thread(target=self.serve, name=f"serve-{self.port}",
+                                        daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.stop()
+        if self._thread is not None:
+            self._thread.join(15)
+            self._thread = None
+
+
+def admission_listener(app: Any, settings: Settings, metrics: Metrics | None = None,
+                       *, reload_interval: float = 1.0) -> Listener:
+    """The admission server, bound (TLS unless --insecure-http). Raises
+    TLSConfigError for unusable files, OSError when it cannot bind."""
+    contexts = None
+    if not settings.insecure_http:
+        def reloaded(result: str, error: str) -> None:
+            level = logging.INFO if result == "ok" else logging.WARNING
+            logs.event(log, level, "tls files reloaded" if result == "ok" else
+                       "tls reload failed: the previous certificate stays", error=error or None)
+            if metrics is not None:
+                metrics.tls_reloads.labels(result).inc()
+
+        contexts = ReloadingContext(TLSFiles(settings.tls_cert_file, settings.tls_key_file),
+                                    check_interval=reload_interval, on_reload=reloaded)
+    return Listener(app, settings.host, settings.port, threads=settings.threads,
+                    timeout=settings.read_timeout, contexts=contexts,
+                    name="tke-eni-ip-webhook")
+
+
+def health_listener(app: Any, settings: Settings) -> Listener | None:
+    if settings.health_port < 0:
+        return None
+    return Listener(app, settings.host, settings.health_port, threads=2,
+                    timeout=settings.read_timeout, contexts=None,
+                    name="tke-eni-ip-webhook-health")

@@ -5,50 +5,61 @@
 # Each manifest sets `command:` to its script; CMD below only prints help.
 #
 #   docker build -t <registry>/tke-vpc-cni:<tag> .
+#   hack/image/build.sh      (buildah, on a base made from Debian's packages: docs/image.md)
 #
-# (tests/integration/test_deploy_manifests.py checks this file: base image,
-# COPY sources, every package of setup.cfg copied, console scripts.)
+# BASE_IMAGE: any Debian-like image with python3 >= 3.11 and its venv module. The
+# default is the usual public one; hack/image/build.sh passes a local bookworm root
+# made by debootstrap (localhost/tke-base:bookworm).
+#
+# (tests/unit/test_deploy_dockerfile.py checks this file: base image, COPY sources,
+# every component package copied, no test bed, console scripts.)
+ARG BASE_IMAGE=python:3.11-slim
 
-# --- build: a venv with the package and its generated gRPC stubs -------------
-FROM python:3.11-slim AS build
+# --- build: a venv with the package ------------------------------------------
+FROM ${BASE_IMAGE} AS build
+# A CA bundle for pip, only where the package registry is reached through a TLS-
+# inspecting proxy (hack/image/build.sh mounts the host's bundle for the RUN steps
+# and passes its path); it stays out of the image.
+ARG PIP_CERT
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
 WORKDIR /src
-RUN python -m venv /opt/tke-vpc-cni \
- && /opt/tke-vpc-cni/bin/pip install --upgrade pip setuptools wheel
+RUN python3 -m venv /opt/tke-vpc-cni
+# The dependencies first, from the metadata alone (no package is found yet): this
+# layer is reused until setup.cfg or pyproject.toml change.
 COPY pyproject.toml setup.cfg README.md ./
+RUN /opt/tke-vpc-cni/bin/pip install . \
+ && /opt/tke-vpc-cni/bin/pip uninstall -y tke-vpc-cni
+# The components and their committed gRPC stubs (protos/build.py). The test bed
+# (localcluster, localnode, localrun) is not copied: its console script goes.
 COPY core/ core/
 COPY cloud/ cloud/
 COPY device_plugin/ device_plugin/
 COPY cni/ cni/
 COPY ipamd/ ipamd/
 COPY scheduler_extender/ scheduler_extender/
-COPY localcluster/ localcluster/
-COPY localnode/ localnode/
-COPY localrun/ localrun/
+COPY webhook/ webhook/
 COPY protos/ protos/
-# The stubs are generated, never committed (protos/build.py). Order matters:
-# install the package first so that grpcio-tools is resolved together with
-# setup.cfg's protobuf range (a newer grpcio-tools alone generates code for a
-# protobuf the package then downgrades: "incompatible Protobuf Gencode/Runtime
-# versions"), then generate the stubs, then reinstall the package with them
-# (not editable, so the stubs are copied into site-packages).
-RUN /opt/tke-vpc-cni/bin/pip install . \
- && /opt/tke-vpc-cni/bin/python -m protos.build --force \
- && /opt/tke-vpc-cni/bin/pip install --no-deps --force-reinstall . \
- && cd / && /opt/tke-vpc-cni/bin/python -c "import protos.v1beta1.api_pb2_grpc, cni.agent.cli, device_plugin.cli, ipamd.cli, scheduler_extender.cli"
+# Then: no test-bed script, no installer left in the venv, and every console script
+# (and the device plugin's stubs) starts.
+RUN /opt/tke-vpc-cni/bin/pip install --no-deps . \
+ && rm -f /opt/tke-vpc-cni/bin/tke-localcluster \
+ && /opt/tke-vpc-cni/bin/pip uninstall -y -q setuptools pip \
+ && cd / && /opt/tke-vpc-cni/bin/python -c "import protos.v1beta1.api_pb2_grpc" \
+ && for s in /opt/tke-vpc-cni/bin/tke-*; do "$s" --help > /dev/null || exit 1; done
 
 # --- runtime -----------------------------------------------------------------
-FROM python:3.11-slim
+FROM ${BASE_IMAGE}
 LABEL org.opencontainers.image.title="tke-vpc-cni" \
       org.opencontainers.image.description="Open Python implementation of TKE VPC-CNI (route-ENI mode)" \
       org.opencontainers.image.licenses="Apache-2.0"
 COPY --from=build /opt/tke-vpc-cni /opt/tke-vpc-cni
-ENV PATH=/opt/tke-vpc-cni/bin:$PATH \
+ENV PATH=/opt/tke-vpc-cni/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1
-# Non-root by default (ipamd, the extender). The DaemonSet runs its two
-# containers as root on purpose (deploy/agent/daemonset.yaml).
-USER 65532:65532
+# Non-root by default: nobody (65534), the user deploy/ gives ipamd and the extender
+# (runAsUser: 65534). The DaemonSet runs its two containers as root on purpose
+# (deploy/agent/daemonset.yaml).
+USER 65534:65534
 CMD ["tke-eni-agent", "--help"]

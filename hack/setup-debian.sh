@@ -3,7 +3,8 @@
 set -euo pipefail
 pkgs=(iproute2 iputils-ping iptables nftables procps psmisc kmod
       containernetworking-plugins containerd runc busybox-static
-      ca-certificates curl openssl jq)
+      ca-certificates curl openssl jq
+      buildah debootstrap skopeo fuse-overlayfs uidmap)  # image build: hack/image/build.sh
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,7 +1,8 @@
-"""The Dockerfile at the repository root (no Docker engine here, so it cannot be
-built in the tests): parsed, and checked against the repository — base image,
-COPY sources exist and are not excluded by .dockerignore, every package of
-setup.cfg is copied, CMD/ENTRYPOINT and every manifest's command name console
+"""The Dockerfile at the repository root, parsed and checked against the repository
+(tests/e2e/test_image.py builds it for real with buildah): base image as a build
+argument, COPY sources exist and are not excluded by .dockerignore, every component
+package of setup.cfg is copied and the test bed is not, the default user is the
+non-root user of deploy/, CMD/ENTRYPOINT and every manifest's command name console
 scripts of setup.cfg."""
 
 from __future__ import annotations
@@ -54,14 +55,42 @@ def dockerignore() -> list[str]:
     return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
 
 
+TEST_BED = ("localcluster", "localnode", "localrun")
+TEST_BED_SCRIPTS = ("tke-localcluster",)
+
+
 def test_known_instructions_and_base_image() -> None:
     ins = instructions()
     known = {"FROM", "RUN", "COPY", "ENV", "WORKDIR", "USER", "CMD", "ENTRYPOINT", "LABEL", "ARG"}
     assert {w for w, _ in ins} <= known, {w for w, _ in ins} - known
+    assert ins[0] == ("ARG", "BASE_IMAGE=python:3.11-slim"), (
+        "the base is a build argument whose default is the public python:3.11-slim")
     froms = [rest for w, rest in ins if w == "FROM"]
-    assert froms and all(f.split()[0] == "python:3.11-slim" for f in froms), froms
-    user = [rest for w, rest in ins if w == "USER"]
-    assert user and user[-1].split(":")[0] != "0", "the image's default user must not be root"
+    assert froms and all(f.split()[0] == "${BASE_IMAGE}" for f in froms), froms
+
+
+def non_root_users_of_manifests() -> set[int]:
+    """runAsUser of every pod/container of deploy/ that runs as non-root."""
+    users: set[int] = set()
+    for path in sorted((ROOT / "deploy").rglob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if not isinstance(doc, dict) or doc.get("kind") not in ("Deployment", "DaemonSet"):
+                continue
+            spec = doc["spec"]["template"]["spec"]
+            contexts = [spec.get("securityContext") or {}] + [
+                c.get("securityContext") or {} for c in spec.get("containers") or []]
+            users |= {int(sc["runAsUser"]) for sc in contexts
+                      if sc.get("runAsNonRoot") and "runAsUser" in sc}
+    return users
+
+
+def test_default_user_is_the_non_root_user_of_the_manifests() -> None:
+    user = [rest for w, rest in instructions() if w == "USER"]
+    assert user, "the image needs a USER"
+    uid = int(user[-1].split(":")[0])
+    assert uid != 0, "the image's default user must not be root"
+    assert non_root_users_of_manifests() == {uid}, (
+        f"USER {uid}: deploy/ runs its non-root pods as {non_root_users_of_manifests()}")
 
 
 def test_cmd_and_entrypoint_are_console_scripts() -> None:
@@ -90,20 +119,29 @@ def test_every_copy_source_exists_and_every_package_is_copied() -> None:
                 f"{src} is in .dockerignore"
             )
             copied.add(name)
-    missing = [p for p in packages() if p not in copied]
+    missing = [p for p in packages() if p not in copied and p not in TEST_BED]
     assert not missing, f"packages of setup.cfg not copied into the image: {missing}"
+    assert not copied & set(TEST_BED), f"the test bed is copied into the image: {copied}"
+    assert set(TEST_BED) <= set(ignored), "the test bed stays out of the build context"
     assert "setup.cfg" in copied and "pyproject.toml" in copied and "README.md" in copied
     for must in (".venv", ".git"):
         assert must in ignored, f".dockerignore must exclude {must}"
 
 
-def test_stubs_are_generated_before_the_final_install() -> None:
-    runs = " ".join(rest for w, rest in instructions() if w == "RUN")
-    build = runs.index("protos.build")
-    assert re.search(r"pip install [^&]*\.", runs[:build]), (
-        "deps (grpcio-tools) before protos.build"
-    )
-    assert "pip install --no-deps --force-reinstall ." in runs[build:], "reinstall after the stubs"
+def test_dependencies_before_sources_and_no_stub_generation() -> None:
+    ins = instructions()
+    first_source = next(i for i, (w, rest) in enumerate(ins) if w == "COPY" and
+                        rest.split()[0].rstrip("/") in packages())
+    deps = [i for i, (w, rest) in enumerate(ins)
+            if w == "RUN" and re.search(r"pip install \.(\s|$)", rest)]
+    assert deps and deps[0] < first_source, (
+        "the dependencies are installed from setup.cfg before the sources are copied "
+        "(a cached layer until setup.cfg changes)")
+    runs = " ".join(rest for w, rest in ins if w == "RUN")
+    assert "protos.build" not in runs, "the stubs are committed (protos/build.py)"
+    assert "pip install --no-deps ." in runs
+    for script in TEST_BED_SCRIPTS:
+        assert f"rm -f /opt/tke-vpc-cni/bin/{script}" in runs, f"{script} left in the image"
 
 
 def test_manifest_commands_are_console_scripts() -> None:

@@ -15,13 +15,24 @@ The release handshake (no IP is unassigned while a pod may still use it, and
 the agent's CNI ADD never waits for an API write):
 
 1. ipamd wants an IP back (surplus, drain, claim move): it sets
-   ``spec.state = Releasing``.
+   ``spec.state = Releasing`` and a fresh ``spec.releaseId`` (one id per
+   request; a request already open keeps its id).
 2. The agent alone decides between "use" and "release": when the IP is not in
    use (nor cooling down) it stops offering it and writes
-   ``status.phase = Released``; while in use it leaves it alone.
-3. ipamd unassigns/migrates the IP in the cloud only once it reads
-   ``status.phase == Released`` (or the node is gone), then deletes the
-   ``VpcIP`` (or re-creates it on the destination node for a claim).
+   ``status.phase = Released`` with ``status.releaseId`` = the
+   ``spec.releaseId`` it read in the same view (it echoes the request it
+   answers); while in use it leaves it alone.
+3. ipamd unassigns/migrates the IP in the cloud only once
+   ``release_granted`` holds: ``spec.state == Releasing``, ``status.phase ==
+   Released`` and ``status.releaseId == spec.releaseId`` (non-empty) — or the
+   node is gone. It then deletes the ``VpcIP`` (or re-creates it on the
+   destination node for a claim).
+
+A "Released" left from an earlier request, or written by an agent that does
+not echo the id, never counts. When ipamd takes a request back (the IP goes
+back to ``Assigned``) it clears ``spec.releaseId``; when it re-creates or
+re-points a record (another node, ENI or claim) it clears the whole
+``status``: the previous holder's answer is not the new holder's.
 
 The agent offers an IP to pods only while ``spec.state == Assigned``; an IP
 with ``spec.claim`` set only to the pod ``claim`` names (and, when
@@ -118,6 +129,7 @@ class VpcIpSpec(_Wire):
     state: str = IP_STATE_ASSIGNED
     claim: str = ""  # "<namespace>/<name>" of a VpcIPClaim, for static IPs
     reserved_pod_uid: str = ""
+    release_id: str = ""  # the open release request (set with state Releasing)
 
 
 @dataclass(slots=True)
@@ -129,6 +141,18 @@ class VpcIpStatus(_Wire):
     container_id: str = ""
     cooldown_until: str = ""  # RFC 3339
     updated: str = ""  # RFC 3339
+    release_id: str = ""  # with phase Released: the spec.releaseId it answers
+
+
+def release_granted(state: str, release_id: str, phase: str, granted_id: str) -> bool:
+    """The agent's answer to the open release request (step 3 above):
+    ``spec.state``, ``spec.releaseId``, ``status.phase``, ``status.releaseId``."""
+    return (
+        state == IP_STATE_RELEASING
+        and phase == IP_PHASE_RELEASED
+        and bool(release_id)
+        and granted_id == release_id
+    )
 
 
 @dataclass(slots=True)

@@ -82,7 +82,7 @@ class ClaimController:
             node_alive=self.d.state.node_alive(rec.node),
             reserved_uid=rec.reserved_uid,
             user_uid=user,
-            released=rec.phase == m.IP_PHASE_RELEASED,
+            released=rec.release_granted,
             releasing=rec.state == m.IP_STATE_RELEASING,
         )
 
@@ -254,7 +254,11 @@ class ClaimController:
         )
 
     def reserve_for_pod(self, c: ClaimRec, pod: PodRec) -> None:
-        self.d.crds.patch_ip_spec(c.ip, {"reservedPodUid": pod.uid, "state": m.IP_STATE_ASSIGNED})
+        # a release request taken back: its id goes too, so an answer to it
+        # can never be read as the answer to a later one
+        self.d.crds.patch_ip_spec(
+            c.ip, {"reservedPodUid": pod.uid, "state": m.IP_STATE_ASSIGNED, "releaseId": None}
+        )
         self._bound(c, pod)
 
     def _bound(self, c: ClaimRec, pod: PodRec) -> None:
@@ -329,12 +333,12 @@ class ClaimController:
                 "IPMoving",
                 f"moving static IP {c.ip} from {rec.node if rec else '?'} to {dest}",
             )
-        # 1. the old node's agent must let go of it
+        # 1. the old node's agent must let go of it (its answer to this request)
         if rec is not None and st.node_alive(rec.node) and rec.node != dest:
-            if rec.state != m.IP_STATE_RELEASING:
-                self.d.crds.patch_ip_spec(c.ip, {"state": m.IP_STATE_RELEASING})
+            if rec.state != m.IP_STATE_RELEASING or not rec.release_id:
+                self.nodes.request_release(rec, f"claim {c.key} moves to {dest}")
                 return
-            if rec.phase != m.IP_PHASE_RELEASED:
+            if not rec.release_granted:
                 return  # the IP informer requeues us when the agent answers
         # 2. a destination ENI in the IP's subnet (both nodes locked, in order)
         subnet = rec.subnet if rec else c.subnet
@@ -411,11 +415,11 @@ class ClaimController:
                     c.ip,
                 )
             else:
-                if alive and rec.state != m.IP_STATE_RELEASING:
-                    self.d.crds.patch_ip_spec(c.ip, {"state": m.IP_STATE_RELEASING})
+                if alive and (rec.state != m.IP_STATE_RELEASING or not rec.release_id):
+                    self.nodes.request_release(rec, f"claim {c.key}: {why}")
                     return
-                if alive and rec.phase != m.IP_PHASE_RELEASED:
-                    return  # waiting for the agent
+                if alive and not rec.release_granted:
+                    return  # waiting for the agent's answer to this request
                 with st.node_lock(rec.node):
                     self.nodes.enis.unassign(rec.eni, [c.ip])
                     self.d.crds.delete_ip(c.ip)

@@ -138,13 +138,15 @@ class NodeController:
 
     # --- release handshake for dynamic IPs ---
     def finish_releases(self, name: str, *, node_gone: bool) -> None:
-        """Unassign dynamic IPs the agent has released (all dynamic IPs when the
-        node is gone) and delete their VpcIPs."""
+        """Unassign dynamic IPs whose release request the agent answered (all
+        dynamic IPs when the node is gone) and delete their VpcIPs. Only the
+        answer to the open request counts (``IpRec.release_granted``): a stale
+        "Released", or an agent that does not echo the request id, never does."""
         by_eni: dict[str, list[str]] = defaultdict(list)
         for ip in self.d.state.node_ips(name):
             if ip.claim:
                 continue
-            if node_gone or (ip.state == m.IP_STATE_RELEASING and ip.phase == m.IP_PHASE_RELEASED):
+            if node_gone or ip.release_granted:
                 by_eni[ip.eni].append(ip.ip)
         for eni_id, addrs in by_eni.items():
             self.enis.unassign(eni_id, addrs)
@@ -153,8 +155,13 @@ class NodeController:
             log.info("node %s: released %d IPs of %s: %s", name, len(addrs), eni_id, addrs)
 
     def request_release(self, ip: IpRec, why: str) -> None:
-        self.d.crds.patch_ip_spec(ip.ip, {"state": m.IP_STATE_RELEASING})
-        log.info("node %s: asked the agent to release %s (%s)", ip.node, ip.ip, why)
+        """Open a release request with a fresh id (core.models: the agent echoes
+        it when it grants); a request already open keeps its id."""
+        if ip.state == m.IP_STATE_RELEASING and ip.release_id:
+            return
+        rid = uuid.uuid4().hex
+        self.d.crds.patch_ip_spec(ip.ip, {"state": m.IP_STATE_RELEASING, "releaseId": rid})
+        log.info("node %s: asked the agent to release %s (%s, id %s)", ip.node, ip.ip, why, rid)
 
     def drain(self, name: str) -> None:
         """Ask back free dynamic IPs whose subnet is no longer active."""

@@ -35,10 +35,17 @@ class IpRec:
     phase: str  # status.phase (agent)
     pod_uid: str  # status.podUID (agent)
     updated: str  # status.updated (agent, RFC 3339)
+    release_id: str = ""  # spec.releaseId: the open release request
+    granted_id: str = ""  # status.releaseId: the request the agent answered
 
     @property
     def dynamic(self) -> bool:
         return not self.claim
+
+    @property
+    def release_granted(self) -> bool:
+        """The agent answered the open release request (core.models)."""
+        return m.release_granted(self.state, self.release_id, self.phase, self.granted_id)
 
     @property
     def used(self) -> bool:
@@ -60,6 +67,8 @@ def ip_from_obj(obj: JSON) -> IpRec:
         phase=_i(str(st.get("phase", ""))),
         pod_uid=str(st.get("podUid", "")) or "",
         updated=str(st.get("updated", "")),
+        release_id=str(spec.get("releaseId") or ""),
+        granted_id=str(st.get("releaseId") or ""),
     )
 
 

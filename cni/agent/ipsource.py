@@ -6,7 +6,8 @@ ipamd). The Kubernetes implementation lives in ``kube_ipsource``.
 Semantics follow ``core.models``: an IP is offered to pods only while its
 ``state`` is ``Assigned``; an IP with ``claim`` only to that claim's pod (and,
 when ``reserved_pod_uid`` is set, only to that UID). Usage flows back through
-``report`` (the ``VpcIP.status`` writer), never on the CNI hot path.
+``report`` (the ``VpcIP.status`` writer), never on the CNI hot path; a grant
+(phase ``Released``) carries the ``release_id`` of the request it answers.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ class NodeIp:
     state: str = IP_STATE_ASSIGNED
     claim: str = ""  # "<namespace>/<name>" for a static pod's IP
     reserved_pod_uid: str = ""
+    release_id: str = ""  # spec.releaseId: the open release request (state Releasing)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +70,7 @@ class IpUsage:
     pod_uid: str = ""
     container_id: str = ""
     cooldown_until: float | None = None  # unix time
+    release_id: str = ""  # with phase Released: the request this answer grants
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in _asdict(self).items() if v not in ("", None)}
@@ -82,6 +85,7 @@ def _asdict(u: IpUsage) -> dict[str, Any]:
         "podUid": u.pod_uid,
         "containerId": u.container_id,
         "cooldownUntil": u.cooldown_until,
+        "releaseId": u.release_id,
     }
 
 
@@ -145,7 +149,7 @@ class MemoryNodeIpSource:
 
 def view_from_json(data: dict[str, Any], generation: int) -> NodeIpView:
     """``{"enis": [{"id","mac","subnetCidr","gateway","primaryIp","zone"}],
-    "ips": [{"ip","eni","state","claim","reservedPodUid"}]}`` (VpcIP spec names)"""
+    "ips": [{"ip","eni","state","claim","reservedPodUid","releaseId"}]}`` (VpcIP spec names)"""
     enis = tuple(
         EniInfo(
             eni_id=EniId(str(e["id"])),
@@ -164,6 +168,7 @@ def view_from_json(data: dict[str, Any], generation: int) -> NodeIpView:
             state=str(i.get("state") or IP_STATE_ASSIGNED),
             claim=str(i.get("claim") or ""),
             reserved_pod_uid=str(i.get("reservedPodUid") or ""),
+            release_id=str(i.get("releaseId") or ""),
         )
         for i in data.get("ips") or []
     )

@@ -16,7 +16,14 @@ from typing import Any, cast
 from kubernetes import client, config, watch
 
 from core.ids import EniId, IPv4
-from core.models import ENI_PHASE_ATTACHED, VpcEniSpec, VpcEniStatus, VpcIpSpec, VpcIpStatus
+from core.models import (
+    ENI_PHASE_ATTACHED,
+    IP_PHASE_RELEASED,
+    VpcEniSpec,
+    VpcEniStatus,
+    VpcIpSpec,
+    VpcIpStatus,
+)
 from core.names import CRD_GROUP, CRD_VERSION, NODE_LABEL, PLURAL_VPC_ENI, PLURAL_VPC_IP
 
 from .ipsource import EniInfo, IpUsage, MemoryNodeIpSource, NodeIp, NodeIpView
@@ -41,7 +48,9 @@ def _rfc3339(ts: float | None) -> str | None:
 
 def status_patch(u: IpUsage) -> dict[str, Any]:
     """A merge patch of ``VpcIP.status`` (``core.models.VpcIpStatus``); the pod
-    fields of a previous user are cleared with explicit nulls."""
+    fields of a previous user are cleared with explicit nulls. A grant
+    (``Released``) echoes the release request id it answers; any other phase
+    clears it, so no old answer outlives the grant."""
     status = VpcIpStatus(
         phase=u.phase,
         pod_namespace=u.pod_namespace,
@@ -50,8 +59,9 @@ def status_patch(u: IpUsage) -> dict[str, Any]:
         container_id=u.container_id,
         cooldown_until=_rfc3339(u.cooldown_until) or "",
         updated=_rfc3339(time.time()) or "",
+        release_id=u.release_id if u.phase == IP_PHASE_RELEASED else "",
     ).to_dict()
-    for key in ("podNamespace", "podName", "podUid", "containerId", "cooldownUntil"):
+    for key in ("podNamespace", "podName", "podUid", "containerId", "cooldownUntil", "releaseId"):
         status.setdefault(key, None)
     return {"status": status}
 
@@ -78,6 +88,7 @@ def ip_of(obj: dict[str, Any]) -> NodeIp:
         state=spec.state,
         claim=spec.claim,
         reserved_pod_uid=spec.reserved_pod_uid,
+        release_id=spec.release_id,
     )
 
 

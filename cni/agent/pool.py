@@ -141,9 +141,11 @@ def release(state: PoolState, ip: str, now: float, cooldown: float) -> Allocatio
 
 
 def grant_releases(view: NodeIpView, state: PoolState, now: float) -> bool:
-    """Apply the release handshake: an IP ipamd asks back (Releasing) that is not
-    used nor cooling down is granted (Released); one that went back to
-    Assigned is offered again. Expired cooldowns are dropped. True if changed."""
+    """Apply the release handshake (core.models): an IP ipamd asks back
+    (Releasing) that is not used nor cooling down is granted (Released; the
+    report echoes the request's ``release_id``, see ``usage``); one that went
+    back to Assigned is offered again. Expired cooldowns are dropped. True if
+    changed."""
     changed = False
     for i in view.ips:
         if i.state == IP_STATE_RELEASING:
@@ -183,7 +185,10 @@ def usage(view: NodeIpView, state: PoolState, now: float) -> list[IpUsage]:
                 )
             )
         elif i.ip in state.released:
-            out.append(IpUsage(i.ip, IP_PHASE_RELEASED))
+            # the grant answers the request open in this same view (its id);
+            # nothing to echo when none is open: ipamd never reads that as a grant
+            rid = i.release_id if i.state == IP_STATE_RELEASING else ""
+            out.append(IpUsage(i.ip, IP_PHASE_RELEASED, release_id=rid))
         elif cooling(state, i.ip, now):
             out.append(IpUsage(i.ip, IP_PHASE_COOLDOWN, cooldown_until=state.cooldown[i.ip]))
         else:

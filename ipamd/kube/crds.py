@@ -62,7 +62,13 @@ class CrdWriter:
         except KubeError as exc:
             if not exc.conflict:
                 raise
-            # a record left from before (crash): make it say what we intend now
+            # a record left from before (crash, a move replayed, a record
+            # re-pointed): make it say what we intend now, and forget what the
+            # previous holder's agent wrote (its use, its answer to a release
+            # request): only the new holder's agent speaks for it. Status first:
+            # a crash in between leaves the old spec with no answer, never the
+            # new spec with the old answer.
+            self.api.patch(paths.vpc_ip(ip) + "/status", {"status": None})
             obj = self.api.patch(
                 paths.vpc_ip(ip),
                 {"metadata": {"labels": body["metadata"]["labels"]}, "spec": _full_ip_spec(spec)},
@@ -149,6 +155,7 @@ def _full_ip_spec(spec: m.VpcIpSpec) -> JSON:
         "state": spec.state,
         "claim": spec.claim or None,
         "reservedPodUid": spec.reserved_pod_uid or None,
+        "releaseId": spec.release_id or None,
     }
 
 

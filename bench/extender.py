@@ -22,7 +22,8 @@ Part 2, real scheduler: etcd + kube-apiserver + kwok (localcluster), 200 kwok
 nodes in two zones, the extender as a process (the real CLI, watching the
 API), kube-scheduler started by this script with the shipped
 deploy/scheduler-extender/kube-scheduler-config.yaml (filter + prioritize,
-nodeCacheCapable, managedResources eni-ip) and client QPS raised. 300 pods
+nodeCacheCapable, managedResources eni-ip, mutual TLS with certificates from
+localcluster.extender_pki) and client QPS raised. 300 pods
 are created while no scheduler runs, then the scheduler starts and the bench
 records when each pod gets its node (a watch); rate = (pods − 1) /
 (last bind − first bind). Pods without eni-ip never reach the extender
@@ -295,6 +296,7 @@ def scheduler_part(pods: int, nodes_per_zone: int) -> None:
     from localcluster import components
     from localcluster.binaries import k8s_binaries
     from localcluster.controlplane import ControlPlane
+    from localcluster.extender_pki import make_extender_pki
     from localcluster.ports import free_ports
     from localcluster.process import ManagedProcess
     from localcluster.readiness import TLSClient, http_ok, wait_ready
@@ -330,12 +332,15 @@ def scheduler_part(pods: int, nodes_per_zone: int) -> None:
             ),
         )
         ext_port, sched_port = free_ports(2)
+        pki = make_extender_pki(workdir / "extender-pki")
         extender = ExtenderProcess(
-            cp.kubeconfig, ext_port, workdir / "extender.log", "--log-level", "warning"
+            cp.kubeconfig, ext_port, workdir / "extender.log", "--log-level", "warning", pki=pki
         )
         extender.wait_ready()
         config = complete_config(
-            shipped_scheduler_config(extender.url, clientConnection={"qps": 5000, "burst": 5000}),
+            shipped_scheduler_config(
+                extender.url, pki, clientConnection={"qps": 5000, "burst": 5000}
+            ),
             cp.kubeconfig,
         )
         config_path = workdir / "bench-scheduler.yaml"

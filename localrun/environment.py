@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 
 from cloud.emulator.testing import RemoteEmulator, spawn_emulator
 from localcluster.controlplane import ControlPlane
+from localcluster.extender_pki import ExtenderPKI, make_extender_pki
 from localcluster.fakenodes import FakeNode
 from localcluster.ports import free_ports
 from localnode import netns
@@ -87,6 +88,7 @@ class Environment:
     real: dict[str, RealNode] = field(default_factory=dict, init=False)
     ipamd: Daemon | None = field(default=None, init=False)
     extender: Daemon | None = field(default=None, init=False)
+    extender_pki: ExtenderPKI | None = field(default=None, init=False)
     plumber: Plumber | None = field(default=None, init=False)
     phases: Phases = field(init=False)
     ports: dict[str, int] = field(default_factory=dict, init=False)
@@ -109,7 +111,12 @@ class Environment:
 
     @property
     def extender_url(self) -> str:
-        return f"http://127.0.0.1:{self.ports['extender']}"
+        """The verbs: HTTPS, kube-scheduler's client certificate required."""
+        return f"https://127.0.0.1:{self.ports['extender']}"
+
+    @property
+    def extender_health_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports['extender-health']}"
 
     def credentials(self, service_account: str) -> Path:
         """The kubeconfig a program of ``service_account`` (kube-system) uses."""
@@ -137,8 +144,10 @@ class Environment:
 
     def _start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.ports = dict(zip(("extender", "ipamd-metrics", "ipamd-health"),
-                              free_ports(3), strict=True))
+        self.ports = dict(zip(("extender", "ipamd-metrics", "ipamd-health", "extender-health"),
+                              free_ports(4), strict=True))
+        # mutual TLS between kube-scheduler and the extender (made before the scheduler)
+        self.extender_pki = make_extender_pki(self.workdir / "extender-pki")
         with self.phases.phase("deploy/ built (kustomize)"):
             self.objs = manifests.kustomize_build()
             manifests.set_container_arg(self.ipamd_workload(), "--clusterid", CLUSTER_ID)
@@ -158,7 +167,8 @@ class Environment:
             fake += [FakeNode(f"kwok-{i}", labels={ZONE_LABEL: (ZONE3, ZONE4)[i % 2]})
                      for i in range(self.kwok_nodes)]
             self.cp = ControlPlane(self.workdir / "cluster", with_scheduler=True,
-                                   scheduler_config=manifests.scheduler_config(self.extender_url),
+                                   scheduler_config=manifests.scheduler_config(
+                                       self.extender_url, self.extender_pki.tls_config()),
                                    with_controller_manager=True, kwok_nodes=fake)
             self.cp.start()
         with self.phases.phase("deploy/ applied (CRDs, RBAC, ConfigMap, Deployments)"):
@@ -231,12 +241,14 @@ class Environment:
         return self.start_ipamd(live)
 
     def start_extender(self) -> Daemon:
-        assert self.cp is not None
+        assert self.cp is not None and self.extender_pki is not None
         workload = manifests.find(self.objs, "Deployment", EXTENDER)
         self.extender = from_workload(self.objs, workload, f"{EXTENDER}-local",
                                       log=self.workdir / "extender.log", extra_argv=[
             "--kubeconfig", str(self.credentials(EXTENDER)), "--host", "127.0.0.1",
-            "--port", str(self.ports["extender"]), "--log-format", "text"])
+            "--port", str(self.ports["extender"]), "--log-format", "text",
+            "--health-port", str(self.ports["extender-health"]),
+            *self.extender_pki.extender_args()])
         self.extender.start()
         return self.extender
 
@@ -246,7 +258,7 @@ class Environment:
         def ready() -> bool:
             assert self.extender is not None
             self.extender.check_alive()
-            url = self.extender_url + "/readyz"
+            url = self.extender_health_url + "/readyz"
             with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=2) as r:  # noqa: S310
                 return bool(r.status == 200)
             return False

@@ -64,8 +64,10 @@ def set_container_arg(obj: dict[str, Any], flag: str, value: str) -> None:
         c["args"] = args
 
 
-def scheduler_config(extender_url: str) -> dict[str, Any]:
-    """deploy/'s KubeSchedulerConfiguration with the extender at ``extender_url``."""
+def scheduler_config(extender_url: str,
+                     tls_config: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """deploy/'s KubeSchedulerConfiguration with the extender at ``extender_url`` (and
+    ``tls_config``'s local files in place of the operator's certificate paths)."""
     path = DEPLOY / "scheduler-extender" / "kube-scheduler-config.yaml"
     docs = [d for d in load_docs(path) if d.get("kind") == "KubeSchedulerConfiguration"]
     if not docs:
@@ -74,6 +76,8 @@ def scheduler_config(extender_url: str) -> dict[str, Any]:
     cfg.pop("clientConnection", None)  # filled in by localcluster
     for ext in cfg.get("extenders") or []:
         ext["urlPrefix"] = extender_url
+        if tls_config is not None:
+            ext["tlsConfig"] = dict(tls_config)
     return dict(cfg)
 
 

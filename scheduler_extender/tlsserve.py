@@ -27,6 +27,7 @@ import contextlib
 import io
 import logging
 import os
+import selectors
 import socket
 import ssl
 import threading
@@ -213,6 +214,70 @@ class ServeOptions:
     server_name: str = "wsgi"
 
 
+class _Linger:
+    """Refused connections: our side is shut (the TLS alert, then FIN, are on
+    their way); what the client still sends is read and dropped until it closes
+    or ``seconds`` pass, so closing does not reset the connection before the
+    client has read the alert. One thread, a bounded number of sockets."""
+
+    def __init__(self, seconds: float = 2.0, limit: int = 256) -> None:
+        self.seconds = seconds
+        self.limit = limit
+        self._selector = selectors.DefaultSelector()
+        self._lock = threading.Lock()
+        self._deadlines: dict[socket.socket, float] = {}
+        self._thread: threading.Thread | None = None
+
+    def add(self, sock: socket.socket, close: Callable[[], None]) -> None:
+        """``close`` closes the connection's own objects; a duplicate of the
+        descriptor stays here."""
+        raw = socket.socket(fileno=os.dup(sock.fileno()))  # plain bytes, not TLS records
+        with contextlib.suppress(OSError):
+            close()
+        with contextlib.suppress(OSError):
+            raw.shutdown(socket.SHUT_WR)
+        with self._lock:
+            if len(self._deadlines) >= self.limit:
+                raw.close()
+                return
+            raw.setblocking(False)
+            self._deadlines[raw] = time.monotonic() + self.seconds
+            self._selector.register(raw, selectors.EVENT_READ)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="tls-linger", daemon=True)
+                self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                if not self._deadlines:
+                    self._thread = None
+                    return
+            for key, _ in self._selector.select(timeout=0.2):
+                raw = key.fileobj
+                assert isinstance(raw, socket.socket)
+                try:
+                    done = not raw.recv(1 << 16)
+                except BlockingIOError:
+                    done = False
+                except OSError:
+                    done = True
+                if done:
+                    self._drop(raw)
+            now = time.monotonic()
+            with self._lock:
+                late = [r for r, t in self._deadlines.items() if t <= now]
+            for raw in late:
+                self._drop(raw)
+
+    def _drop(self, raw: socket.socket) -> None:
+        with self._lock:
+            if self._deadlines.pop(raw, None) is None:
+                return
+            self._selector.unregister(raw)
+        raw.close()
+
+
 class _Server(cheroot_wsgi.Server):
     """cheroot, with handshakes and first reads taken out of the workers."""
 
@@ -235,6 +300,7 @@ class _Server(cheroot_wsgi.Server):
         self._log = log
         self._on_event = on_event
         self._authorize = authorize
+        self._linger = _Linger()
 
     # cheroot writes to stderr by default
     def error_log(self, msg: str = "", level: int = logging.INFO, traceback: bool = False) -> None:
@@ -302,12 +368,11 @@ class _Server(cheroot_wsgi.Server):
 
     def _refuse(self, conn: Any, peer: Any, why: str) -> None:
         self._emit("connection refused", peer=peer, reason=why)
-        with contextlib.suppress(OSError):
-            # drop what the client already sent (its first request), so closing
-            # does not reset the connection before the TLS alert is read
-            socket.socket.recv(conn.socket, 1 << 16, socket.MSG_DONTWAIT)
-        with contextlib.suppress(OSError):
-            conn.close()
+        try:
+            self._linger.add(conn.socket, conn.close)
+        except OSError:
+            with contextlib.suppress(OSError):
+                conn.close()
 
 
 class Listener:

@@ -37,6 +37,7 @@ from kubernetes.dynamic import DynamicClient
 from cloud.emulator.testing import EmulatorHandle, run_emulator
 from core.names import CRD_GROUP, CRD_VERSION, NODE_LABEL, PLURAL_VPC_ENI, PLURAL_VPC_IP_CLAIM
 from localcluster.controlplane import ControlPlane
+from localcluster.extender_pki import make_extender_pki
 from localcluster.fakenodes import FakeNode
 from localcluster.ports import free_ports
 from localrun.manifests import set_container_arg
@@ -199,7 +200,8 @@ def test_deploy_on_a_control_plane(
     objs = kustomize_build(DEPLOY)
     # knob 3 set as an operator must (ipamd refuses deploy/'s placeholder cluster id)
     set_container_arg(find(objs, "Deployment", "tke-eni-ipamd"), "--clusterid", "cls-e2etest1")
-    (port,) = free_ports(1)
+    port, health_port = free_ports(2)
+    pki = make_extender_pki(tmp_path / "extender-pki")
     sched = copy.deepcopy(
         next(
             d
@@ -210,7 +212,8 @@ def test_deploy_on_a_control_plane(
     )
     sched.pop("clientConnection", None)
     for ext in sched["extenders"]:
-        ext["urlPrefix"] = f"http://127.0.0.1:{port}"  # the process below, not the Service
+        ext["urlPrefix"] = f"https://127.0.0.1:{port}"  # the process below, not the Service
+        ext["tlsConfig"] = pki.tls_config()  # local files for the operator's certificates
     nodes = [
         FakeNode(
             name,
@@ -267,6 +270,9 @@ def test_deploy_on_a_control_plane(
                 "127.0.0.1",
                 "--port",
                 str(port),
+                "--health-port",
+                str(health_port),
+                *pki.extender_args(),
             ],
             {},
         )
@@ -291,7 +297,7 @@ def test_deploy_on_a_control_plane(
 
             def ready() -> bool:
                 with contextlib.suppress(OSError):
-                    url = f"http://127.0.0.1:{port}/readyz"
+                    url = f"http://127.0.0.1:{health_port}/readyz"
                     with urllib.request.urlopen(url, timeout=2) as resp:
                         return bool(resp.status == 200)
                 return False
@@ -323,7 +329,9 @@ def test_deploy_on_a_control_plane(
             for name in ("nginx-e2e", "busybox-0"):
                 wait_for(f"{name} scheduled", lambda n=name: bound(n), 120, logs)
 
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{health_port}/metrics", timeout=5
+            ) as resp:
                 metrics = resp.read().decode()
             assert 'tke_eni_extender_requests_total{code="200",verb="filter"}' in metrics, (
                 "kube-scheduler never asked the extender\n" + logs()

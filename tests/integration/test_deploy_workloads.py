@@ -68,8 +68,18 @@ def test_scheduler_config_is_accepted_by_kube_scheduler(
     kube_scheduler = k8s_binaries().kube_scheduler
     kubeconfig = tmp_path / "kubeconfig"
     kubeconfig.write_text(DUMMY_KUBECONFIG)
+    from localcluster.extender_pki import make_extender_pki
+
+    pki = make_extender_pki(tmp_path / "extender-pki")
     for path, original in configs:
         conf = dict(original, clientConnection={"kubeconfig": str(kubeconfig)})
+        # kube-scheduler opens the tlsConfig files at start: the shipped paths are the
+        # operator's; here they point at test certificates (same keys)
+        conf["extenders"] = [dict(e) for e in original["extenders"]]
+        for ext in conf["extenders"]:
+            assert ext.get("enableHTTPS") is True, f"{path}: the extender is called over HTTPS"
+            assert set(ext.get("tlsConfig") or {}) == {"certFile", "keyFile", "caFile"}, ext
+            ext["tlsConfig"] = pki.tls_config()
         src, out = tmp_path / "in.yaml", tmp_path / "out.yaml"
         src.write_text(yaml.safe_dump(conf))
         proc = subprocess.run(

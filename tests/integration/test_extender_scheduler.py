@@ -1,6 +1,8 @@
 """The extender as a process (``python -m scheduler_extender.cli``) watching a
 real kube-apiserver, called by the real kube-scheduler for kwok nodes in two
-zones, with our CRDs (deploy/crds/) and the ipamd ConfigMaps.
+zones, with our CRDs (deploy/crds/) and the ipamd ConfigMaps. kube-scheduler
+talks to it as deploy/ configures it: HTTPS with its client certificate
+(localcluster.extender_pki), the extender requiring that certificate.
 
 Helpers here are also used by bench/extender.py.
 """
@@ -25,6 +27,7 @@ from kubernetes import client
 
 from core.names import CRD_GROUP, CRD_VERSION, PLURAL_VPC_IP, PLURAL_VPC_IP_CLAIM, ZONE_LABEL
 from localcluster.controlplane import ControlPlane
+from localcluster.extender_pki import ExtenderPKI, make_extender_pki
 from localcluster.fakenodes import FakeNode
 from localcluster.ports import free_ports
 from scheduler_extender import examples as ex
@@ -45,12 +48,18 @@ def zone_nodes(zone: str, prefix: str, count: int, eni_ip: int = 10) -> list[Fak
     ]
 
 
-def shipped_scheduler_config(url_prefix: str, **overrides: Any) -> dict[str, Any]:
+def shipped_scheduler_config(
+    url_prefix: str, pki: ExtenderPKI, **overrides: Any
+) -> dict[str, Any]:
     """deploy/scheduler-extender/kube-scheduler-config.yaml, pointed at a test
-    extender (the control plane fills in its own kubeconfig)."""
+    extender: its URL and the test PKI's files in tlsConfig (the control plane
+    fills in its own kubeconfig)."""
     doc = yaml.safe_load(SCHEDULER_CONFIG.read_text())
     doc.pop("clientConnection", None)
-    doc["extenders"][0]["urlPrefix"] = url_prefix
+    ext = doc["extenders"][0]
+    assert ext["enableHTTPS"] is True and set(ext["tlsConfig"]) == {"certFile", "keyFile", "caFile"}
+    ext["urlPrefix"] = url_prefix
+    ext["tlsConfig"] = pki.tls_config()
     doc.update(overrides)
     return dict(doc)
 
@@ -111,10 +120,16 @@ def create_with_status(
 
 
 class ExtenderProcess:
-    """``python -m scheduler_extender.cli`` against a control plane."""
+    """``python -m scheduler_extender.cli`` against a control plane: the verbs on
+    ``port`` over mutual TLS (``pki``), health and metrics in plain HTTP on a
+    second port."""
 
-    def __init__(self, kubeconfig: Path, port: int, log_path: Path, *extra: str) -> None:
+    def __init__(
+        self, kubeconfig: Path, port: int, log_path: Path, *extra: str, pki: ExtenderPKI
+    ) -> None:
         self.port = port
+        (self.health_port,) = free_ports(1)
+        self.pki = pki
         self.log_path = log_path
         self._log = log_path.open("wb")
         argv = [
@@ -127,6 +142,9 @@ class ExtenderProcess:
             "127.0.0.1",
             "--port",
             str(port),
+            "--health-port",
+            str(self.health_port),
+            *pki.extender_args(),
             "--log-format",
             "text",
             *extra,
@@ -143,11 +161,25 @@ class ExtenderProcess:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        """The verbs (kube-scheduler's urlPrefix)."""
+        return f"https://127.0.0.1:{self.port}"
+
+    @property
+    def health_url(self) -> str:
+        return f"http://127.0.0.1:{self.health_port}"
+
+    def post(self, path: str, body: bytes) -> dict[str, Any]:
+        """A verb, as kube-scheduler calls it (its client certificate)."""
+        request = urllib.request.Request(
+            self.url + path, data=body, headers={"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=10, context=self.pki.client_context()) as r:
+            return dict(json.loads(r.read()))
 
     def get(self, path: str) -> tuple[int, str]:
+        """/healthz, /readyz, /metrics on the plain health port."""
         try:
-            with urllib.request.urlopen(self.url + path, timeout=10) as r:
+            with urllib.request.urlopen(self.health_url + path, timeout=10) as r:
                 return r.status, r.read().decode()
         except urllib.error.HTTPError as exc:
             return exc.code, exc.read().decode()
@@ -240,7 +272,8 @@ class Cluster:
         node_cache: bool = True,
     ) -> None:
         (port,) = free_ports(1)
-        config = shipped_scheduler_config(f"http://127.0.0.1:{port}")
+        pki = make_extender_pki(tmp / "extender-pki")
+        config = shipped_scheduler_config(f"https://127.0.0.1:{port}", pki)
         config["extenders"][0]["nodeCacheCapable"] = node_cache
         self.cp: ControlPlane = factory(
             with_scheduler=True, scheduler_config=config, kwok_nodes=nodes
@@ -249,7 +282,7 @@ class Cluster:
         self.core = client.CoreV1Api(self.api)
         apply_crds(self.api)
         self.extender = ExtenderProcess(
-            self.cp.kubeconfig, port, tmp / "extender.log", *extender_args
+            self.cp.kubeconfig, port, tmp / "extender.log", *extender_args, pki=pki
         )
 
     def close(self) -> None:
@@ -390,13 +423,7 @@ def test_apiserver_gone_extender_answers_from_stale_cache(
         while c.extender.metric("tke_eni_extender_cache_stale", kind="nodes") != 1.0:
             assert time.monotonic() < deadline, c.extender.logs()
             time.sleep(0.2)
-        request = urllib.request.Request(
-            c.extender.url + "/filter",
-            data=ex.filter_args(ex.pod(), ["a-0", "b-0"]),
-            headers={"Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(request, timeout=10) as r:
-            body = json.loads(r.read())
+        body = c.extender.post("/filter", ex.filter_args(ex.pod(), ["a-0", "b-0"]))
         assert body["NodeNames"] == ["a-0"]
         assert "zone ap-guangzhou-4 has no subnet" in body["FailedAndUnresolvableNodes"]["b-0"]
         code, text = c.extender.get("/readyz")
@@ -408,3 +435,37 @@ def test_apiserver_gone_extender_answers_from_stale_cache(
         assert "list/watch failed, cache kept, retrying" in c.extender.logs(2000)
     finally:
         c.close()
+
+
+def test_scheduler_without_the_client_certificate_is_refused(
+    control_plane_factory: ControlPlaneFactory, tmp_path: Path
+) -> None:
+    """A kube-scheduler that trusts the extender but presents no client certificate
+    (tlsConfig with caFile only) gets no answer: the pod stays pending with the TLS
+    error in its FailedScheduling event, and the extender counts the refusals."""
+    nodes = zone_nodes(ZONE_A, "a", 1)
+    (port,) = free_ports(1)
+    pki = make_extender_pki(tmp_path / "extender-pki")
+    config = shipped_scheduler_config(f"https://127.0.0.1:{port}", pki)
+    config["extenders"][0]["tlsConfig"] = {"caFile": str(pki.server_ca)}
+    cp = control_plane_factory(with_scheduler=True, scheduler_config=config, kwok_nodes=nodes)
+    api = cp.api_client()
+    core = client.CoreV1Api(api)
+    apply_crds(api)
+    extender = ExtenderProcess(cp.kubeconfig, port, tmp_path / "extender.log", pki=pki)
+    try:
+        put_configmap(core, ex.ipamd_configmap("subnet-a"))
+        put_configmap(core, ex.status_configmap(ex.subnet("subnet-a", ZONE_A)))
+        extender.wait_ready()
+        core.create_namespaced_pod("default", pod_manifest("no-cert"))
+        message = failed_scheduling(core, "no-cert", "/filter")
+        print(f"FailedScheduling: {message}")
+        assert message == (
+            f'Post "https://127.0.0.1:{port}/filter": remote error: tls: certificate required'
+        ), message
+        assert not core.read_namespaced_pod("no-cert", "default").spec.node_name
+        assert extender.metric("tke_eni_extender_tls_refused_connections_total") >= 1
+        assert extender.metric("tke_eni_extender_requests_total", code="200", verb="filter") == 0
+    finally:
+        extender.stop()
+        api.close()

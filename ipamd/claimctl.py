@@ -23,7 +23,7 @@ from ipamd.deps import ENI_PHASE_DETACHED, Deps
 from ipamd.enis import ip_spec
 from ipamd.kube import events as ev
 from ipamd.nodes import NodeController, parse_time
-from ipamd.records import ClaimRec, PodRec
+from ipamd.records import ClaimRec, IpRec, PodRec
 from ipamd.state import CLAIM, NODE, NodeFacts
 
 log = logging.getLogger(__name__)
@@ -187,10 +187,47 @@ class ClaimController:
         log.info("claim %s created for pod uid %s", key, pod.uid)
 
     # --- steps ---
+    def _recorded_for(self, c: ClaimRec) -> IpRec | None:
+        """A VpcIP that already carries this claim (the claim's status write
+        failed after the record was made, or ipamd restarted in between)."""
+        ips = self.d.state.ips
+        if ips is None:
+            return None
+        return next((r for r in ips.values() if r.claim == c.key), None)
+
+    def _adopt_recorded(self, c: ClaimRec, rec: IpRec) -> None:
+        """The claim's status names the IP its record already gives it: no
+        second IP. The next sync places it (bound, reserve, or move)."""
+        self._status(
+            c,
+            phase=m.CLAIM_PHASE_BOUND,
+            ip=rec.ip,
+            subnet_id=rec.subnet,
+            zone=rec.zone,
+            node_name=rec.node,
+            pod_uid=rec.reserved_uid,
+            last_seen=rfc3339(datetime.now(UTC)),
+            expires_at="",
+        )
+        log.warning(
+            "claim %s: status named no IP but VpcIP %s (node %s) carries the claim: adopted",
+            c.key,
+            rec.ip,
+            rec.node,
+        )
+
     def allocate(self, c: ClaimRec, pod: PodRec) -> None:
         start = time.monotonic()
         node = pod.node
+        existing = self._recorded_for(c)
+        if existing is not None:
+            self._adopt_recorded(c, existing)
+            return
         with self.d.state.node_lock(node):
+            existing = self._recorded_for(c)  # made by another worker meanwhile
+            if existing is not None:
+                self._adopt_recorded(c, existing)
+                return
             rec = self.d.state.node(node)
             if rec is None:
                 return

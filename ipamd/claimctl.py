@@ -15,9 +15,10 @@ import uuid
 from datetime import UTC, datetime
 
 from cloud.errors import CloudError
+from cloud.models import Eni
 from core import models as m
 from core import names
-from core.ids import EniId
+from core.ids import EniId, VpcId
 from ipamd import claims, metrics
 from ipamd.deps import ENI_PHASE_DETACHED, Deps
 from ipamd.enis import ip_spec
@@ -27,6 +28,9 @@ from ipamd.records import ClaimRec, IpRec, PodRec
 from ipamd.state import CLAIM, NODE, NodeFacts
 
 log = logging.getLogger(__name__)
+
+#: the Warning when a move would take an address that is not the claim's
+CONFLICT_REASON = "StaticIPConflict"
 
 
 def rfc3339(t: datetime) -> str:
@@ -355,12 +359,128 @@ class ClaimController:
             left = (at - datetime.now(UTC)).total_seconds()
             self.d.state.queue.add_after(CLAIM + c.key, max(0.05, left + 0.05))
 
-    def migrate(self, c: ClaimRec, pod: PodRec) -> None:
+    # --- where the claimed address really is ---
+    def _locate(self, ip: str) -> tuple[Eni | None, Eni | None]:
+        """(our ENI holding ``ip``, a foreign ENI holding it). Ours: tagged with
+        our cluster id. A foreign ENI's address is never moved."""
+        st = self.d.state
+        vpc = st.decision.vpc_id if st.decision else None
+        found = self.d.cloud.describe_enis(address=ip, vpc_id=VpcId(vpc) if vpc else None)
+        cluster = self.d.settings.cluster_id
+        ours = [e for e in found if e.tags.get(names.TAG_CLUSTER_ID) == cluster]
+        foreign = [e for e in found if e.tags.get(names.TAG_CLUSTER_ID) != cluster]
+        return (ours[0] if ours else None), (foreign[0] if foreign else None)
+
+    def _conflict(self, c: ClaimRec, pod: PodRec | None, kind: str, message: str) -> None:
+        """Refuse to move an address that is not recorded as this claim's."""
+        metrics.CLAIM_CONFLICTS.labels(kind).inc()
+        self.d.events.emit(self._pod_ref(c, pod), ev.WARNING, CONFLICT_REASON, message)
+        log.error("claim %s: %s", c.key, message)
+
+    def _node_of_eni(self, eni: Eni) -> str:
+        st = self.d.state
+        erec = st.enis.get(eni.eni_id) if st.enis else None
+        if erec is not None:
+            return erec.node
+        iid = eni.instance_id or eni.tags.get(names.TAG_INSTANCE_ID, "")
+        if iid and st.nodes is not None:
+            for n in st.nodes.values():
+                if n.instance_id == iid:
+                    return n.name
+        return ""
+
+    def _unrecorded(self, c: ClaimRec, pod: PodRec) -> bool:
+        """The claim's address has no VpcIP (a crash mid-move, ``kubectl delete
+        vip``). On one of our ENIs: record it as this claim's where it is (the
+        next sync asks that node's agent for it); on a foreign ENI: refuse;
+        nowhere (a move interrupted between unassign and assign): True, the
+        caller assigns it to the pod's node."""
+        ours, foreign = self._locate(c.ip)
+        if ours is not None:
+            node = self._node_of_eni(ours)
+            if not node:
+                self.d.events.emit(
+                    self._pod_ref(c, pod),
+                    ev.WARNING,
+                    "WaitingForIP",
+                    f"static IP {c.ip} is on ENI {ours.eni_id}, which belongs to no known node; "
+                    "the reconcile loop sorts it out",
+                )
+                return False
+            with self.d.state.node_lock(node):
+                self.d.crds.create_ip(
+                    c.ip,
+                    ip_spec(
+                        node,
+                        ours.eni_id,
+                        ours.subnet_id,
+                        ours.zone,
+                        claim=c.key,
+                        reserved_uid=c.pod_uid,
+                    ),
+                )
+            metrics.RECONCILE_FIXES.labels("claimed-ip-recorded").inc()
+            log.warning(
+                "claim %s: IP %s had no record; found on %s (node %s): recorded as the claim's",
+                c.key,
+                c.ip,
+                ours.eni_id,
+                node,
+            )
+            return False
+        if foreign is not None:
+            self._conflict(
+                c,
+                pod,
+                "foreign-eni",
+                f"static IP {c.ip} is held by ENI {foreign.eni_id}, which is not tagged "
+                f"{names.TAG_CLUSTER_ID}={self.d.settings.cluster_id}; it is not taken",
+            )
+            return False
+        return True
+
+    def _source_eni(self, c: ClaimRec, pod: PodRec, rec: IpRec) -> str | None:
+        """The ENI to move the address from: the one its record names, checked
+        in the cloud ("" when no ENI holds it); None (with an event) when the
+        address is elsewhere: a foreign ENI, or another ENI of ours."""
+        ours, foreign = self._locate(c.ip)
+        if foreign is not None and ours is None:
+            self._conflict(
+                c,
+                pod,
+                "foreign-eni",
+                f"static IP {c.ip} is held by ENI {foreign.eni_id}, which is not tagged "
+                f"{names.TAG_CLUSTER_ID}={self.d.settings.cluster_id}; it is not taken",
+            )
+            return None
+        if ours is not None and ours.eni_id != rec.eni:
+            self.d.events.emit(
+                self._pod_ref(c, pod),
+                ev.WARNING,
+                "WaitingForIP",
+                f"static IP {c.ip} is on {ours.eni_id}, its record says {rec.eni}; "
+                "waiting for the reconcile loop to correct the record",
+            )
+            return None
+        return ours.eni_id if ours is not None else ""
+
+    def migrate(self, c: ClaimRec, pod: PodRec) -> None:  # noqa: PLR0911, PLR0912 - one exit per refusal
         st = self.d.state
         dest = pod.node
         rec = st.ip(c.ip)
         if rec is not None and rec.claim != c.key:
-            rec = None  # the address was given to something else: locate below
+            holder = f"claim {rec.claim}" if rec.claim else "a dynamic IP"
+            use = f", in use by pod uid {rec.pod_uid}" if rec.used else ""
+            self._conflict(
+                c,
+                pod,
+                "record",
+                f"static IP {c.ip} is recorded as {holder} on node {rec.node or '?'}{use}; "
+                "it is not moved (fix or delete the VpcIPClaim)",
+            )
+            return
+        if rec is None and not self._unrecorded(c, pod):
+            return
         self._moving_since.setdefault(c.key, time.monotonic())
         if c.phase != m.CLAIM_PHASE_MIGRATING or c.node != dest:
             self._status(c, phase=m.CLAIM_PHASE_MIGRATING, node_name=dest)  # intent first
@@ -377,7 +497,11 @@ class ClaimController:
                 return
             if not rec.release_granted:
                 return  # the IP informer requeues us when the agent answers
-        # 2. a destination ENI in the IP's subnet (both nodes locked, in order)
+        # 2. where the address really is: only on the ENI its record names
+        src = self._source_eni(c, pod, rec) if rec is not None else ""
+        if src is None:
+            return
+        # 3. a destination ENI in the IP's subnet (both nodes locked, in order)
         subnet = rec.subnet if rec else c.subnet
         first, second = sorted({dest, rec.node if rec else dest})[0], dest
         if rec is not None and rec.node != dest:
@@ -392,11 +516,9 @@ class ClaimController:
             dest_eni = self._dest_eni(c, pod, facts, subnet)
             if dest_eni is None:
                 return
-            # 3. move it in the cloud
-            dest_eni = self.nodes.enis.move_to(
-                c.ip, rec.eni if rec else self.nodes.enis.locate(c.ip), dest, dest_eni
-            )
-            # 4. the records follow
+            # 4. move it in the cloud
+            dest_eni = self.nodes.enis.move_to(c.ip, src, dest, dest_eni)
+            # 5. the records follow (create_ip over a left-over record clears its status)
             if rec is not None:
                 self.d.crds.delete_ip(c.ip)
             self.d.crds.create_ip(

@@ -31,6 +31,13 @@ ALLOCATION = Histogram(
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
     registry=REGISTRY,
 )
+CLAIM_CONFLICTS = Counter(
+    "tke_ipamd_claim_conflicts_total",
+    "static-IP moves refused: the address is not recorded as the claim's (record) "
+    "or is held by an ENI of another cluster (foreign-eni)",
+    ["kind"],
+    registry=REGISTRY,
+)
 FENCED_WRITES = Counter(
     "tke_ipamd_fenced_cloud_writes_total",
     "cloud writes refused because this process was not the leader (Lease lost or not "

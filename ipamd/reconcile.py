@@ -29,7 +29,7 @@ from ipamd.deps import ENI_PHASE_DETACHED, Deps
 from ipamd.enis import ip_spec
 from ipamd.leaks import LeakSweeper
 from ipamd.nodes import NodeController
-from ipamd.records import EniRec, IpRec
+from ipamd.records import ClaimRec, EniRec, IpRec
 from ipamd.state import CLAIM
 
 log = logging.getLogger(__name__)
@@ -233,7 +233,30 @@ class Reconciler:
         in_cloud = set(eni.secondary_ips)
         for a in sorted(in_cloud):
             rec = st.ip(a)
-            if rec is None:
+            if rec is None and (claim := self._claim_naming(a)) is not None:
+                # a claim's address whose record went (a crash mid-move, `kubectl
+                # delete vip`): it stays the claim's, never a warm dynamic IP
+                self.d.crds.create_ip(
+                    a,
+                    ip_spec(
+                        node,
+                        eni.eni_id,
+                        eni.subnet_id,
+                        eni.zone,
+                        claim=claim.key,
+                        reserved_uid=claim.pod_uid,
+                    ),
+                )
+                st.queue.add(CLAIM + claim.key)
+                self._fix(
+                    "adopted-claimed-ip",
+                    "IP %s on %s (node %s) had no record; claim %s names it: adopted as its",
+                    a,
+                    eni.eni_id,
+                    node,
+                    claim.key,
+                )
+            elif rec is None:
                 self.d.crds.create_ip(a, ip_spec(node, eni.eni_id, eni.subnet_id, eni.zone))
                 self._fix(
                     "adopted-ip",
@@ -257,6 +280,13 @@ class Reconciler:
         for ip in st.node_ips(node):
             if ip.eni == eni.eni_id and ip.ip not in in_cloud:
                 self._orphan_ip(ip.ip)
+
+    def _claim_naming(self, address: str) -> ClaimRec | None:
+        """The claim whose status names ``address`` (claims are few: a scan)."""
+        claims = self.d.state.claims
+        if claims is None:
+            return None
+        return next((c for c in claims.values() if c.ip == address and not c.deleting), None)
 
     def _relocate_claimed(self, rec: IpRec) -> None:
         """A claimed IP is not where its record says: find it, or take it back."""
@@ -288,6 +318,7 @@ class Reconciler:
             )
             return
         if found:
+            metrics.CLAIM_CONFLICTS.labels("foreign-eni").inc()
             log.error(
                 "reconcile: claimed IP %s of %s is held by a foreign ENI %s",
                 rec.ip,

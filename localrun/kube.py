@@ -34,6 +34,11 @@ KINDS: dict[str, tuple[str, str, bool]] = {
     "DaemonSet": ("/apis/apps/v1", "daemonsets", True),
     "PodDisruptionBudget": ("/apis/policy/v1", "poddisruptionbudgets", True),
     "PriorityClass": ("/apis/scheduling.k8s.io/v1", "priorityclasses", False),
+    "Secret": ("/api/v1", "secrets", True),
+    "Job": ("/apis/batch/v1", "jobs", True),
+    "CronJob": ("/apis/batch/v1", "cronjobs", True),
+    "MutatingWebhookConfiguration": ("/apis/admissionregistration.k8s.io/v1",
+                                     "mutatingwebhookconfigurations", False),
 }
 CRD_PREFIX = "/apis/networking.tke.cloud.tencent.com/v1"
 

@@ -4,8 +4,11 @@
   calls webhooks over HTTPS only). The certificate and key are checked at
   start (exit 2 naming the file and the problem) and re-read when either
   file changes: a Secret volume update swaps the files, the next connection
-  gets the new certificate, no restart. A broken pair (half-written, key
-  not matching) is logged and counted; the previous certificate stays.
+  gets the new certificate, no restart. The API server keeps its connections
+  open, so a connection made with an earlier certificate is answered with
+  ``Connection: close`` once a newer one is loaded: the client reconnects
+  and sees the new certificate. A broken pair (half-written, key not
+  matching) is logged and counted; the previous certificate stays.
 * ``health_listener``: plain HTTP with /healthz, /readyz and /metrics only.
 """
 
@@ -87,6 +90,7 @@ class ReloadingContext:
         self._stamps = self._current()
         self._context = build_context(files)
         self._checked = time.monotonic()
+        self.generation = 0  # +1 per successful reload
 
     def _current(self) -> tuple[tuple[int, ...], ...]:
         return tuple(_stamp(p) for _, p in self.files.paths())
@@ -105,6 +109,7 @@ class ReloadingContext:
                 except TLSConfigError as exc:
                     self._emit("failed", str(exc))
                 else:
+                    self.generation += 1
                     self._emit("ok", "")
             return self._context
 
@@ -123,7 +128,30 @@ class _ReloadingAdapter(BuiltinSSLAdapter):
 
     def wrap(self, sock: Any) -> Any:
         self.context = self.contexts.current()
-        return super().wrap(sock)  # type: ignore[no-untyped-call]
+        generation = self.contexts.generation
+        wrapped, environ = super().wrap(sock)  # type: ignore[no-untyped-call]
+        return wrapped, {**environ, GENERATION_KEY: generation}
+
+
+GENERATION_KEY = "tke.tls_generation"
+
+
+def close_stale_connections(app: Any, contexts: ReloadingContext) -> Any:
+    """WSGI middleware: a request on a connection made with an earlier certificate
+    is answered with ``Connection: close`` (the client reconnects to the new one)."""
+
+    def middleware(environ: dict[str, Any], start_response: Any) -> Any:
+        contexts.current()  # notices changed files between connections, too
+        if environ.get(GENERATION_KEY, contexts.generation) >= contexts.generation:
+            return app(environ, start_response)
+
+        def closing(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            headers = [h for h in headers if h[0].lower() != "connection"]
+            return start_response(status, [*headers, ("Connection", "close")], exc_info)
+
+        return app(environ, closing)
+
+    return middleware
 
 
 class _Server(wsgi.Server):
@@ -181,6 +209,7 @@ def admission_listener(app: Any, settings: Settings, metrics: Metrics | None = N
 
         contexts = ReloadingContext(TLSFiles(settings.tls_cert_file, settings.tls_key_file),
                                     check_interval=reload_interval, on_reload=reloaded)
+        app = close_stale_connections(app, contexts)
     return Listener(app, settings.host, settings.port, threads=settings.threads,
                     timeout=settings.read_timeout, contexts=contexts,
                     name="tke-eni-ip-webhook")

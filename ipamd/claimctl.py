@@ -16,8 +16,8 @@ from datetime import UTC, datetime
 
 from cloud.errors import CloudError
 from cloud.models import Eni
+from core import claimpolicy, names
 from core import models as m
-from core import names
 from core.ids import EniId, VpcId
 from ipamd import claims, metrics
 from ipamd.deps import ENI_PHASE_DETACHED, Deps
@@ -154,23 +154,21 @@ class ClaimController:
     def _maybe_create(self, key: str, pod: PodRec | None) -> None:
         if pod is None or pod.deleting or pod.terminal or pod.uid in self._released_uids:
             return
-        if pod.policy not in names.CLAIM_POLICIES:
+        if pod.policy_reason:  # core.claimpolicy: an invalid value, or not a StatefulSet's pod
             self.d.events.emit(
                 ev.pod_ref(pod.namespace, pod.name, pod.uid),
                 ev.WARNING,
-                "InvalidClaimPolicy",
-                f"annotation {names.ANNOTATION_CLAIM_DELETE_POLICY}={pod.policy!r} is not one of "
-                f"{', '.join(names.CLAIM_POLICIES)}; the pod gets a dynamic IP",
+                pod.policy_reason,
+                pod.policy_message,
             )
-            return
-        if pod.policy != names.CLAIM_POLICY_NEVER:
-            return  # Immediate: a dynamic IP, released on delete
+        if not pod.static:
+            return  # Immediate, invalid, or not a StatefulSet's pod: a dynamic IP
         duration, err = claims.validate_annotation(pod.expired_annotation)
         if err:
             self.d.events.emit(
                 ev.pod_ref(pod.namespace, pod.name, pod.uid),
                 ev.WARNING,
-                "InvalidClaimDuration",
+                claimpolicy.REASON_INVALID_DURATION,
                 err,
             )
         owner = None

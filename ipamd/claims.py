@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from core import models as m
+from core import names
+from core.claimpolicy import parse_expired_duration
 from core.duration import DurationError, parse_duration
 
 
@@ -92,14 +94,12 @@ def effective_duration(spec_value: str, default: timedelta | None) -> timedelta 
 
 
 def validate_annotation(value: str | None) -> tuple[str, str | None]:
-    """(value to store in spec.expiredDuration, error message or None)."""
-    if value is None or not value.strip():
-        return "", None
-    try:
-        parse_duration(value, what="annotation tke.cloud.tencent.com/claim-expired-duration")
-    except DurationError as exc:
-        return "", f"{exc}; using the ipamd default"
-    return value.strip(), None
+    """(value to store in spec.expiredDuration, error message or None), read
+    by ``core.claimpolicy`` (the one parser of the claim annotations)."""
+    got = parse_expired_duration(
+        {} if value is None else {names.ANNOTATION_CLAIM_EXPIRED_DURATION: value}
+    )
+    return got.value, got.error or None
 
 
 def expires_at(last_seen: datetime | None, duration: timedelta | None) -> datetime | None:

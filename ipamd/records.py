@@ -11,6 +11,7 @@ from typing import Any
 
 from core import models as m
 from core import names
+from core.claimpolicy import claim_policy
 from ipamd.providerid import instance_id_of
 
 JSON = dict[str, Any]
@@ -200,11 +201,14 @@ class PodRec:
     name: str
     uid: str
     node: str
-    policy: str  # vpc-ip-claim-delete-policy annotation value
+    policy: str  # vpc-ip-claim-delete-policy, as core.claimpolicy reads it ("" = invalid)
     expired_annotation: str | None
     deleting: bool
     terminal: bool  # Succeeded/Failed: its IP is no longer used
     owner: Owner | None
+    static: bool = False  # core.claimpolicy: Never, on a StatefulSet's pod
+    policy_reason: str = ""  # a Warning to emit: the annotation cannot be honoured
+    policy_message: str = ""
 
     @property
     def key(self) -> str:
@@ -220,14 +224,18 @@ def pod_from_obj(obj: JSON) -> PodRec | None:
         return None
     spec = obj.get("spec") or {}
     phase = (obj.get("status") or {}).get("phase", "")
+    verdict = claim_policy(ann, meta.get("ownerReferences"))
     return PodRec(
         namespace=str(meta.get("namespace", "")),
         name=str(meta.get("name", "")),
         uid=str(meta.get("uid", "")),
         node=_i(str(spec.get("nodeName", "") or "")),
-        policy=str(policy).strip(),
+        policy=verdict.policy,
         expired_annotation=ann.get(names.ANNOTATION_CLAIM_EXPIRED_DURATION),
         deleting=bool(meta.get("deletionTimestamp")),
         terminal=phase in ("Succeeded", "Failed"),
         owner=_owner(meta),
+        static=verdict.static,
+        policy_reason=verdict.reason,
+        policy_message=verdict.message,
     )

@@ -240,15 +240,26 @@ def pod(
             "requests": {RESOURCE_ENI_IP: str(eni_ip)},
             "limits": {RESOURCE_ENI_IP: str(eni_ip)},
         }
+    meta: Obj = {
+        "name": name,
+        "namespace": namespace,
+        "uid": uid or f"uid-{namespace}-{name}",
+        "annotations": annotations,
+    }
+    if static:  # static IPs are for StatefulSet pods (core.claimpolicy)
+        meta["ownerReferences"] = [
+            {
+                "apiVersion": "apps/v1",
+                "kind": "StatefulSet",
+                "name": name.rsplit("-", 1)[0],
+                "uid": f"uid-sts-{namespace}-{name.rsplit('-', 1)[0]}",
+                "controller": True,
+            }
+        ]
     return {
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": {
-            "name": name,
-            "namespace": namespace,
-            "uid": uid or f"uid-{namespace}-{name}",
-            "annotations": annotations,
-        },
+        "metadata": meta,
         "spec": {
             "containers": [{"name": "app", "image": "nginx", "resources": resources}],
         },

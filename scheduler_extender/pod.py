@@ -6,11 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from core.names import (
-    ANNOTATION_CLAIM_DELETE_POLICY,
-    CLAIM_POLICY_NEVER,
-    RESOURCE_ENI_IP,
-)
+from core.claimpolicy import is_static
+from core.names import RESOURCE_ENI_IP
 
 
 class PodError(ValueError):
@@ -23,7 +20,7 @@ class PodFacts:
     name: str
     uid: str
     eni_ips: int  # effective eni-ip request (0: the pod needs no ENI IP)
-    static: bool  # delete policy Never: its IP may be held by a VpcIPClaim
+    static: bool  # core.claimpolicy: its IP may be held by a VpcIPClaim
 
     @property
     def key(self) -> str:
@@ -41,8 +38,7 @@ def pod_facts(pod: object) -> PodFacts:
     namespace = _str(meta, "namespace", "Pod.metadata.namespace") or "default"
     uid = _str(meta, "uid", "Pod.metadata.uid")
     annotations = _obj(meta, "annotations", "Pod.metadata.annotations")
-    policy = annotations.get(ANNOTATION_CLAIM_DELETE_POLICY, "")
-    static = isinstance(policy, str) and policy.strip() == CLAIM_POLICY_NEVER
+    static = is_static(annotations, meta.get("ownerReferences"))
     spec = _obj(pod, "spec", "Pod.spec")
     return PodFacts(namespace, name, uid, _eni_ip_request(spec), static)
 

@@ -20,10 +20,9 @@ from typing import Any
 
 from pyroute2.netlink.exceptions import NetlinkError
 
+from core.claimpolicy import claim_policy
 from core.names import (
-    ANNOTATION_CLAIM_DELETE_POLICY,
     ANNOTATION_NETWORKS,
-    CLAIM_POLICY_NEVER,
     NETWORK_ROUTE_ENI,
 )
 from core.podnetwork import takes_eni_ip
@@ -187,7 +186,13 @@ class Agent:
                     "annotate the pod, run the agent with --eni-only, or set --delegate-file",
                 )
             return delegate.run(req, delegates)
-        static = annotations.get(ANNOTATION_CLAIM_DELETE_POLICY) == CLAIM_POLICY_NEVER
+        verdict = claim_policy(annotations, pod.owner_references if pod else ())
+        if verdict.reason:  # ipamd emits the Warning on the pod; the agent logs it
+            log.info(
+                "claim policy not honoured",
+                extra={"pod": f"{req.pod_namespace}/{req.pod_name}", "why": verdict.message},
+            )
+        static = verdict.static
         claim = f"{req.pod_namespace}/{req.pod_name}" if static else ""
         pod_uid = req.pod_uid or (pod.uid if pod else "")
         alloc, seq, replaced = self._reserve(req, claim, pod_uid)

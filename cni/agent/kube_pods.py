@@ -38,6 +38,16 @@ class KubePodSource:
                 name,
                 (meta.uid if meta else "") or "",
                 dict((meta.annotations if meta else None) or {}),
+                tuple(
+                    {
+                        "apiVersion": ref.api_version,
+                        "kind": ref.kind,
+                        "name": ref.name,
+                        "uid": ref.uid,
+                        "controller": bool(ref.controller),
+                    }
+                    for ref in ((meta.owner_references if meta else None) or [])
+                ),
             )
         except client.ApiException as exc:
             if exc.status != 404:

@@ -16,6 +16,9 @@ class PodInfo:
     name: str
     uid: str = ""
     annotations: dict[str, str] = field(default_factory=dict)
+    # metadata.ownerReferences as JSON dicts (core.claimpolicy: static IPs are
+    # for StatefulSet pods)
+    owner_references: tuple[dict[str, Any], ...] = ()
 
 
 class PodLookupError(Exception):
@@ -43,7 +46,8 @@ class MemoryPodSource:
 
 
 class FilePodSource:
-    """Pods from a JSON file ``{"<ns>/<name>": {"uid": ..., "annotations": {...}}}``,
+    """Pods from a JSON file ``{"<ns>/<name>": {"uid": ..., "annotations": {...},
+    "ownerReferences": [...]}}``,
     re-read when it changes. For tests and clusters without API access."""
 
     def __init__(self, path: str) -> None:
@@ -68,4 +72,11 @@ class FilePodSource:
         if not isinstance(entry, dict):
             return None
         annotations = entry.get("annotations") or {}
-        return PodInfo(namespace, name, str(entry.get("uid", "")), dict(annotations))
+        owners = entry.get("ownerReferences") or []
+        return PodInfo(
+            namespace,
+            name,
+            str(entry.get("uid", "")),
+            dict(annotations),
+            tuple(o for o in owners if isinstance(o, dict)) if isinstance(owners, list) else (),
+        )

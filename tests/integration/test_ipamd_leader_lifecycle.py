@@ -194,9 +194,12 @@ def test_graceful_stop_releases_the_lease_after_the_workers_and_a_standby_takes_
     released: list[tuple[str, int]] = []  # (holder, cloud writes in flight at that moment)
     real_release = LeaseClient.release
 
+    after_release: list[str] = []  # the Lease's holder in the apiserver right after
+
     def release(self: LeaseClient, current: object, holder_: str, **kw: object) -> None:
         released.append((holder_, sum(g.in_flight for g in gates)))
         real_release(self, current, holder_, **kw)  # type: ignore[arg-type]
+        after_release.append(holder(kube))
 
     monkeypatch.setattr(LeaseClient, "release", release)
 
@@ -224,6 +227,7 @@ def test_graceful_stop_releases_the_lease_after_the_workers_and_a_standby_takes_
             wait_for("b takes over", lambda: holder(kube) == "ipamd-b", 60)
             assert released and released[0][0] == "ipamd-a", released
             assert released[0][1] == 0, f"Lease released with a cloud write in flight: {released}"
+            assert after_release and after_release[0] in ("", "ipamd-b"), after_release
             assert gate.done, "the write in flight was abandoned"
             wait_for("b serves n1", lambda: len(kube.vpcips("n1")) == 5, 60)
             assert a.elector is not None and not a.elector.is_leader()

@@ -63,6 +63,12 @@ class AgentSettings:
     fault: str = ""  # test hook: SIGKILL self at this ADD step
 
 
+def _log_event(kind: str, reason: str, message: str) -> None:
+    log.info(
+        "event (no Kubernetes event path)", extra={"type": kind, "reason": reason, "text": message}
+    )
+
+
 class Agent:
     def __init__(
         self,
@@ -91,6 +97,9 @@ class Agent:
         self.eni_links: dict[str, EniLink] = {}
         self.ready = threading.Event()
         self.recovery = Recovery()  # begun by the caller when the checkpoint is not usable
+        # (type "Normal"/"Warning", reason, message): the node's Events when
+        # the agent has an API client (kube_events), else only logged
+        self.events: Callable[[str, str, str], None] = _log_event
         self._fault_fired = False
         netops.fault = self.fault
 

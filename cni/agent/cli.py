@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from types import FrameType
 from typing import Protocol
 
-from . import checkpoint, config, install, logs
+from . import checkpoint, config, install, logs, recover
 from .agent import Agent, AgentSettings
 from .capacity_file import CapacityFilePublisher
 from .health import HealthServer
@@ -123,15 +123,29 @@ def load_state(cfg: config.AgentConfig) -> checkpoint.Loaded:
     return loaded
 
 
-def start_recovery(agent: Agent, loaded: checkpoint.Loaded) -> None:
+def start_recovery(cfg: config.AgentConfig, agent: Agent, loaded: checkpoint.Loaded) -> None:
     """Without a usable checkpoint the start-up pass rebuilds the allocations
     from the live links and deletes nothing it cannot explain; a first start
-    (no links of ours) ends that at once."""
+    (no links of ours) ends that at once. With the Kubernetes IP source the
+    agent's Events go to its Node."""
+    if cfg.ip_source == "kubernetes":
+        from .kube_events import NodeEvents
+        from .kube_ipsource import load_kube_config
+
+        agent.events = NodeEvents(load_kube_config(cfg.kubeconfig), cfg.node_name)
     if loaded.unreadable:
         agent.metrics.checkpoint_unreadable.inc()
         agent.recovery.begin("the checkpoint was unreadable")
+        agent.events(
+            "Warning",
+            "CheckpointUnreadable",
+            f"tke-eni-agent could not read its checkpoint ({loaded.unreadable}; kept as "
+            f"{loaded.kept_as}): rebuilding the pods' allocations from the live links; "
+            "nothing is deleted and no new pod gets an IP until every live pod link is "
+            "accounted for",
+        )
     elif loaded.missing:  # a first start; or a wiped state dir while pods run
-        agent.recovery.begin("there was no checkpoint")
+        agent.recovery.begin(recover.NO_CHECKPOINT)
 
 
 def run(cfg: config.AgentConfig, stop: threading.Event) -> int:
@@ -165,7 +179,7 @@ def run(cfg: config.AgentConfig, stop: threading.Event) -> int:
         checkpoint_path=cfg.checkpoint_path,
         metrics=metrics,
     )
-    start_recovery(agent, loaded)
+    start_recovery(cfg, agent, loaded)
     reporter = Reporter(agent, cfg.report_interval)
     agent.on_change = reporter.poke
     reconciler = Reconciler(agent, cfg.reconcile_interval)

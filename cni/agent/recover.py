@@ -21,8 +21,9 @@ import logging
 import threading
 import time
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from .held import held_status
 from .podnet import PRIO_FROM_POD, veth_mac
 from .pool import Allocation, host_veth_name
 
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
     from .agent import Agent
 
 log = logging.getLogger(__name__)
+NO_CHECKPOINT = "there was no checkpoint"  # a first start, usually: nothing to say
 
 
 def explain_ip(
@@ -55,6 +57,7 @@ class Recovery:
         self.active = False
         self.reason = ""
         self.unexplained: dict[str, str] = {}  # host veth -> why
+        self.adopted = 0  # allocations rebuilt so far
 
     def begin(self, reason: str) -> None:
         with self._lock:
@@ -101,6 +104,7 @@ def rebuild_allocations(a: Agent) -> None:
         ip: table for prio, way, ip, table in rules if prio == PRIO_FROM_POD and way == "from"
     }
     candidates = sorted({i.ip for i in view.ips} | set(from_rules) | {dst for dst, _ in routes})
+    held = held_status(a.source) or {}
     with a.lock:
         covered = {x.host_veth for x in a.state.allocations.values()}
         holders = {ip: x.host_veth for ip, x in a.state.allocations.items()}
@@ -121,9 +125,7 @@ def rebuild_allocations(a: Agent) -> None:
         end = a.net.find_pod_end(index, veth_mac(name, ip, "pod"))
         netns, ifname = end if end else ("", "eth0")
         claim = node_ip.claim if node_ip else ""
-        namespace, _, pod_name = claim.partition("/")
-        if not claim or host_veth_name(prefix, namespace, pod_name, "", ifname) != name:
-            namespace = pod_name = ""
+        namespace, pod_name, pod_uid = _pod_of(name, ifname, prefix, claim, held.get(ip) or {})
         alloc = Allocation(
             ip=ip,
             eni_id=eni_id,
@@ -133,11 +135,34 @@ def rebuild_allocations(a: Agent) -> None:
             host_veth=name,
             pod_namespace=namespace,
             pod_name=pod_name,
+            pod_uid=pod_uid,
             claim=claim,
             created=time.time(),
         )
         holders[ip] = name
         adopted.append(alloc)
+    _record(a, adopted, unexplained)
+
+
+def _pod_of(
+    veth: str, ifname: str, prefix: str, claim: str, status: dict[str, Any]
+) -> tuple[str, str, str]:
+    """(namespace, name, uid) of the pod a live link serves, when the IP's
+    claim or its last reported status names a pod whose veth name is this
+    link's (the name is a hash of the pod); else empty. Never the container
+    id: a status can be one sandbox late."""
+    namespace, _, name = claim.partition("/")
+    if claim and host_veth_name(prefix, namespace, name, "", ifname) == veth:
+        return namespace, name, ""
+    namespace = str(status.get("podNamespace") or "")
+    name = str(status.get("podName") or "")
+    if namespace and name and host_veth_name(prefix, namespace, name, "", ifname) == veth:
+        return namespace, name, str(status.get("podUid") or "")
+    return "", "", ""
+
+
+def _record(a: Agent, adopted: list[Allocation], unexplained: dict[str, str]) -> None:
+    """Install the adopted allocations (durably), say what happened."""
     seq = 0
     with a.lock:
         for alloc in adopted:
@@ -159,15 +184,26 @@ def rebuild_allocations(a: Agent) -> None:
     if seq:
         a.checkpoint.wait(seq)
         a.on_change()
-    for name, why in unexplained.items():
-        log.error(
-            "live pod link not accounted for: kept, ADD refused", extra={"veth": name, "why": why}
-        )
     a.metrics.unexplained.set(len(unexplained))
+    a.recovery.adopted += len(adopted)
+    before = set(a.recovery.unexplained)
     if a.recovery.settle(unexplained):
-        with a.lock:
-            count = len(a.state.allocations)
-        log.warning(
-            "recovery from the live links complete: ADD served again",
-            extra={"allocations": count, "reason": a.recovery.reason},
-        )
+        if a.recovery.adopted or before or a.recovery.reason != NO_CHECKPOINT:
+            log.warning(
+                "recovery from the live links complete: ADD served again",
+                extra={"adopted": a.recovery.adopted, "reason": a.recovery.reason},
+            )
+            a.events(
+                "Normal",
+                "PodStateRebuilt",
+                f"tke-eni-agent rebuilt {a.recovery.adopted} pod allocation(s) from the live "
+                f"links ({a.recovery.reason}); every live pod link is accounted for, ADD is "
+                "served again",
+            )
+    elif set(unexplained) != before:  # said once per change, the gauge says it always
+        for name, why in unexplained.items():
+            log.error(
+                "live pod link not accounted for: kept, ADD refused",
+                extra={"veth": name, "why": why},
+            )
+        a.events("Warning", "PodLinksUnexplained", a.recovery.blocking())

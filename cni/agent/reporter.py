@@ -12,10 +12,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 from . import pool
 from .agent import Agent
+from .held import held_status
 from .ipsource import IpUsage
 
 log = logging.getLogger(__name__)
@@ -23,13 +24,6 @@ log = logging.getLogger(__name__)
 # the status fields the agent owns and compares (``cooldownUntil`` is sent
 # with its phase but not compared: the API holds it rounded to seconds)
 COMPARED = ("phase", "podNamespace", "podName", "podUid", "containerId", "releaseId")
-
-
-@runtime_checkable
-class HeldUsage(Protocol):
-    def held(self) -> dict[str, dict[str, Any]]:
-        """ip -> the status the API holds now (``VpcIP.status`` field names)."""
-        ...
 
 
 def matches(u: IpUsage, held: dict[str, Any] | None) -> bool:
@@ -62,8 +56,7 @@ class Reporter:
         with a.lock:
             current = pool.usage(view, a.state, time.time())
         if full:
-            source = a.source
-            held = source.held() if isinstance(source, HeldUsage) else None
+            held = held_status(a.source)
             if held is None:
                 changed = current
             else:

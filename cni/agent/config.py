@@ -111,7 +111,8 @@ class AgentConfig:
     fault: str = _opt(
         "",
         "testing only: SIGKILL the agent at this ADD step "
-        "(after-reserve, after-veth, after-pod, after-route, after-rules, before-reply)",
+        "(clean-earlier, after-reserve, after-veth, after-pod, after-route, after-rules, "
+        "before-reply); error:<step> raises a netlink error there once instead",
     )
 
     @property

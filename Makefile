@@ -1,5 +1,5 @@
 # The two quick-start commands (see README): each does all set-up first.
-.PHONY: demo test setup lint unit bench stop
+.PHONY: demo test setup lint unit bench stop image
 demo:
 	hack/setup.sh
 	.venv/bin/tke-localcluster demo
@@ -19,3 +19,9 @@ stop:
 
 bench:
 	.venv/bin/python -m bench
+
+# The component image with buildah on a Debian-made base (docs/image.md); also served
+# to the local nodes as tke-vpc-cni:dev.
+image:
+	hack/setup-debian.sh
+	hack/image/build.sh

@@ -18,6 +18,8 @@
 #   BASE_IMAGE        the base's tag (default localhost/tke-base:bookworm)
 #   DEBIAN_MIRROR     default: the first bookworm mirror of apt's sources
 #   STORAGE_DRIVER    overlay (default; falls back to vfs when overlay cannot mount)
+#   TKE_IMAGE_CACHE_MAX_MB  past this, untagged layers are pruned after a build (default 4096;
+#                     the next build then reinstalls the dependencies once)
 set -euo pipefail
 here="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$here"
@@ -41,6 +43,9 @@ for tool in buildah debootstrap; do
 done
 
 mkdir -p "$cache"
+# One build at a time per cache (the e2e test and `make image` may overlap).
+exec 9>"$cache/.lock"
+flock 9
 driver="${STORAGE_DRIVER:-}"
 if [ -z "$driver" ]; then
   driver="$(cat "$cache/storage-driver" 2>/dev/null || true)"
@@ -57,8 +62,9 @@ if [ -z "$driver" ]; then
   rm -rf "$probe"
   echo "$driver" > "$cache/storage-driver"
 fi
+runroot="/run/tke-vpc-cni-buildah/$(printf '%s' "$cache" | sha256sum | cut -c1-12)"
 bh() {
-  buildah --root "$cache/storage" --runroot "/run/tke-vpc-cni-buildah" \
+  buildah --root "$cache/storage" --runroot "$runroot" \
           --storage-driver "$driver" "$@"
 }
 
@@ -148,12 +154,24 @@ export_image() {
   say "exported as $serve_as to $dest ($(du -sh "$dest" | cut -f1)) in $((SECONDS - t0)) s"
 }
 
+prune() {
+  # Each rebuild leaves untagged layers (the cache of --layers, earlier images);
+  # keep them for speed until the store passes the cap.
+  local used max="${TKE_IMAGE_CACHE_MAX_MB:-4096}"
+  used="$(du -sm "$cache/storage" 2>/dev/null | cut -f1)"
+  if [ "${used:-0}" -gt "$max" ]; then
+    say "store $used MB > $max MB: pruning untagged images"
+    bh rmi --prune >/dev/null || true
+  fi
+}
+
 case "${1:-all}" in
   base) build_base ;;
   all)
     build_base
     build_image
     export_image
+    prune
     size="$(bh images --format '{{.Size}}' "$image" | head -1)"
     say "done: $image ($size), served to the nodes as $serve_as"
     ;;

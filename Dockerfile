@@ -2,6 +2,7 @@
 #   tke-eni-agent, tke-eni-device-plugin   DaemonSet kube-system/tke-eni-agent
 #   tke-eni-ipamd                          Deployment kube-system/tke-eni-ipamd
 #   tke-eni-scheduler-extender             Deployment kube-system/tke-eni-ip-scheduler
+#   tke-eni-ip-webhook                     Deployment kube-system/tke-eni-ip-webhook (+ its certs Job)
 # Each manifest sets `command:` to its script; CMD below only prints help.
 #
 #   docker build -t <registry>/tke-vpc-cni:<tag> .

@@ -49,6 +49,7 @@ from localrun.nodedaemons import NodeSpec, RealNode, agent_argv, device_plugin_a
 from localrun.plumber import Plumber
 from localrun.programs import from_workload
 from localrun.timings import Phases
+from localrun.webhook import LocalWebhook
 
 log = logging.getLogger("localrun")
 
@@ -89,6 +90,7 @@ class Environment:
     real: dict[str, RealNode] = field(default_factory=dict, init=False)
     ipamd: Daemon | None = field(default=None, init=False)
     extender: Daemon | None = field(default=None, init=False)
+    webhook: LocalWebhook | None = field(default=None, init=False)
     extender_pki: ExtenderPKI | None = field(default=None, init=False)
     plumber: Plumber | None = field(default=None, init=False)
     phases: Phases = field(init=False)
@@ -156,8 +158,8 @@ class Environment:
 
     def _start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.ports = dict(zip(("extender", "ipamd-metrics", "ipamd-health", "extender-health"),
-                              free_ports(4), strict=True))
+        self.ports = dict(zip(("extender", "ipamd-metrics", "ipamd-health", "extender-health",
+                               "webhook", "webhook-health"), free_ports(6), strict=True))
         # mutual TLS between kube-scheduler and the extender (made before the scheduler)
         self.extender_pki = make_extender_pki(self.workdir / "extender-pki")
         with self.phases.phase("deploy/ built (kustomize)"):
@@ -189,6 +191,8 @@ class Environment:
             self.start_ipamd()
             self.start_extender()
             self.wait_extender_ready()
+        with self.phases.phase("admission webhook (certs Job's command, then its Deployment)"):
+            self.start_webhook()
         self.plumber = Plumber(self.fabric, self.emulator.state)
         netns.ensure_fabric(self.fabric)
         self.plumber.start()
@@ -215,8 +219,10 @@ class Environment:
                 return any(c["type"] == "Established" and c["status"] == "True" for c in conds)
             wait_for(f"CRD {name} Established", established, 60)
         for obj in self.objs:
-            if obj["kind"] in ("CustomResourceDefinition", "DaemonSet"):
-                continue  # the node daemons run on the real nodes as processes (below)
+            if obj["kind"] in ("CustomResourceDefinition", "DaemonSet", "Job", "CronJob",
+                               "MutatingWebhookConfiguration"):
+                continue  # node daemons and the webhook's certs Job run as processes (below);
+                # the webhook configuration goes in on loopback (localrun.webhook)
             body = copy.deepcopy(obj)
             if obj["kind"] == "Deployment":
                 # our programs run as processes (no image here): the Deployment is the
@@ -263,6 +269,16 @@ class Environment:
             *self.extender_pki.extender_args()])
         self.extender.start()
         return self.extender
+
+    def start_webhook(self) -> LocalWebhook:
+        """The admission webhook as a cluster installs it (localrun.webhook); its rule
+        agrees with the agents' (--eni-only or not)."""
+        assert self.cp is not None
+        eni_only = "--eni-only" in self.agent_extra_args
+        self.webhook = LocalWebhook(self.objs, self.kube, self.workdir, self.ports["webhook"],
+                                    self.ports["webhook-health"], self.credentials,
+                                    extra_argv=(f"--eni-only={str(eni_only).lower()}",))
+        return self.webhook.up()
 
     def wait_extender_ready(self) -> None:
         import urllib.request
@@ -350,7 +366,7 @@ class Environment:
     # ---- introspection ---------------------------------------------------------------------
     def logs(self, lines: int = 25) -> str:
         parts = []
-        for d in (self.ipamd, self.extender):
+        for d in (self.ipamd, self.extender, self.webhook.daemon if self.webhook else None):
             if d is not None:
                 parts.append(f"----- {d.name} ({d.log}) -----\n{d.log_tail(lines)}")
         for rn in self.real.values():
@@ -396,6 +412,9 @@ class Environment:
         if self.plumber is not None:
             step("ENI plumber", self.plumber.stop)
             self.plumber = None
+        if self.webhook is not None:
+            step("admission webhook", self.webhook.stop)
+            self.webhook = None
         for d in (self.extender, self.ipamd):
             if d is not None:
                 # TERM, then KILL after 5 s (the extender ignores TERM for now: see the doc)

@@ -39,6 +39,10 @@ KINDS: dict[str, tuple[str, str, bool]] = {
     "CronJob": ("/apis/batch/v1", "cronjobs", True),
     "MutatingWebhookConfiguration": ("/apis/admissionregistration.k8s.io/v1",
                                      "mutatingwebhookconfigurations", False),
+    "ValidatingAdmissionPolicy": ("/apis/admissionregistration.k8s.io/v1",
+                                  "validatingadmissionpolicies", False),
+    "ValidatingAdmissionPolicyBinding": ("/apis/admissionregistration.k8s.io/v1",
+                                         "validatingadmissionpolicybindings", False),
 }
 CRD_PREFIX = "/apis/networking.tke.cloud.tencent.com/v1"
 

@@ -14,6 +14,7 @@ import os
 import signal
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -91,7 +92,10 @@ class Agent:
         self.checkpoint = Checkpoint(checkpoint_path, self._snapshot)
         self.metrics = metrics or Metrics()
         self.on_change = on_change
-        self.in_flight: set[str] = set()  # IPs whose ADD is between checkpoint and reply
+        # IP -> ADDs of it running (reservation to reply); a retried ADD can
+        # overlap the first, so a count, not a set: the reconcile loop leaves
+        # these IPs alone
+        self.in_flight: Counter[str] = Counter()
         self.add_epoch = 0  # bumped when an ADD ends: the reconcile loop's race guard
         self.add_ended: dict[str, int] = {}  # IP -> add_epoch when its last ADD ended
         self.eni_links: dict[str, EniLink] = {}
@@ -220,7 +224,9 @@ class Agent:
             raise
         finally:
             with self.lock:
-                self.in_flight.discard(alloc.ip)
+                self.in_flight[alloc.ip] -= 1
+                if self.in_flight[alloc.ip] <= 0:
+                    del self.in_flight[alloc.ip]
                 self.add_epoch += 1
                 self.add_ended[alloc.ip] = self.add_epoch
         self.on_change()
@@ -292,7 +298,7 @@ class Agent:
             with self.lock:
                 existing = self._find(req)
                 if existing is not None:  # a retried ADD: same IP, re-plumbed
-                    self.in_flight.add(existing.ip)
+                    self.in_flight[existing.ip] += 1
                     return existing, self.checkpoint.mark(), []
                 blocked = self.recovery.blocking()
                 if blocked:
@@ -337,7 +343,7 @@ class Agent:
                         created=now,
                     )
                     self.state.allocations[alloc.ip] = alloc
-                    self.in_flight.add(alloc.ip)
+                    self.in_flight[alloc.ip] += 1
                     return alloc, self.checkpoint.mark(), replaced
             if not claim:
                 counts = pool.counts(view, self.state, time.time())

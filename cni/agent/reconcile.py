@@ -100,7 +100,7 @@ class Reconciler:
             elif link is not None:
                 self._keep_pod(alloc, link.table, rules, links, routes)
         with a.lock:
-            ours = set(a.state.allocations) | a.in_flight
+            ours = set(a.state.allocations) | set(a.in_flight)
             veth_names = {x.host_veth for x in a.state.allocations.values()}
             quiet = a.add_epoch == epoch
         if not quiet:

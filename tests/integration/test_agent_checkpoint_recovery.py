@@ -134,6 +134,13 @@ def test_unexplained_link_blocks_add_until_gone(
         for pod_ns, _ip in pods.values():
             sh("ping", "-c1", "-W5", agent.node.ip, ns=pod_ns)
         assert metric(agent, "tke_eni_agent_recovery_unexplained_links") == 1.0
+        # a restart meanwhile (its checkpoint is readable again) does not forget
+        # that the rebuild is unfinished: the link is still kept, ADD still refused
+        agent.kill()
+        agent.start()
+        rc, out = cni(agent, "ADD", "c", netns_set.add("c2"))
+        assert rc != 0 and out and out["code"] == 11, out
+        assert "tke0123456789ab" in sh("ip", "-o", "link", ns=ns).stdout
     finally:
         hidden.kill()
         hidden.wait()

@@ -305,3 +305,19 @@ def test_static_ip_only_for_statefulset_pods(
         assert kube.claim("api-7f9c-x2k8d") is None
         ip = wait_for("a dynamic IP", lambda: agent.take_free("n1", pod))
         assert not record(kube, ip)["spec"].get("claim")
+
+
+def test_request_left_without_an_id_is_reopened_with_one(kube: Kube, emu: EmulatorHandle) -> None:
+    """An IP asked back by an ipamd that gave requests no id (before an
+    upgrade) is asked again with one: else no answer could ever count."""
+    with ipamd_inprocess(emu, kube.kubeconfig):
+        ips = wait_for("warm IPs", lambda: len(kube.vpcips("n1")) == 5 and kube.vpcips("n1"))
+    ip = sorted(o["metadata"]["name"] for o in ips)[0]
+    kube.api.patch(paths.vpc_ip(ip), {"spec": {"state": m.IP_STATE_RELEASING}})
+    with AgentStandIn(kube), ipamd_inprocess(emu, kube.kubeconfig):
+
+        def reopened() -> bool:
+            rec = kube.api.get_or_none(paths.vpc_ip(ip))
+            return rec is None or bool(rec["spec"].get("releaseId"))
+
+        wait_for("the request re-opened with an id (or answered)", reopened)

@@ -148,6 +148,10 @@ class NodeController:
                 continue
             if node_gone or ip.release_granted:
                 by_eni[ip.eni].append(ip.ip)
+            elif ip.state == m.IP_STATE_RELEASING and not ip.release_id:
+                # asked back by an ipamd that gave requests no id: ask again
+                # with one, or no answer could ever count
+                self.request_release(ip, "request re-opened with an id")
         for eni_id, addrs in by_eni.items():
             self.enis.unassign(eni_id, addrs)
             for a in addrs:

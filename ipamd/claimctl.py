@@ -192,10 +192,8 @@ class ClaimController:
     def _recorded_for(self, c: ClaimRec) -> IpRec | None:
         """A VpcIP that already carries this claim (the claim's status write
         failed after the record was made, or ipamd restarted in between)."""
-        ips = self.d.state.ips
-        if ips is None:
-            return None
-        return next((r for r in ips.values() if r.claim == c.key), None)
+        found = self.d.state.claim_ips(c.key)
+        return found[0] if found else None
 
     def _adopt_recorded(self, c: ClaimRec, rec: IpRec) -> None:
         """The claim's status names the IP its record already gives it: no

@@ -41,6 +41,7 @@ class ClusterState:
         self.claims: Informer[ClaimRec] | None = None
         self._idx_lock = threading.Lock()
         self.ips_by_node: dict[str, set[str]] = defaultdict(set)
+        self.ips_by_claim: dict[str, set[str]] = defaultdict(set)  # claim key -> IPs
         self.enis_by_node: dict[str, set[str]] = defaultdict(set)
         self.facts: dict[str, NodeFacts] = {}
         self.facts_miss: dict[str, tuple[str, float]] = {}  # node -> (instance, when not found)
@@ -81,6 +82,12 @@ class ClusterState:
                     del self.ips_by_node[old.node]
             if new is not None:
                 self.ips_by_node[new.node].add(key)
+            if old is not None and old.claim and (new is None or old.claim != new.claim):
+                self.ips_by_claim[old.claim].discard(key)
+                if not self.ips_by_claim[old.claim]:
+                    del self.ips_by_claim[old.claim]
+            if new is not None and new.claim:
+                self.ips_by_claim[new.claim].add(key)
         for rec in (old, new):
             if rec is None:
                 continue
@@ -139,6 +146,14 @@ class ClusterState:
 
     def ip(self, address: str) -> IpRec | None:
         return self.ips.get(address) if self.ips else None
+
+    def claim_ips(self, key: str) -> list[IpRec]:
+        """The VpcIPs whose ``spec.claim`` is ``key`` (normally at most one)."""
+        if self.ips is None:
+            return []
+        with self._idx_lock:
+            names = sorted(self.ips_by_claim.get(key, ()))
+        return [r for n in names if (r := self.ips.get(n)) is not None and r.claim == key]
 
     def claim(self, key: str) -> ClaimRec | None:
         return self.claims.get(key) if self.claims else None

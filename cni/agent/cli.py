@@ -133,7 +133,13 @@ def start_recovery(cfg: config.AgentConfig, agent: Agent, loaded: checkpoint.Loa
         from .kube_ipsource import load_kube_config
 
         agent.events = NodeEvents(load_kube_config(cfg.kubeconfig), cfg.node_name)
-    if loaded.unreadable:
+    if loaded.state.recovering:  # a restart in the middle of a rebuild
+        agent.recovery.begin(loaded.state.recovering)
+        log.warning(
+            "rebuild from the live links unfinished before the restart: going on",
+            extra={"reason": loaded.state.recovering},
+        )
+    elif loaded.unreadable:
         agent.metrics.checkpoint_unreadable.inc()
         agent.recovery.begin("the checkpoint was unreadable")
         agent.events(
@@ -146,6 +152,8 @@ def start_recovery(cfg: config.AgentConfig, agent: Agent, loaded: checkpoint.Loa
         )
     elif loaded.missing:  # a first start; or a wiped state dir while pods run
         agent.recovery.begin(recover.NO_CHECKPOINT)
+    if agent.recovery.active:  # persisted by the start-up pass's writes
+        agent.state.recovering = agent.recovery.reason
 
 
 def run(cfg: config.AgentConfig, stop: threading.Event) -> int:

@@ -59,17 +59,24 @@ class PoolState:
     allocations: dict[str, Allocation] = field(default_factory=dict)  # by IP
     cooldown: dict[str, float] = field(default_factory=dict)  # IP -> unix time it ends
     released: set[str] = field(default_factory=set)  # IPs granted back to ipamd
+    # why a rebuild from the live links is unfinished ("" when it is not): kept
+    # across restarts, so a restart mid-rebuild neither deletes the links it
+    # could not explain nor serves ADD (see ``recover``)
+    recovering: str = ""
 
     def by_container(self, container_id: str, ifname: str) -> Allocation | None:
         return next((a for a in self.allocations.values() if a.key == (container_id, ifname)), None)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "version": 1,
             "allocations": [a.to_dict() for a in self.allocations.values()],
             "cooldown": dict(self.cooldown),
             "released": sorted(self.released),
         }
+        if self.recovering:  # optional: an older agent ignores it
+            out["recovering"] = self.recovering
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PoolState:
@@ -80,6 +87,7 @@ class PoolState:
             allocations={a.ip: a for a in allocs},
             cooldown={str(k): float(v) for k, v in (data.get("cooldown") or {}).items()},
             released={str(ip) for ip in data.get("released") or []},
+            recovering=str(data.get("recovering") or ""),
         )
 
 

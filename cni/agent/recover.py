@@ -60,6 +60,8 @@ class Recovery:
         self.adopted = 0  # allocations rebuilt so far
 
     def begin(self, reason: str) -> None:
+        """Rebuild from the live links, beginning with the next reconcile pass
+        (the caller also records ``reason`` in ``PoolState.recovering``)."""
         with self._lock:
             self.active = True
             self.reason = reason
@@ -169,6 +171,10 @@ def _record(a: Agent, adopted: list[Allocation], unexplained: dict[str, str]) ->
             if alloc.ip not in a.state.allocations:
                 a.state.allocations[alloc.ip] = alloc
                 seq = a.checkpoint.mark()
+        finished = not unexplained
+        if a.state.recovering != ("" if finished else a.recovery.reason):
+            a.state.recovering = "" if finished else a.recovery.reason
+            seq = a.checkpoint.mark()
     for alloc in adopted:
         a.metrics.recovered.inc()
         log.warning(

@@ -49,14 +49,14 @@ CLOUD_FAULTS: dict[str, float] = {
 def api_fault_rules(scale: float = 1.0) -> tuple[FaultRule, ...]:
     """What ipamd's apiserver traffic suffers (rates times ``scale``)."""
     return (
-        rule("error", 0.05 * scale, verbs=WRITES, resources=CRDS, status=500),
-        rule("reply-lost", 0.03 * scale, verbs=WRITES, resources=CRDS),
-        rule("error-after-write", 0.02 * scale, verbs="create,patch", resources=CRDS, status=504),
-        rule("error", 0.03 * scale, verbs="get,list", status=429),
-        rule("timeout", 0.01 * scale, verbs="get,list,create,patch", delay=0.5),
-        rule("error", 0.05 * scale, verbs="watch", status=500, name="watch-500"),
-        rule("error", 0.03 * scale, verbs="update", resources="leases", name="lease-500"),
-        rule("slow", 0.02 * scale, delay=0.3),
+        rule("error", 0.08 * scale, verbs=WRITES, resources=CRDS, status=500),
+        rule("reply-lost", 0.05 * scale, verbs=WRITES, resources=CRDS),
+        rule("error-after-write", 0.04 * scale, verbs="create,patch", resources=CRDS, status=504),
+        rule("error", 0.05 * scale, verbs="get,list", status=429),
+        rule("timeout", 0.02 * scale, verbs="get,list,create,patch", delay=0.5),
+        rule("error", 0.08 * scale, verbs="watch", status=500, name="watch-500"),
+        rule("error", 0.05 * scale, verbs="update", resources="leases", name="lease-500"),
+        rule("slow", 0.03 * scale, delay=0.3),
     )
 
 

@@ -1,38 +1,55 @@
 """ipamd under faults, as real processes: leader failover between two
-ipamds; kill -9 at random points during pod create/delete cycles with cloud
-throttling and failing async tasks injected, then invariants checked against
-the emulator's state:
+ipamds; then the churn: static pods moving between nodes and dynamic pods
+coming and going, with
 
-* no IP held by two pods (and no IP in use taken away from its node);
-* no leaked IP or ENI (cloud and CRDs agree, both ways);
-* every claim's IP is still ours.
+* cloud faults (the emulator: throttling, failing async tasks, lost replies, 5xx),
+* apiserver faults on ipamd's own traffic (localcluster/faultproxy.py: 500/429,
+  writes whose reply is lost or answered 504, timeouts, failed watches and
+  Lease updates, latency),
+* ipamd kill -9 and leader hand-overs (SIGTERM) in the middle of moves,
+* the old node's agent dead during a move (its pod still running), restarted after,
+* the agents' grants delayed,
 
-Cycles: ``IPAMD_FAULT_CYCLES`` (default 60 for CI; the issue's full run is
-``IPAMD_FAULT_CYCLES=500``)."""
+and the invariants of tests/integration/ipamd_churn.py checked after every
+step (and the leak checks each time the cluster settles).
+
+``IPAMD_FAULT_CYCLES`` (default 14 for CI, about a minute; by hand
+``IPAMD_FAULT_CYCLES=200``), ``IPAMD_FAULT_SEED`` (default 7): a failure
+names the seed and the step."""
 
 from __future__ import annotations
 
 import os
 import random
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from cloud.emulator.testing import EmulatorHandle, run_emulator
-from core import models as m
-from core import names
 from ipamd.kube import paths
+from localcluster.apifaults import FaultPlan
 from localcluster.controlplane import ControlPlane
+from localcluster.faultproxy import FaultProxy
+from tests.integration.ipamd_churn import (
+    CLOUD_FAULTS,
+    CloudFaultCounter,
+    Ledger,
+    Running,
+    api_fault_rules,
+    settled_violations,
+    step_violations,
+    waits_for_old_pod,
+)
 from tests.integration.ipamd_harness import (
-    CLUSTER,
+    GRANT,
     POD_SUBNET3,
     SPEC,
     AgentStandIn,
     IpamdProcess,
     Kube,
-    cloud_ips,
     wait_for,
 )
 
@@ -107,121 +124,246 @@ def test_leader_failover_between_two_processes(
         b.stop()
 
 
-def violations(kube: Kube, emu: EmulatorHandle) -> list[str]:
-    out: list[str] = []
-    state = emu.state()
-    ours = {
-        e["eni_id"]: e
-        for e in state["enis"]
-        if not e["primary"] and e["tags"].get(names.TAG_CLUSTER_ID) == CLUSTER
-    }
-    in_cloud = cloud_ips(emu)
-    vips = {o["metadata"]["name"]: o for o in kube.vpcips()}
-    venis = {o["metadata"]["name"]: o for o in kube.vpcenis()}
-    for eni_id in ours:
-        if eni_id not in venis:
-            out.append(f"leaked ENI {eni_id} (no VpcENI)")
-    for eni_id, veni in venis.items():
-        phase = (veni.get("status") or {}).get("phase")
-        if eni_id not in ours:
-            out.append(f"VpcENI {eni_id} without ENI")
-        elif (
-            phase != m.ENI_PHASE_ATTACHED
-            or ours[eni_id]["instance_id"] != veni["spec"]["instanceId"]
-        ):
-            out.append(
-                f"VpcENI {eni_id} is {phase}, cloud: attached to {ours[eni_id]['instance_id']}"
-            )
-    for ip, eni in in_cloud.items():
-        if ip not in vips:
-            out.append(f"leaked IP {ip} on {eni} (no VpcIP)")
-    for ip, o in vips.items():
-        if in_cloud.get(ip) != o["spec"]["eniId"]:
-            out.append(f"VpcIP {ip} says {o['spec']['eniId']}, cloud says {in_cloud.get(ip)}")
-    seen: dict[str, str] = {}
-    for ip, o in vips.items():
-        st = o.get("status") or {}
-        if st.get("phase") == m.IP_PHASE_IN_USE:
-            uid = st.get("podUid", "")
-            if uid in seen:
-                out.append(f"pod {uid} holds {seen[uid]} and {ip}")
-            seen[uid] = ip
-    for c in kube.api.get(paths.CLAIMS).get("items", []):
-        ip = (c.get("status") or {}).get("ip")
-        if ip and (
-            ip not in in_cloud
-            or (vips.get(ip, {}).get("spec") or {}).get("claim")
-            != f"{c['metadata']['namespace']}/{c['metadata']['name']}"
-        ):
-            out.append(f"claim {c['metadata']['name']}: IP {ip} no longer ours")
-    return out
+class Churn:
+    """One churn run: two ipamd processes behind the fault proxy, the agent
+    stand-in, the ledger, the figures."""
 
+    def __init__(
+        self, kube: Kube, emu: EmulatorHandle, proxy: FaultProxy, agent: AgentStandIn,
+        procs: dict[str, IpamdProcess], seed: int,
+    ) -> None:
+        self.kube, self.emu, self.proxy, self.agent, self.procs = kube, emu, proxy, agent, procs
+        self.seed = seed
+        self.rng = random.Random(seed)
+        self.ledger = Ledger()
+        self.dynamic: list[tuple[str, str]] = []  # (pod name, IP)
+        self.static: dict[str, tuple[str, str]] = {}  # pod name -> (node, IP)
+        self.steps: Counter[str] = Counter()
+        self.events: Counter[str] = Counter()
+        self.step_checks = 0
+        self.settled_checks = 0
+        self.serial = 0
+        self.cloud = CloudFaultCounter(emu)
 
-def test_kill9_during_pod_churn_with_cloud_faults(
-    kube: Kube, emu: EmulatorHandle, tmp_path: Path
-) -> None:
-    cycles = int(os.environ.get("IPAMD_FAULT_CYCLES", "60"))
-    rng = random.Random(int(os.environ.get("IPAMD_FAULT_SEED", "7")))
-    nodes = {"n1": "ins-sim00001", "n3": "ins-sim00003"}
-    for n, ins in nodes.items():
-        kube.add_node(n, ins)
-    proc = IpamdProcess(
-        emu, kube.kubeconfig, tmp_path / "ipamd.log", *LEASE_FLAGS, "--identity", "ipamd-fault"
-    )
-    kills = 0
-    in_use: dict[str, str] = {}  # ip -> pod uid (what the "agent" handed out)
-    with AgentStandIn(kube) as agent:
+    # --- faults on/off ---
+    def faults_on(self) -> None:
+        self.emu.set_faults(**CLOUD_FAULTS)
+        self.proxy.set_rules(*api_fault_rules())
+
+    def faults_off(self) -> None:
+        self.emu.clear_faults()
+        self.proxy.plan.clear()
+
+    # --- invariants ---
+    def check(self, step: str) -> None:
+        broken = step_violations(self.kube, self.emu, self.ledger, NODES)
+        assert not broken, f"seed {self.seed}, {step}: invariants broken:\n" + "\n".join(broken)
+        self.step_checks += 1
+
+    def settle(self, step: str) -> None:
+        """Faults off, wait for the cluster to converge, check the leak invariants."""
+        self.faults_off()
+        deadline = time.monotonic() + 120
+        broken = settled_violations(self.kube, self.emu)
+        while broken and time.monotonic() < deadline:
+            time.sleep(0.5)  # reconcile runs every 3s here
+            broken = settled_violations(self.kube, self.emu)
+        assert not broken, (
+            f"seed {self.seed}, {step}: not settled after 120s without faults:\n"
+            + "\n".join(broken)
+        )
+        self.check(f"{step} (settled)")
+        self.settled_checks += 1
+        self.faults_on()
+
+    # --- ipamd ---
+    def leader(self) -> str:
+        return holder(self.kube)
+
+    def kill9(self, why: str) -> None:
+        ident = self.leader() or self.rng.choice(sorted(self.procs))
+        proc = self.procs.get(ident) or self.procs[sorted(self.procs)[0]]
+        proc.kill9()
         proc.start()
-        try:
-            for n in nodes:
+        self.events[f"kill -9 ({why})"] += 1
+
+    def hand_over(self, why: str) -> None:
+        old = self.leader()
+        if old not in self.procs:
+            self.kill9(why)
+            return
+        self.procs[old].stop()  # SIGTERM: the Lease is handed over
+        wait_for(f"a new leader after {old} stopped", lambda: self.leader() not in ("", old), 60)
+        self.procs[old].start()
+        self.events[f"hand-over ({why})"] += 1
+
+    def ipamd_event(self, why: str) -> None:
+        if self.rng.random() < 0.5:
+            self.kill9(why)
+        else:
+            self.hand_over(why)
+
+    # --- steps ---
+    def name(self, prefix: str) -> str:
+        self.serial += 1
+        return f"{prefix}-{self.serial}"
+
+    def dyn_add(self) -> str:
+        node = self.rng.choice(sorted(NODES))
+        name = self.name("dyn")
+        pod = self.kube.add_pod(name, node, policy=None)
+        ip = wait_for(
+            f"seed {self.seed}: warm IP on {node} for {name}",
+            lambda: self.agent.take_free(node, pod),
+            120,
+        )
+        self.ledger.add(ip, Running(name, pod["metadata"]["uid"], node), f"dyn-add {name}")
+        self.dynamic.append((name, ip))
+        return f"dyn-add {name} on {node} -> {ip}"
+
+    def dyn_del(self) -> str:
+        name, ip = self.dynamic.pop(self.rng.randrange(len(self.dynamic)))
+        self.kube.delete_pod(name)
+        self.agent.free(ip)
+        self.ledger.remove(ip)
+        return f"dyn-del {name} ({ip})"
+
+    def static_move(self, *, force_death: bool = False) -> str:
+        """Start or move a static pod; ``force_death``: move one that runs, with
+        its old node's agent dead (so that a short run covers it too)."""
+        name = f"web-{self.rng.randrange(3)}"
+        if force_death and self.static:
+            name = sorted(self.static)[0]
+        key = f"default/{name}"
+        dest = self.rng.choice(sorted(NODES))
+        old = self.static.pop(name, None)
+        if force_death and old is not None:
+            dest = next(n for n in sorted(NODES) if n != old[0])
+        moving = old is not None and old[0] != dest
+        agent_dies = moving and (force_death or self.rng.random() < 0.5)
+        ipamd_mid_move = self.rng.random() < 0.5
+        label = f"static {name} {old[0] if old else 'new'} -> {dest}"
+        if old is not None:
+            if agent_dies:
+                self.agent.die(old[0])  # the old pod keeps running: no CNI DEL
+                self.events["agent dead mid-move"] += 1
+            self.kube.delete_pod(name)
+            path = paths.pod("default", name)
+            wait_for(f"{name} deleted", lambda: self.kube.api.get_or_none(path) is None, 30)
+            if not agent_dies:
+                self.agent.free(old[1])
+                self.ledger.remove(old[1])
+        pod = self.kube.add_pod(name, dest)
+        uid = pod["metadata"]["uid"]
+        self.check(f"{label}: pod created on {dest}")
+        if ipamd_mid_move:
+            self.ipamd_event("mid-move")
+            self.check(f"{label}: after the ipamd event")
+        if agent_dies and old is not None:
+            wait_for(
+                f"seed {self.seed}: {label}: ipamd waits for the old pod on {old[0]}",
+                lambda: waits_for_old_pod(self.kube, name, uid, old[1]),
+                120,
+            )
+            self.check(f"{label}: ipamd waits, old agent dead")
+            self.agent.restart(old[0])
+            self.agent.free(old[1])  # the restarted agent's DEL of the gone pod
+            self.ledger.remove(old[1])
+        rec = wait_for(
+            f"seed {self.seed}: {label}: static IP ready on {dest}",
+            lambda: self.agent.static_ready(key, uid, dest),
+            120,
+        )
+        assert old is None or rec.ip == old[1], (
+            f"seed {self.seed}, {label}: the static IP changed from {old[1]} to {rec.ip}"
+        )
+        self.agent.use(rec.ip, pod)
+        self.ledger.add(rec.ip, Running(name, uid, dest, key), label)
+        self.static[name] = (dest, rec.ip)
+        return f"{label} ({rec.ip})"
+
+    def grant_delay(self) -> str:
+        node = self.rng.choice(sorted(NODES))
+        delay = self.rng.choice((0.0, 0.2, 1.0))
+        self.agent.set_policy(GRANT, node=node, delay=delay)
+        return f"grant delay {delay}s on {node}"
+
+    def cycle(self, i: int, cycles: int) -> None:
+        r = self.rng.random()
+        if i >= cycles - 2 and not self.events["agent dead mid-move"]:
+            kind, what = "static-move", self.static_move(force_death=True)
+        elif r < 0.40:
+            kind, what = "static-move", self.static_move()
+        elif r < 0.62 or not self.dynamic:
+            kind, what = "dyn-add", self.dyn_add()
+        elif r < 0.80:
+            kind, what = "dyn-del", self.dyn_del()
+        elif r < 0.88:
+            kind, what = "ipamd-kill", "ipamd kill -9"
+            self.kill9("between steps")
+        elif r < 0.95:
+            kind, what = "hand-over", "leader hand-over"
+            self.hand_over("between steps")
+        else:
+            kind, what = "grant-delay", self.grant_delay()
+        self.steps[kind] += 1
+        self.check(f"cycle {i}: {what}")
+
+    def figures(self, cycles: int) -> str:
+        return (
+            f"churn seed {self.seed}: {cycles} cycles; steps {dict(self.steps)}; "
+            f"ipamd events {dict(self.events)}; agent grants {self.agent.granted}; "
+            f"apiserver faults injected {dict(self.proxy.plan.stats())} "
+            f"(of {self.proxy.plan.requests} ipamd requests); "
+            f"cloud faults injected {dict(self.cloud.counts)}; "
+            f"invariant checks passed: {self.step_checks} after-step checks (3 invariants each), "
+            f"{self.settled_checks} settled checks (2 more)"
+        )
+
+
+NODES = {"n1": "ins-sim00001", "n3": "ins-sim00003"}
+
+
+def test_churn_with_cloud_and_apiserver_faults(
+    kube: Kube, emu: EmulatorHandle, control_plane: ControlPlane, tmp_path: Path
+) -> None:
+    cycles = int(os.environ.get("IPAMD_FAULT_CYCLES", "14"))
+    seed = int(os.environ.get("IPAMD_FAULT_SEED", "7"))
+    settle_every = int(os.environ.get("IPAMD_FAULT_SETTLE_EVERY", "10"))
+    for n, ins in NODES.items():
+        kube.add_node(n, ins)
+    assert control_plane.pki is not None
+    proxy = FaultProxy.for_pki(
+        control_plane.server, control_plane.pki, tmp_path, plan=FaultPlan(seed=seed)
+    ).start()
+    kc = proxy.kubeconfig(control_plane.kubeconfig, tmp_path / "ipamd-via-proxy.kubeconfig")
+    procs = {
+        ident: IpamdProcess(emu, kc, tmp_path / f"{ident}.log", *LEASE_FLAGS, "--identity", ident)
+        for ident in ("ipamd-a", "ipamd-b")
+    }
+    churn: Churn | None = None
+    try:
+        with AgentStandIn(kube) as agent:
+            churn = Churn(kube, emu, proxy, agent, procs, seed)
+            for p in procs.values():
+                p.start()
+            for n in NODES:
                 wait_for(f"warm pool on {n}", lambda n=n: len(kube.vpcips(n)) >= 5, 90)
-            emu.set_faults(throttle_ratio=0.2, task_fail_ratio=0.05)
+            churn.faults_on()
             for i in range(cycles):
-                node = rng.choice(list(nodes))
-                static = rng.random() < 0.3
-                name = f"web-{rng.randrange(4)}" if static else f"dyn-{i}"
-                if static and kube.api.get_or_none(paths.pod("default", name)):
-                    static, name = False, f"dyn-{i}"
-                pod = kube.add_pod(name, node, policy="Never" if static else None)
-                uid = pod["metadata"]["uid"]
-                if rng.random() < 0.15:
-                    proc.kill9()
-                    kills += 1
-                    proc.start()
-                if static:
-                    rec = wait_for(
-                        f"cycle {i}: static IP of {name} on {node}",
-                        lambda k=f"default/{name}", u=uid, n=node: agent.static_ready(k, u, n),
-                        120,
-                    )
-                    ip = rec.ip
-                    agent.use(ip, pod)
-                else:
-                    ip = wait_for(
-                        f"cycle {i}: warm IP on {node}",
-                        lambda n=node, p=pod: agent.take_free(n, p),
-                        120,
-                    )
-                assert ip not in in_use, (
-                    f"cycle {i}: {ip} handed to {uid} while used by {in_use[ip]}"
-                )
-                in_use[ip] = uid
-                assert ip in cloud_ips(emu), f"cycle {i}: {ip} in use but not in the cloud"
-                if rng.random() < 0.1:
-                    proc.kill9()
-                    kills += 1
-                    proc.start()
-                kube.delete_pod(name)
-                agent.free(ip)
-                del in_use[ip]
-            emu.clear_faults()
-            settle_deadline = time.monotonic() + 120
-            while violations(kube, emu) and time.monotonic() < settle_deadline:
-                time.sleep(0.5)  # reconcile runs every 3s here
-            broken = violations(kube, emu)
-            assert not broken, "invariants broken:\n" + "\n".join(broken)
-            print(f"{cycles} cycles, {kills} kill -9, agent granted {agent.granted} releases")
-        except AssertionError as exc:
-            raise AssertionError(f"{exc}\n--- ipamd log tail ---\n{proc.log_tail(60)}") from exc
-        finally:
-            proc.stop()
+                churn.cycle(i, cycles)
+                if (i + 1) % settle_every == 0:
+                    churn.settle(f"cycle {i}")
+            churn.settle("end")
+            print(churn.figures(cycles))
+    except AssertionError as exc:
+        tails = "\n".join(f"--- {k} ---\n{p.log_tail(60)}" for k, p in procs.items())
+        journal = "\n".join(proxy.plan.journal[-30:])
+        figures = churn.figures(cycles) if churn else ""
+        raise AssertionError(
+            f"{exc}\n{figures}\n--- last apiserver faults ---\n{journal}\n{tails}"
+        ) from exc
+    finally:
+        for p in procs.values():
+            p.stop()
+        proxy.stop()

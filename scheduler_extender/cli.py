@@ -84,8 +84,9 @@ def verbs_listener(app: Any, settings: config.Settings, metrics: Metrics | None 
         port=settings.port,
         threads=settings.threads,
         read_timeout=settings.read_timeout,
-        # cheroot's own cap sits above ours, so an oversized body gets our 413 message
-        max_body_bytes=settings.max_body_bytes * 2,
+        # no cap of cheroot's own: the app answers every oversized body with its 413
+        # message (it reads at most the cap + 1, then drains at most twice the cap)
+        max_body_bytes=0,
         queue_size=settings.threads * 16,
         server_name="tke-eni-ip-scheduler",
     )

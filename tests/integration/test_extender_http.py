@@ -226,9 +226,10 @@ def test_huge_bodies_are_413(extender: Extender) -> None:
     r = extender.post("/filter", chunks())
     assert r.status_code == 413
     assert "request body (chunked) exceeds the limit" in r.json()["Error"]
-    # far over the limit (the server stops draining at twice the limit): still a 413
+    # far over the limit (the server stops draining at twice the limit): still our 413
     r = extender.post("/prioritize", b" " * (MAX_BODY * 8))
     assert r.status_code == 413, r.text
+    assert "exceeds the limit of 1048576 bytes (--max-body-bytes" in r.json()["Error"]
     # the next request on a fresh connection is answered as usual
     assert extender.post("/filter", ex.filter_args(ex.pod(), ["a1"])).status_code == 200
     text = extender.get("/metrics").text

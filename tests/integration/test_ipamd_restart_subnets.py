@@ -182,3 +182,32 @@ def test_first_ever_start_with_the_cloud_throttled_touches_nothing(
         n = seen.count("node:n1")
         wait_for("n1 synced again", lambda: seen.count("node:n1") >= n + 2, 60)
         assert_pool_intact(kube, emu, before)
+
+
+def test_refused_value_with_nothing_persisted_installs_nothing(
+    kube: Kube, emu: EmulatorHandle
+) -> None:
+    """A first start (nothing published) whose ConfigMap is refused: the refusal
+    is reported, and the pools built earlier are not judged against an empty set."""
+    before = first_run(kube, emu)
+    kube.api.delete(paths.configmap(names.CONFIGMAP_NAMESPACE, m.SUBNET_STATUS_CONFIGMAP))
+    kube.set_subnets(f"{POD_SUBNET3}:subnet-nothere1")
+    with ipamd_recording(emu, kube.kubeconfig) as (app, seen):
+        synced_n1(seen)
+        assert "does not exist" in app.subnets.condition
+        releasing = [
+            o["metadata"]["name"]
+            for o in kube.vpcips("n1")
+            if (o.get("spec") or {}).get("state") == m.IP_STATE_RELEASING
+        ]
+        assert releasing == []
+        assert pool_of(kube, emu) == before
+        cond = kube.node_condition("n1") or {}
+        assert cond.get("reason") != "NoSubnetInZone", cond
+        invalid = [s.subnet_id for s in kube.subnet_status() if s.state == m.SUBNET_INVALID]
+        assert invalid == ["subnet-nothere1"]
+        kube.set_subnets(POD_SUBNET3)  # fixed: accepted, the pool carries on
+        wait_for("subnets ok", lambda: app.subnets.condition == "ok")
+        n = seen.count("node:n1")
+        wait_for("n1 synced again", lambda: seen.count("node:n1") >= n + 2, 60)
+        assert_pool_intact(kube, emu, before)

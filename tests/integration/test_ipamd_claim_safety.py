@@ -321,3 +321,24 @@ def test_request_left_without_an_id_is_reopened_with_one(kube: Kube, emu: Emulat
             return rec is None or bool(rec["spec"].get("releaseId"))
 
         wait_for("the request re-opened with an id (or answered)", reopened)
+
+
+def test_claim_of_a_pod_no_statefulset_owns_is_dropped_keeping_its_ip(
+    kube: Kube, emu: EmulatorHandle
+) -> None:
+    """A claim made for a pod that no StatefulSet owns (as before the rule, or
+    the owner reference changed): the claim goes, the running pod keeps its
+    address as a dynamic IP, and a Warning names the rule."""
+    with AgentStandIn(kube) as agent, ipamd_inprocess(emu, kube.kubeconfig):
+        uid, ip = start_static(kube, agent, "api-7f9c-x2k8d", "n1")
+        rs = {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "api-7f9c", "uid": "u-rs-1"}
+        kube.api.patch(
+            paths.pod("default", "api-7f9c-x2k8d"),
+            {"metadata": {"ownerReferences": [{**rs, "controller": True}]}},
+        )
+        wait_for("the claim dropped", lambda: kube.claim("api-7f9c-x2k8d") is None)
+        rec = record(kube, ip)
+        assert not rec["spec"].get("claim") and not rec["spec"].get("reservedPodUid")
+        assert rec["status"]["podUid"] == uid and ip in cloud_ips(emu)
+        ev = kube.events("default", "StaticIPNeedsStatefulSet")
+        assert ev and ev[0]["involvedObject"]["name"] == "api-7f9c-x2k8d"

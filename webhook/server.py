@@ -10,10 +10,18 @@
   and sees the new certificate. A broken pair (half-written, key not
   matching) is logged and counted; the previous certificate stays.
 * ``health_listener``: plain HTTP with /healthz, /readyz and /metrics only.
+
+Slow or idle clients never hold up the API server's calls: a new TLS
+connection is wrapped without a handshake; the handshake then runs step by
+step, non-blocking, in cheroot's selector thread (never in a worker, never on
+the accept path), bounded by --read-timeout in total; a connection takes a
+worker only once it has a request to read.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import os
 import ssl
@@ -23,8 +31,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from cheroot import wsgi
-from cheroot.ssl.builtin import BuiltinSSLAdapter
+from cheroot import makefile, wsgi
+from cheroot.ssl import Adapter
 
 from . import logs
 from .config import Settings
@@ -118,22 +126,34 @@ class ReloadingContext:
             self._on_reload(result, error)
 
 
-class _ReloadingAdapter(BuiltinSSLAdapter):
-    """cheroot's TLS adapter with the context taken from ``ReloadingContext`` for
-    each new connection (wrap runs on the server's accept thread)."""
+#: environ key: the certificate generation a connection was made with
+GENERATION_KEY = "tke.tls_generation"
+
+
+class _LazyTLSAdapter(Adapter):
+    """cheroot's TLS hook: wraps an accepted socket with the current context and
+    no handshake (``_Server`` drives it); the environ carries the context's
+    generation, so requests on connections made before a reload are known."""
 
     def __init__(self, contexts: ReloadingContext) -> None:
         super().__init__(contexts.files.cert_file, contexts.files.key_file)
         self.contexts = contexts
 
-    def wrap(self, sock: Any) -> Any:
-        self.context = self.contexts.current()
+    def bind(self, sock: Any) -> Any:
+        return sock
+
+    def wrap(self, sock: Any) -> tuple[ssl.SSLSocket, dict[str, Any]]:
+        ctx = self.contexts.current()
         generation = self.contexts.generation
-        wrapped, environ = super().wrap(sock)  # type: ignore[no-untyped-call]
-        return wrapped, {**environ, GENERATION_KEY: generation}
+        wrapped = ctx.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+        return wrapped, {**self.get_environ(wrapped), GENERATION_KEY: generation}
 
+    def get_environ(self, sock: Any = None) -> dict[str, Any]:
+        return {"wsgi.url_scheme": "https", "HTTPS": "on"}
 
-GENERATION_KEY = "tke.tls_generation"
+    def makefile(self, sock: Any, mode: str = "r", bufsize: int = io.DEFAULT_BUFFER_SIZE) -> Any:
+        return makefile.MakeFile(sock, mode, bufsize)
+
 
 
 def close_stale_connections(app: Any, contexts: ReloadingContext) -> Any:
@@ -155,22 +175,77 @@ def close_stale_connections(app: Any, contexts: ReloadingContext) -> Any:
 
 
 class _Server(wsgi.Server):
+    """cheroot with TLS handshakes and first reads kept out of the worker threads."""
+
+    on_refused: Callable[[str], None] | None = None
+
     def error_log(self, msg: str = "", level: int = logging.INFO,
                   traceback: bool = False) -> None:
         log.log(level, "%s", msg, exc_info=traceback)
+
+    def _park(self, conn: Any, started: float) -> None:
+        """Back to the selector until readable; expires --read-timeout after ``started``."""
+        self._connections.put(conn)  # type: ignore[attr-defined]  # set by prepare()
+        conn.last_used = time.time() - (time.monotonic() - started)
+
+    def process_conn(self, conn: Any) -> None:  # runs in the selector thread
+        started: float | None = getattr(conn, "first_seen", None)
+        if started is None:
+            started = conn.first_seen = time.monotonic()
+        sock = conn.socket
+        if isinstance(sock, ssl.SSLSocket) and not getattr(conn, "tls_done", False):
+            self._handshake_step(conn, sock, started)
+            return
+        if not getattr(conn, "seen", False):
+            conn.seen = True
+            if not conn.rfile.has_data():
+                self._park(conn, started)  # wait for its first bytes in the selector
+                return
+        super().process_conn(conn)
+
+    def _handshake_step(self, conn: Any, sock: ssl.SSLSocket, started: float) -> None:
+        sock.settimeout(0.0)
+        try:
+            sock.do_handshake()
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            if time.monotonic() - started > float(self.timeout):
+                self._refuse(conn, "TLS handshake not finished within --read-timeout")
+            else:
+                self._park(conn, started)
+            return
+        except (ssl.SSLError, OSError) as exc:
+            self._refuse(conn, f"TLS handshake failed: {getattr(exc, 'reason', None) or exc}")
+            return
+        sock.settimeout(float(self.timeout))
+        conn.tls_done = conn.seen = True
+        if conn.rfile.has_data() or sock.pending():
+            super().process_conn(conn)
+        else:
+            self._park(conn, started)
+
+    def _refuse(self, conn: Any, why: str) -> None:
+        logs.event(log, logging.DEBUG, "connection refused",
+                   peer=getattr(conn, "remote_addr", None), reason=why)
+        if self.on_refused is not None:
+            self.on_refused(why)
+        with contextlib.suppress(OSError):
+            conn.close()
 
 
 class Listener:
     """One bound WSGI server: ``serve()`` on this thread, or ``start()`` a thread."""
 
     def __init__(self, app: Any, host: str, port: int, *, threads: int, timeout: float,
-                 contexts: ReloadingContext | None, name: str) -> None:
+                 contexts: ReloadingContext | None, name: str,
+                 on_refused: Callable[[str], None] | None = None) -> None:
         self.server = _Server((host, port), app, numthreads=threads, max=threads,
                               server_name=name, timeout=timeout,  # type: ignore[arg-type]
-                              shutdown_timeout=5)
+                              shutdown_timeout=5, accepted_queue_size=threads * 16,
+                              accepted_queue_timeout=0)
+        self.server.on_refused = on_refused
         self.scheme = "https" if contexts is not None else "http"
         if contexts is not None:
-            self.server.ssl_adapter = _ReloadingAdapter(contexts)
+            self.server.ssl_adapter = _LazyTLSAdapter(contexts)
         self.server.prepare()  # binds: the port is known from here on
         self._thread: threading.Thread | None = None
 
@@ -199,6 +274,11 @@ def admission_listener(app: Any, settings: Settings, metrics: Metrics | None = N
     """The admission server, bound (TLS unless --insecure-http). Raises
     TLSConfigError for unusable files, OSError when it cannot bind."""
     contexts = None
+
+    def refused(_why: str) -> None:
+        if metrics is not None:
+            metrics.tls_refused.inc()
+
     if not settings.insecure_http:
         def reloaded(result: str, error: str) -> None:
             level = logging.INFO if result == "ok" else logging.WARNING
@@ -212,7 +292,7 @@ def admission_listener(app: Any, settings: Settings, metrics: Metrics | None = N
         app = close_stale_connections(app, contexts)
     return Listener(app, settings.host, settings.port, threads=settings.threads,
                     timeout=settings.read_timeout, contexts=contexts,
-                    name="tke-eni-ip-webhook")
+                    name="tke-eni-ip-webhook", on_refused=refused)
 
 
 def health_listener(app: Any, settings: Settings) -> Listener | None:

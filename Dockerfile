@@ -27,13 +27,16 @@ ENV PIP_NO_CACHE_DIR=1 \
     PYTHONDONTWRITEBYTECODE=1
 WORKDIR /src
 RUN python3 -m venv /opt/tke-vpc-cni
-# The dependencies first, from the metadata alone (no package is found yet): this
-# layer is reused until setup.cfg or pyproject.toml change.
-COPY pyproject.toml setup.cfg README.md ./
-RUN /opt/tke-vpc-cni/bin/pip install . \
+# The dependencies first, from the metadata alone (no package is found yet; an empty
+# README stands in for the long description): this layer is reused until setup.cfg
+# or pyproject.toml change.
+COPY pyproject.toml setup.cfg ./
+RUN touch README.md \
+ && /opt/tke-vpc-cni/bin/pip install . \
  && /opt/tke-vpc-cni/bin/pip uninstall -y tke-vpc-cni
 # The components and their committed gRPC stubs (protos/build.py). The test bed
 # (localcluster, localnode, localrun) is not copied: its console script goes.
+COPY README.md ./
 COPY core/ core/
 COPY cloud/ cloud/
 COPY device_plugin/ device_plugin/

@@ -165,6 +165,16 @@ prune() {
   fi
 }
 
+release_store() {
+  # No working container left by a failed step (we hold the cache's lock: they are ours),
+  # and no mount: the overlay driver bind-mounts its directory on itself while in use.
+  bh rm --all >/dev/null 2>&1 || true
+  if mountpoint -q "$cache/storage/overlay" 2>/dev/null; then
+    umount "$cache/storage/overlay" || true
+  fi
+}
+trap release_store EXIT
+
 case "${1:-all}" in
   base) build_base ;;
   all)

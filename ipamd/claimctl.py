@@ -111,6 +111,21 @@ class ClaimController:
         if not c.has_finalizer and not c.deleting:
             self.d.crds.add_claim_finalizer(c.namespace, c.name, [])
             return
+        if (
+            pod is not None
+            and not c.deleting
+            and not pod.deleting
+            and not pod.terminal
+            and pod.policy_reason == claimpolicy.REASON_NEEDS_STATEFULSET
+        ):
+            # a claim for a pod no StatefulSet owns (made before the rule, or its
+            # owner changed): dropped; a running pod keeps its address as a
+            # dynamic IP (as with `kubectl delete vipc`), a free one goes back
+            self.d.events.emit(
+                self._pod_ref(c, pod), ev.WARNING, pod.policy_reason, pod.policy_message
+            )
+            self.release(c, pod, "static IPs apply to StatefulSet pods only")
+            return
         view = claims.ClaimView(
             key=c.key,
             phase=c.phase,

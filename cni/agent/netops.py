@@ -201,21 +201,26 @@ class NetOps:
                     out[name] = (link["index"], bool(link["flags"] & IFF_UP))
         return out
 
-    def host_veth_macs(self, prefix: str) -> dict[str, tuple[int, str]]:
-        """Our host-side veths (as ``host_veths``): name -> (index, MAC)."""
+    def host_veth_macs(self, prefix: str) -> dict[str, tuple[int, str, int]]:
+        """Our host-side veths (as ``host_veths``): name -> (index, MAC, the
+        peer's index in its netns)."""
         ours = self.host_veth_links(prefix)
-        out: dict[str, tuple[int, str]] = {}
+        out: dict[str, tuple[int, str, int]] = {}
         with self.host() as ipr:
             for link in ipr.get_links():
                 name = _attr(link, "IFLA_IFNAME") or ""
                 if name in ours and link["index"] == ours[name][0]:
-                    out[name] = (link["index"], str(_attr(link, "IFLA_ADDRESS") or "").lower())
+                    mac = str(_attr(link, "IFLA_ADDRESS") or "").lower()
+                    out[name] = (link["index"], mac, int(_attr(link, "IFLA_LINK") or 0))
         return out
 
-    def find_pod_end(self, host_index: int, pod_mac: str) -> tuple[str, str] | None:
-        """(netns path, ifname) of the veth peer of our link ``host_index``
-        whose MAC is ``pod_mac``, looked for in the named netns
-        (``NETNS_DIRS``); None when none of them holds it."""
+    def pod_ends(self) -> dict[tuple[int, int, str], tuple[str, str]]:
+        """Every veth end in the named netns (``NETNS_DIRS``): (its peer's index,
+        its own index, its MAC) -> (netns path, ifname). A host veth's pod end
+        is the entry keyed (host index, the host veth's peer index, the MAC
+        derived for the pod side): indexes of both ends and the MAC must
+        agree. One pass over the netns (the rebuild looks many links up)."""
+        out: dict[tuple[int, int, str], tuple[str, str]] = {}
         seen: set[str] = set()
         for directory in NETNS_DIRS:
             try:
@@ -229,25 +234,31 @@ class NetOps:
                     continue
                 seen.add(real)
                 try:
-                    ifname = self._peer_in(path, host_index, pod_mac)
+                    for key, ifname in self._veth_ends_in(path):
+                        out.setdefault(key, (path, ifname))
                 except (NetnsGoneError, NetlinkError, OSError):
                     continue  # gone meanwhile, or not a netns
-                if ifname:
-                    return path, ifname
-        return None
+        return out
 
     @staticmethod
-    def _peer_in(path: str, host_index: int, pod_mac: str) -> str:
+    def _veth_ends_in(path: str) -> list[tuple[tuple[int, int, str], str]]:
         with in_netns(path):
             ipr = IPRoute()
             try:
-                for link in ipr.get_links():
-                    mac = str(_attr(link, "IFLA_ADDRESS") or "").lower()
-                    if mac == pod_mac and _attr(link, "IFLA_LINK") == host_index:
-                        return str(_attr(link, "IFLA_IFNAME") or "")
+                return [
+                    (
+                        (
+                            int(peer),
+                            int(link["index"]),
+                            str(_attr(link, "IFLA_ADDRESS") or "").lower(),
+                        ),
+                        str(_attr(link, "IFLA_IFNAME") or ""),
+                    )
+                    for link in ipr.get_links()
+                    if (peer := _attr(link, "IFLA_LINK"))
+                ]
             finally:
                 ipr.close()
-        return ""
 
     def host_routes32(self) -> set[tuple[str, int]]:
         """The main table's /32 routes as (destination, output link index)."""

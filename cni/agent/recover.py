@@ -112,7 +112,8 @@ def rebuild_allocations(a: Agent) -> None:
         holders = {ip: x.host_veth for ip, x in a.state.allocations.items()}
     unexplained: dict[str, str] = {}
     adopted: list[Allocation] = []
-    for name, (index, mac) in sorted(links.items()):
+    ends = a.net.pod_ends() if set(links) - covered else {}
+    for name, (index, mac, peer) in sorted(links.items()):
         if name in covered:
             continue
         ip = explain_ip(name, index, mac, routes, candidates)
@@ -124,8 +125,7 @@ def rebuild_allocations(a: Agent) -> None:
             continue
         node_ip = view.ip(ip)
         eni_id = tables.get(from_rules.get(ip, -1)) or (node_ip.eni_id if node_ip else "")
-        end = a.net.find_pod_end(index, veth_mac(name, ip, "pod"))
-        netns, ifname = end if end else ("", "eth0")
+        netns, ifname = ends.get((index, peer, veth_mac(name, ip, "pod")), ("", "eth0"))
         claim = node_ip.claim if node_ip else ""
         namespace, pod_name, pod_uid = _pod_of(name, ifname, prefix, claim, held.get(ip) or {})
         alloc = Allocation(

@@ -173,3 +173,35 @@ def test_torn_last_line_loads_last_good_snapshot(
     assert "checkpoint unreadable" not in agent.logs()
     for pod_ns, _ip in pods.values():
         sh("ping", "-c1", "-W5", agent.node.ip, ns=pod_ns)
+
+
+def test_cooldown_survives_an_unreadable_checkpoint(
+    vpc: Vpc, netns_set: NetnsSet, agents: AgentFactory
+) -> None:
+    """A released IP's cooldown is not on the links; the status the API holds
+    (here the file source's status file) still has it."""
+    node = vpc.add_node(1, [IPS])
+    agent = agents(node)
+    a = netns_set.add("a")
+    rc, out = cni(agent, "ADD", "a", a)
+    assert rc == 0, out
+    cooled = ip_of(out)
+    assert cni(agent, "DEL", "a", a)[0] == 0
+    sh("ip", "netns", "del", a)  # the runtime removes the sandbox: its veth goes too
+    netns_set.names.remove(a)
+    status_path = agent.ip_file.with_name("ips.json.status.json")
+
+    def reported_cooldown() -> bool:
+        try:
+            return json.loads(status_path.read_text())[cooled]["phase"] == "Cooldown"
+        except (OSError, ValueError, KeyError):
+            return False
+
+    eventually("cooldown reported", reported_cooldown, agent)
+    agent.kill()
+    (agent.workdir / "state" / "checkpoint.json").write_bytes(b"garbage\n")
+    agent.start()
+    rc, out = cni(agent, "ADD", "b", netns_set.add("b"))
+    assert rc == 0, out
+    assert ip_of(out) != cooled, "an IP still cooling down was handed out again"
+    assert cooled in agent.checkpoint["cooldown"]

@@ -14,6 +14,7 @@ items 2, 3, 4 and 10), against the real kube-apiserver and the emulator:
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,9 +25,11 @@ from core import names
 from core.ids import EniId
 from ipamd.enis import ip_spec
 from ipamd.kube import paths
-from ipamd.kube.api import KubeError
+from ipamd.kube.api import KubeApi, KubeError, load_configuration
 from ipamd.kube.crds import CrdWriter
+from localcluster.apifaults import rule
 from localcluster.controlplane import ControlPlane
+from localcluster.faultproxy import FaultProxy
 from tests.integration.ipamd_harness import (
     POD_SUBNET3,
     SPEC,
@@ -203,6 +206,27 @@ def test_failed_claim_status_write_does_not_give_a_second_ip(
         )
         assert claimed == [ip], f"claim default/web-0 holds {claimed}"
         assert failed == [ip]
+
+
+def test_claim_status_writes_failing_at_the_apiserver_give_no_second_ip(
+    kube: Kube, emu: EmulatorHandle, control_plane: ControlPlane, tmp_path: Path
+) -> None:
+    """The same through the apiserver fault proxy: the claim's first two status
+    writes (``Pending`` at creation, then the one naming the new IP) get 500."""
+    assert control_plane.pki is not None
+    with FaultProxy.for_pki(control_plane.server, control_plane.pki, tmp_path) as proxy:
+        proxy.set_rules(
+            rule("error", verbs="patch", resources="vpcipclaims/status", limit=2, name="claim")
+        )
+        kc = proxy.kubeconfig(control_plane.kubeconfig, tmp_path / "via-proxy.kubeconfig")
+        api = KubeApi(load_configuration(str(kc)))
+        with AgentStandIn(kube) as agent, ipamd_inprocess(emu, kube.kubeconfig, api=api):
+            _, ip = start_static(kube, agent, "web-0", "n1")
+        assert proxy.plan.stats() == {"claim": 2}, proxy.plan.journal
+    claimed = sorted(
+        o["metadata"]["name"] for o in kube.vpcips() if o["spec"].get("claim") == "default/web-0"
+    )
+    assert claimed == [ip], f"claim default/web-0 holds {claimed}"
 
 
 # --- item 4: only the answer to this request counts ---

@@ -21,7 +21,10 @@ import logging
 import threading
 import time
 from collections.abc import Iterable
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
+
+from core.models import IP_PHASE_COOLDOWN
 
 from .held import held_status
 from .podnet import PRIO_FROM_POD, veth_mac
@@ -58,6 +61,7 @@ class Recovery:
         self.reason = ""
         self.unexplained: dict[str, str] = {}  # host veth -> why
         self.adopted = 0  # allocations rebuilt so far
+        self.cooldowns_restored = False
 
     def begin(self, reason: str) -> None:
         """Rebuild from the live links, beginning with the next reconcile pass
@@ -107,6 +111,8 @@ def rebuild_allocations(a: Agent) -> None:
     }
     candidates = sorted({i.ip for i in view.ips} | set(from_rules) | {dst for dst, _ in routes})
     held = held_status(a.source) or {}
+    if not a.recovery.cooldowns_restored:
+        _restore_cooldowns(a, held)
     with a.lock:
         covered = {x.host_veth for x in a.state.allocations.values()}
         holders = {ip: x.host_veth for ip, x in a.state.allocations.items()}
@@ -144,6 +150,41 @@ def rebuild_allocations(a: Agent) -> None:
         holders[ip] = name
         adopted.append(alloc)
     _record(a, adopted, unexplained)
+
+
+def cooldown_end(status: dict[str, Any], now: float) -> float | None:
+    """When a Cooldown status says its IP may be reused (unix time), if later
+    than ``now``: ``cooldownUntil`` is RFC 3339 in ``VpcIP.status``, a number
+    in the file source's status."""
+    if status.get("phase") != IP_PHASE_COOLDOWN:
+        return None
+    raw = status.get("cooldownUntil")
+    try:
+        if isinstance(raw, int | float):
+            until = float(raw)
+        elif isinstance(raw, str) and raw:
+            until = datetime.fromisoformat(raw.replace("Z", "+00:00")).timestamp()
+        else:
+            return None
+    except ValueError:
+        return None
+    return until if until > now else None
+
+
+def _restore_cooldowns(a: Agent, held: dict[str, dict[str, Any]]) -> None:
+    """Cooldowns are not on the links; the status the API holds still says
+    which IPs were released lately and until when they must rest."""
+    now = time.time()
+    restored = 0
+    with a.lock:
+        for ip, status in held.items():
+            until = cooldown_end(status, now)
+            if until is not None and ip not in a.state.allocations:
+                a.state.cooldown[ip] = max(a.state.cooldown.get(ip, 0.0), until)
+                restored += 1
+        a.recovery.cooldowns_restored = True
+    if restored:
+        log.warning("cooldowns restored from the reported status", extra={"ips": restored})
 
 
 def _pod_of(

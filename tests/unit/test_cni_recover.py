@@ -40,3 +40,15 @@ def test_recovery_blocks_add_until_every_link_is_explained() -> None:
     assert "tkeaaaaaaaaaaaa" in msg and "not accounted for" in msg and "given twice" in msg
     assert r.settle({})  # ended now
     assert r.blocking() == "" and not r.active
+
+
+def test_cooldown_end_from_either_status_form() -> None:
+    from cni.agent.recover import cooldown_end
+
+    now = 1_800_000_000.0
+    assert cooldown_end({"phase": "Cooldown", "cooldownUntil": now + 60}, now) == now + 60
+    rfc = "2027-01-15T08:00:00Z"  # = 1_800_000_000
+    assert cooldown_end({"phase": "Cooldown", "cooldownUntil": rfc}, now - 1) == now
+    assert cooldown_end({"phase": "Cooldown", "cooldownUntil": now - 1}, now) is None  # over
+    assert cooldown_end({"phase": "InUse", "cooldownUntil": now + 60}, now) is None
+    assert cooldown_end({"phase": "Cooldown", "cooldownUntil": "yesterday"}, now) is None

@@ -11,9 +11,13 @@ their own ServiceAccounts' tokens (so their RBAC is the one in deploy/).
 - ipamd (Deployment tke-eni-ipamd) and the extender (Deployment
   tke-eni-ip-scheduler) run as processes against the cloud emulator and the
   apiserver; two kwok nodes in the two zones stand in for the kubelets;
+- the admission webhook (add-pod-eni-ip-limit-webhook) is installed by its certs
+  Job's command and its Deployment's container, as processes (localrun.webhook;
+  the configuration calls the process on loopback instead of the Service);
 - the guide's examples (nginx Deployment, busybox StatefulSet, from
-  deploy/examples/) get their pods scheduled through the extender, and the
-  static pod gets its VpcIPClaim with an IP of its node's zone.
+  deploy/examples/) get their pods scheduled through the extender, a pod without
+  the eni-ip request gets it from the webhook and is scheduled the same way, and
+  the static pod gets its VpcIPClaim with an IP of its node's zone.
 """
 
 from __future__ import annotations
@@ -40,7 +44,9 @@ from localcluster.controlplane import ControlPlane
 from localcluster.extender_pki import make_extender_pki
 from localcluster.fakenodes import FakeNode
 from localcluster.ports import free_ports
+from localrun.kube import Kube
 from localrun.manifests import set_container_arg
+from localrun.webhook import LocalWebhook
 from tests.deploy_support import (
     DEPLOY,
     DOWNWARD,
@@ -232,7 +238,8 @@ def test_deploy_on_a_control_plane(
         create_crds(api, objs)
         dyn = DynamicClient(api)
         for obj in objs + [d for p in yaml_files(DEPLOY / "examples") for d in load_docs(p)]:
-            if obj["kind"] != "CustomResourceDefinition":
+            # the webhook configuration goes in through localrun.webhook (on loopback)
+            if obj["kind"] not in ("CustomResourceDefinition", "MutatingWebhookConfiguration"):
                 apply(dyn, obj, dry_run=False)  # for real: no controller turns them into pods
 
         creds = {
@@ -277,12 +284,18 @@ def test_deploy_on_a_control_plane(
             {},
         )
 
+        webhook = LocalWebhook(objs, Kube(cp.kubeconfig, cp.server), tmp_path, *free_ports(2),
+                               credentials=lambda sa: sa_kubeconfig(cp, api, sa,
+                                                                    tmp_path / f"{sa}.kc"))
+
         def logs() -> str:
-            return "\n".join([ipamd.tail(), extender.tail(), cp.logs()])
+            hook = webhook.daemon.log_tail() if webhook.daemon else ""
+            return "\n".join([ipamd.tail(), extender.tail(), hook, cp.logs()])
 
         try:
             ipamd.start()
             extender.start()
+            webhook.up()
             custom = client.CustomObjectsApi(api)
             core = client.CoreV1Api(api)
 
@@ -320,14 +333,18 @@ def test_deploy_on_a_control_plane(
                     "controller": True,
                 }
             ]
-            for pod in (pod_from(deployment, "nginx-e2e"), static):
+            bare = pod_from(deployment, "nginx-bare")  # the guide's pod without its request
+            del bare["spec"]["containers"][0]["resources"]
+            for pod in (pod_from(deployment, "nginx-e2e"), static, bare):
                 core.create_namespaced_pod("default", pod)
 
             def bound(name: str) -> str | None:
                 return str(core.read_namespaced_pod(name, "default").spec.node_name or "")
 
-            for name in ("nginx-e2e", "busybox-0"):
+            for name in ("nginx-e2e", "busybox-0", "nginx-bare"):
                 wait_for(f"{name} scheduled", lambda n=name: bound(n), 120, logs)
+            added = core.read_namespaced_pod("nginx-bare", "default").spec.containers[0].resources
+            assert added.requests == {ENI_IP: "1"} and added.limits == {ENI_IP: "1"}, added
 
             with urllib.request.urlopen(
                 f"http://127.0.0.1:{health_port}/metrics", timeout=5
@@ -355,5 +372,6 @@ def test_deploy_on_a_control_plane(
                 f"({claim['status'].get('subnetId')}, {claim['status']['zone']})"
             )
         finally:
+            webhook.stop()
             extender.stop()
             ipamd.stop()

@@ -1,7 +1,9 @@
-"""deploy/agent's RBAC with the agent ServiceAccount's own token on the real
+"""deploy/agent's RBAC and admission policy with the agent ServiceAccount's own token
+(bound to an agent pod on NODE, as the kubelet's projected token is) on the real
 kube-apiserver: the agent's real Kubernetes ports (``cni.agent.kube_ipsource``,
 ``cni.agent.kube_pods``, ``cni.agent.kube_subnets``) work with it, and what the
-agent must not do (per the ownership in core/models.py) is refused with 403."""
+agent must not do (per the ownership in core/models.py) is refused with 403.
+test_deploy_agent_node_policy.py checks the policy across two nodes."""
 
 from __future__ import annotations
 
@@ -38,6 +40,8 @@ ENI = "eni-rbac0001"
 POD_NS, POD = "default", "rbac-probe"
 OTHER_CM = "rbac-other-configmap"
 RBAC_KINDS = ("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding")
+POLICY_KINDS = ("ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding")
+AGENT_POD = f"tke-eni-agent-{NODE}"
 STATUS = [SubnetStatus(subnet_id="subnet-rbac0001", zone="ap-guangzhou-3", available=7)]
 
 
@@ -48,8 +52,15 @@ def admin(control_plane: ControlPlane) -> Iterator[client.ApiClient]:
 
 
 def _agent_client(admin: client.ApiClient) -> client.ApiClient:
-    """An ApiClient that authenticates as the agent's ServiceAccount (TokenRequest)."""
-    req = client.AuthenticationV1TokenRequest(spec=client.V1TokenRequestSpec(audiences=[]))
+    """An ApiClient that authenticates as the agent's ServiceAccount (TokenRequest bound
+    to the agent pod on NODE)."""
+    pod = client.CoreV1Api(admin).read_namespaced_pod(AGENT_POD, NS)
+    bound = client.V1BoundObjectReference(
+        api_version="v1", kind="Pod", name=AGENT_POD, uid=pod.metadata.uid
+    )
+    req = client.AuthenticationV1TokenRequest(
+        spec=client.V1TokenRequestSpec(audiences=[], bound_object_ref=bound)
+    )
     token = client.CoreV1Api(admin).create_namespaced_service_account_token(SA, NS, req)
     conf = client.Configuration()
     conf.host = admin.configuration.host
@@ -71,6 +82,9 @@ def agent_rbac(admin: client.ApiClient) -> Iterator[list[dict[str, Any]]]:
     objs = kustomize_build(DEPLOY / "agent")
     rbac = [o for o in objs if o["kind"] in RBAC_KINDS]
     assert len(rbac) == 5, [o["kind"] for o in objs]
+    policy = [o for o in objs if o["kind"] in POLICY_KINDS]
+    assert len(policy) == 2, [o["kind"] for o in objs]
+    rbac += policy
     create_crds(admin, [d for p in yaml_files(DEPLOY / "crds") for d in load_docs(p)])
     dyn = DynamicClient(admin)
     custom = client.CustomObjectsApi(admin)
@@ -94,6 +108,12 @@ def agent_rbac(admin: client.ApiClient) -> Iterator[list[dict[str, Any]]]:
         )
         for obj in rbac:
             apply(dyn, obj, dry_run=False)
+        core.create_namespaced_pod(NS, {  # the agent's pod on NODE (its token is bound to it)
+            "metadata": {"name": AGENT_POD},
+            "spec": {"nodeName": NODE, "serviceAccountName": SA,
+                     "automountServiceAccountToken": False,
+                     "containers": [{"name": "agent", "image": "tke-vpc-cni:latest"}]},
+        })
         create_vpc_eni(custom, ENI, NODE, "subnet-rbac0001")
         create_vpc_ip(custom, IP, NODE, ENI, "subnet-rbac0001")
         core.create_namespaced_pod(
@@ -110,6 +130,8 @@ def agent_rbac(admin: client.ApiClient) -> Iterator[list[dict[str, Any]]]:
     finally:
         with contextlib.suppress(client.ApiException):
             core.delete_namespaced_pod(POD, POD_NS, grace_period_seconds=0)
+        with contextlib.suppress(client.ApiException):
+            core.delete_namespaced_pod(AGENT_POD, NS, grace_period_seconds=0)
         with contextlib.suppress(client.ApiException):
             core.delete_namespaced_config_map(OTHER_CM, NS)
         if created_status:

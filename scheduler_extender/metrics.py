@@ -44,8 +44,10 @@ class Metrics:
         )
         self.tls_refused = Counter(
             "tke_eni_extender_tls_refused_connections_total",
-            "Connections closed before a request: failed or slow TLS handshake, no or "
-            "untrusted client certificate, name not in --client-names.",
+            "Connections refused before a request: failed TLS handshake (no or untrusted "
+            "client certificate, not TLS), handshake past --read-timeout, name not in "
+            "--client-names. Connections that go silent are closed by the read timeout "
+            "without a count.",
             registry=self.registry,
         )
         self.tls_reloads = Counter(

@@ -7,7 +7,9 @@ counts them and the extender sees them:
   webhook, the last pod was bound to the full node and stayed ContainerCreating);
   scaled up in steps the node's warm pool can serve at once;
 - such a pod pinned to the zone without a subnet is Pending with the extender's
-  reason instead of landing there.
+  reason instead of landing there;
+- the webhook down (failurePolicy Fail): pod creation in covered namespaces is
+  refused with a clear message, kube-system pods still start; back up, it works.
 """
 
 from __future__ import annotations
@@ -17,10 +19,11 @@ from typing import Any
 import pytest
 
 from core.models import IP_PHASE_FREE
+from localnode.kubeapi import ApiError
 from localrun.cloudspec import ZONE5
 from localrun.environment import ENI_IP, ZONE_LABEL, Environment
 from localrun.kube import wait_for
-from localrun.pods import NETWORKS_ANNOTATION, running_pods
+from localrun.pods import NETWORKS_ANNOTATION, plain_pod, running_pod, running_pods
 from tests.fixtures_env import delete_and_wait
 
 pytestmark = pytest.mark.e2e
@@ -125,3 +128,39 @@ def test_a_pod_of_a_zone_without_a_subnet_is_pending_with_the_extenders_reason(
         assert f"zone {ZONE5} has no subnet" in message, message
     finally:
         delete_and_wait(env, "/apis/apps/v1/namespaces/default/deployments/gz5", "app=gz5")
+
+
+def test_webhook_down_refuses_covered_pods_and_kube_system_pods_still_start(
+        guide_env: Environment) -> None:
+    """failurePolicy Fail: while no webhook answers, a pod in a covered namespace is
+    refused with the apiserver's message; a kube-system pod is created and runs on a
+    real node; once the webhook is back, creation works again."""
+    env, kube = guide_env, guide_env.kube
+    assert env.webhook is not None
+    env.webhook.stop()
+    try:
+        with pytest.raises(ApiError) as err:
+            kube.request("/api/v1/namespaces/default/pods", "POST", plain_pod("while-down"))
+        print(str(err.value)[:400])
+        assert "failed calling webhook" in str(err.value)
+        assert "pods.add-pod-eni-ip-limit-webhook.tke.cloud.tencent.com" in str(err.value)
+        system = plain_pod("system-while-down", node_name="node-a")
+        system["metadata"]["namespace"] = "kube-system"
+        kube.request("/api/v1/namespaces/kube-system/pods", "POST", system)
+        try:
+            running_pod(kube, "system-while-down", "kube-system")
+        finally:
+            kube.request("/api/v1/namespaces/kube-system/pods/system-while-down", "DELETE",
+                         {"kind": "DeleteOptions", "apiVersion": "v1", "gracePeriodSeconds": 0})
+    finally:
+        env.webhook.start()
+        env.webhook.wait_ready()
+    kube.request("/api/v1/namespaces/default/pods", "POST",
+                 plain_pod("after-restart", node_name="node-a"))
+    try:
+        pod = running_pod(kube, "after-restart")
+        assert pod["metadata"]["name"] == "after-restart"
+    finally:
+        delete_and_wait(env, "/api/v1/namespaces/default/pods/after-restart")
+    wait_for("system-while-down gone",
+             lambda: kube.pod("system-while-down", "kube-system") is None, 120)

@@ -34,6 +34,7 @@ def test_extender_requires_client_certificates_from_its_secret(
     assert s.insecure_http is False
     assert (s.port, s.health_port) == (8443, 8080)
     assert s.max_body_bytes == 64 * 1024 * 1024
+    assert s.client_names == "system:kube-scheduler"
     volumes = {v["name"]: v for v in deploy["spec"]["template"]["spec"]["volumes"]}
     mounts = {m["mountPath"]: volumes[m["name"]] for m in c["volumeMounts"]}
     for path in (s.tls_cert_file, s.tls_key_file, s.client_ca_file):

@@ -266,8 +266,10 @@ def run(args: argparse.Namespace) -> None:
         total = webhook_metric(hook.health_url, "tke_eni_webhook_admission_duration_seconds_sum")
         patched = webhook_metric(hook.health_url,
                                  'tke_eni_webhook_admissions_total{outcome="patched"}')
+        handshakes = webhook_metric(hook.health_url, "tke_eni_webhook_tls_handshakes_total")
         print(f"  inside the webhook: {count:.0f} admissions ({patched:.0f} patched), mean "
-              f"{total / max(count, 1) * 1000:.3f} ms (read, parse, decide, encode)")
+              f"{total / max(count, 1) * 1000:.3f} ms (read, parse, decide, encode); "
+              f"{handshakes:.0f} TLS handshakes (connections from the apiserver)")
         rss = Path(f"/proc/{pids['webhook']}/status").read_text().split("VmRSS:")[1].split()[0]
         print(f"  webhook RSS {int(rss) / 1024:.0f} MB")
         print(f"\nsaturation: {sender.threads} clients as fast as they can, {args.seconds:g} s "

@@ -49,6 +49,12 @@ class Metrics:
             "Connections closed before a request (failed or slow TLS handshake).",
             registry=self.registry,
         )
+        self.tls_handshakes = Counter(
+            "tke_eni_webhook_tls_handshakes_total",
+            "TLS connections established (the API server reuses connections: a rate close "
+            "to the admission rate means connection churn).",
+            registry=self.registry,
+        )
         self.tls_reloads = Counter(
             "tke_eni_webhook_tls_reloads_total",
             "Reloads of the certificate files after a change, by result (ok / failed: the "

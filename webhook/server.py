@@ -178,6 +178,7 @@ class _Server(wsgi.Server):
     """cheroot with TLS handshakes and first reads kept out of the worker threads."""
 
     on_refused: Callable[[str], None] | None = None
+    on_handshake: Callable[[], None] | None = None
 
     def error_log(self, msg: str = "", level: int = logging.INFO,
                   traceback: bool = False) -> None:
@@ -218,6 +219,8 @@ class _Server(wsgi.Server):
             return
         sock.settimeout(float(self.timeout))
         conn.tls_done = conn.seen = True
+        if self.on_handshake is not None:
+            self.on_handshake()
         if conn.rfile.has_data() or sock.pending():
             super().process_conn(conn)
         else:
@@ -237,12 +240,14 @@ class Listener:
 
     def __init__(self, app: Any, host: str, port: int, *, threads: int, timeout: float,
                  contexts: ReloadingContext | None, name: str,
-                 on_refused: Callable[[str], None] | None = None) -> None:
+                 on_refused: Callable[[str], None] | None = None,
+                 on_handshake: Callable[[], None] | None = None) -> None:
         self.server = _Server((host, port), app, numthreads=threads, max=threads,
                               server_name=name, timeout=timeout,  # type: ignore[arg-type]
                               shutdown_timeout=5, accepted_queue_size=threads * 16,
                               accepted_queue_timeout=0)
         self.server.on_refused = on_refused
+        self.server.on_handshake = on_handshake
         self.scheme = "https" if contexts is not None else "http"
         if contexts is not None:
             self.server.ssl_adapter = _LazyTLSAdapter(contexts)
@@ -279,6 +284,10 @@ def admission_listener(app: Any, settings: Settings, metrics: Metrics | None = N
         if metrics is not None:
             metrics.tls_refused.inc()
 
+    def handshake() -> None:
+        if metrics is not None:
+            metrics.tls_handshakes.inc()
+
     if not settings.insecure_http:
         def reloaded(result: str, error: str) -> None:
             level = logging.INFO if result == "ok" else logging.WARNING
@@ -292,7 +301,7 @@ def admission_listener(app: Any, settings: Settings, metrics: Metrics | None = N
         app = close_stale_connections(app, contexts)
     return Listener(app, settings.host, settings.port, threads=settings.threads,
                     timeout=settings.read_timeout, contexts=contexts,
-                    name="tke-eni-ip-webhook", on_refused=refused)
+                    name="tke-eni-ip-webhook", on_refused=refused, on_handshake=handshake)
 
 
 def health_listener(app: Any, settings: Settings) -> Listener | None:

@@ -18,7 +18,10 @@ the same way (``Listener`` + ``ServeOptions`` + optional ``TLSFiles``).
   total; a new plain-HTTP connection waits in the selector until its first
   bytes arrive. A worker is taken only by a connection that has something to
   read (and, with TLS, has shown a valid client certificate). Workers are a
-  fixed pool; connections beyond the accept queue get 503.
+  fixed pool; connections beyond the accept queue get 503. A request's head
+  must arrive within ``read_timeout`` of the worker taking it (a client that
+  sends a byte now and then is cut off), the body within ``read_timeout`` per
+  read.
 """
 
 from __future__ import annotations
@@ -38,140 +41,10 @@ from typing import Any
 
 from cheroot import makefile as cheroot_makefile
 from cheroot import wsgi as cheroot_wsgi
+from cheroot.server import HTTPConnection
 from cheroot.ssl import Adapter
 
-#: what the server reports through ``on_event`` (kind, fields)
-EventSink = Callable[[str, dict[str, Any]], None]
-
-
-class TLSConfigError(ValueError):
-    """The certificate, key or client CA cannot be used (message says which and why)."""
-
-
-@dataclass(frozen=True)
-class TLSFiles:
-    """Serving certificate (PEM, may carry the chain), its key, and the CA bundle
-    that client certificates must chain to. The labels name the settings in
-    errors (a program passes its own flag names)."""
-
-    cert_file: str
-    key_file: str
-    client_ca_file: str
-    cert_label: str = "certificate file"
-    key_label: str = "key file"
-    client_ca_label: str = "client CA file"
-
-    def paths(self) -> tuple[tuple[str, str], ...]:
-        return (
-            (self.cert_label, self.cert_file),
-            (self.key_label, self.key_file),
-            (self.client_ca_label, self.client_ca_file),
-        )
-
-
-def _check_readable(label: str, path: str) -> None:
-    if not path:
-        raise TLSConfigError(f"{label} is not set")
-    try:
-        with open(path, "rb") as f:
-            head = f.read(1)
-    except OSError as exc:
-        raise TLSConfigError(f"{label} {path}: cannot read: {exc.strerror or exc}") from exc
-    if not head:
-        raise TLSConfigError(f"{label} {path}: file is empty")
-
-
-def build_context(files: TLSFiles) -> ssl.SSLContext:
-    """A server context that requires a client certificate signed by the client CA.
-
-    Raises :class:`TLSConfigError` naming the file and the problem: missing,
-    unreadable, empty, not PEM, a key that does not match the certificate, a CA
-    bundle without a certificate."""
-    for label, path in files.paths():
-        _check_readable(label, path)
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    try:
-        ctx.load_cert_chain(files.cert_file, files.key_file)
-    except ssl.SSLError as exc:
-        text = str(exc)
-        if "KEY_VALUES_MISMATCH" in text or "key values mismatch" in text:
-            raise TLSConfigError(
-                f"{files.key_label} {files.key_file} does not match the certificate in "
-                f"{files.cert_label} {files.cert_file}"
-            ) from exc
-        raise TLSConfigError(
-            f"{files.cert_label} {files.cert_file} / {files.key_label} {files.key_file}: "
-            f"not a PEM certificate and matching private key ({exc.reason or text})"
-        ) from exc
-    try:
-        ctx.load_verify_locations(cafile=files.client_ca_file)
-    except ssl.SSLError as exc:
-        raise TLSConfigError(
-            f"{files.client_ca_label} {files.client_ca_file}: no PEM CA certificate in it "
-            f"({exc.reason or exc})"
-        ) from exc
-    if not ctx.get_ca_certs():
-        raise TLSConfigError(
-            f"{files.client_ca_label} {files.client_ca_file}: no CA certificate in it"
-        )
-    ctx.verify_mode = ssl.CERT_REQUIRED
-    return ctx
-
-
-def _stamp(path: str) -> tuple[int, ...]:
-    try:
-        st = os.stat(path)  # follows symlinks: a Secret volume swaps ..data
-    except OSError:
-        return (-1,)
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
-
-
-class ReloadingContext:
-    """The current server context; rebuilt when one of the files changed."""
-
-    def __init__(
-        self,
-        files: TLSFiles,
-        *,
-        check_interval: float = 1.0,
-        on_event: EventSink | None = None,
-    ) -> None:
-        self.files = files
-        self.check_interval = check_interval
-        self._on_event = on_event
-        self._lock = threading.Lock()
-        self._stamps = self._current_stamps()
-        self._context = build_context(files)
-        self._checked = time.monotonic()
-        self.reloads = 0
-        self.failures = 0
-
-    def _current_stamps(self) -> tuple[tuple[int, ...], ...]:
-        return tuple(_stamp(p) for _, p in self.files.paths())
-
-    def current(self) -> ssl.SSLContext:
-        now = time.monotonic()
-        if now - self._checked < self.check_interval:
-            return self._context
-        with self._lock:
-            self._checked = now
-            stamps = self._current_stamps()
-            if stamps != self._stamps:
-                self._stamps = stamps
-                try:
-                    self._context = build_context(self.files)
-                except TLSConfigError as exc:
-                    self.failures += 1
-                    self._emit("tls reload failed", error=str(exc), result="failed")
-                else:
-                    self.reloads += 1
-                    self._emit("tls files reloaded", result="ok")
-            return self._context
-
-    def _emit(self, kind: str, **fields: Any) -> None:
-        if self._on_event is not None:
-            self._on_event(kind, fields)
+from .tlscontext import EventSink, ReloadingContext, TLSConfigError, TLSFiles, build_context
 
 
 class _LazyHandshakeAdapter(Adapter):
@@ -278,15 +151,87 @@ class _Linger:
         raw.close()
 
 
+_worker = threading.local()  # the connection a worker thread is serving
+
+
+class _HeadDeadlines:
+    """A request's head (request line + headers) must arrive within ``seconds`` of
+    the worker taking the connection; past that the socket is shut, which ends the
+    worker's read. Per-read timeouts alone let a client that sends a byte now and
+    then keep a worker for ever."""
+
+    def __init__(self, seconds: float, on_expire: Callable[[Any], None]) -> None:
+        self.seconds = seconds
+        self._on_expire = on_expire
+        self._lock = threading.Lock()
+        self._deadlines: dict[Any, float] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self, conn: Any) -> None:
+        with self._lock:
+            self._deadlines[conn] = time.monotonic() + self.seconds
+            if self._thread is None and not self._stop.is_set():
+                self._thread = threading.Thread(target=self._run, name="head-deadlines",
+                                                daemon=True)
+                self._thread.start()
+
+    def done(self, conn: Any) -> None:
+        with self._lock:
+            self._deadlines.pop(conn, None)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.25):
+            now = time.monotonic()
+            with self._lock:
+                late = [c for c, t in self._deadlines.items() if t <= now]
+                for c in late:
+                    del self._deadlines[c]
+            for conn in late:
+                with contextlib.suppress(OSError, AttributeError):
+                    socket.socket.shutdown(conn.socket, socket.SHUT_RDWR)
+                self._on_expire(conn)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+class _DeadlineConnection(HTTPConnection):
+    """cheroot's connection, with its request head under ``_HeadDeadlines``."""
+
+    def communicate(self) -> bool:
+        heads: _HeadDeadlines = self.server.head_deadlines
+        heads.start(self)
+        _worker.conn = self
+        try:
+            return bool(super().communicate())  # type: ignore[no-untyped-call]
+        finally:
+            _worker.conn = None
+            heads.done(self)
+
+
 class _Server(cheroot_wsgi.Server):
     """cheroot, with handshakes and first reads taken out of the workers."""
+
+    ConnectionClass = _DeadlineConnection
 
     def __init__(self, app: Any, opts: ServeOptions, log: logging.Logger,
                  on_event: EventSink | None,
                  authorize: Callable[[dict[str, Any]], str | None] | None) -> None:
+        self.head_deadlines = _HeadDeadlines(
+            opts.read_timeout,
+            lambda conn: self._emit("request head too slow", peer=getattr(conn, "remote_addr",
+                                                                          None)))
+
+        def app_after_head(environ: dict[str, Any], start_response: Any) -> Any:
+            conn = getattr(_worker, "conn", None)
+            if conn is not None:  # the head is in: the app reads the body at its pace
+                self.head_deadlines.done(conn)
+            return app(environ, start_response)
+
         super().__init__(
             (opts.host, opts.port),
-            app,
+            app_after_head,
             numthreads=opts.threads,
             max=opts.threads,
             server_name=opts.server_name,
@@ -427,6 +372,7 @@ class Listener:
 
     def stop(self) -> None:
         self.server.stop()
+        self.server.head_deadlines.stop()
         if self._thread is not None:
             self._thread.join(15)
             self._thread = None

@@ -7,6 +7,7 @@ not keep the real client from being answered."""
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -25,7 +26,7 @@ import pytest
 from localcluster.extender_pki import ExtenderPKI, issue_server, make_extender_pki
 from scheduler_extender import examples as ex
 from scheduler_extender.app import create_app
-from scheduler_extender.cli import ServerThread
+from scheduler_extender.cli import ServerThread, health_listener
 from scheduler_extender.config import Settings
 from scheduler_extender.tlsserve import TLSConfigError, TLSFiles, build_context
 from tests.integration.test_extender_http import seeded_store
@@ -300,3 +301,40 @@ def test_cli_exits_2_naming_the_bad_file(pki: ExtenderPKI, tmp_path: Path) -> No
                           env={**os.environ, "PYTHONPATH": str(ROOT)}, check=False)
     assert proc.returncode == 2
     assert "--tls-cert-file, --tls-key-file, --client-ca-file not set" in proc.stderr
+
+
+def test_dribbling_clients_do_not_hold_the_health_port(pki: ExtenderPKI) -> None:
+    """The plain health port (2 workers) with a 2 s read timeout: 6 clients send a
+    request line and then one header byte every 0.5 s (each read succeeds, so only
+    a deadline on the whole head frees the workers). Probes are still answered."""
+    settings = Settings(host="127.0.0.1", port=0, health_port=0, insecure_http=True,
+                        read_timeout=2.0)
+    store = seeded_store()
+    listener = health_listener(create_app(store, settings, verbs=False), settings)
+    assert listener is not None
+    listener.start()
+    stop = threading.Event()
+
+    def dribble() -> None:
+        with contextlib.suppress(OSError), socket.create_connection(
+                ("127.0.0.1", listener.port), timeout=20) as s:
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+            while not stop.wait(0.5):
+                s.sendall(b"a")
+
+    threads = [threading.Thread(target=dribble, daemon=True) for _ in range(6)]
+    try:
+        for t in threads:
+            t.start()
+        for _ in range(3):
+            c = http.client.HTTPConnection("127.0.0.1", listener.port, timeout=20)
+            try:
+                c.request("GET", "/healthz")
+                assert c.getresponse().read() == b"ok\n"
+            finally:
+                c.close()
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(30)
+        listener.stop()

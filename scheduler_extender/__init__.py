@@ -9,8 +9,8 @@ Layers, innermost first (only the outer ones do I/O):
 * ``wire``: the ExtenderArgs / ExtenderFilterResult / HostPriorityList JSON.
 * ``watch``: Kubernetes list+watch loops feeding the store.
 * ``app``: the Flask app (verbs, health, metrics); ``cli``: config and the
-  two listeners; ``tlsserve``: the WSGI server (cheroot) with mutual TLS,
-  certificate reload and slow-client limits, free of extender logic.
+  two listeners; ``tlsserve`` + ``tlscontext``: the WSGI server (cheroot) with
+  mutual TLS, certificate reload and slow-client limits, free of extender logic.
 
 It never talks to the cloud and imports no other component.
 """

@@ -29,6 +29,7 @@ from pathlib import Path
 import pytest
 
 from cloud.emulator.testing import EmulatorHandle, run_emulator
+from core import models as m
 from ipamd.kube import paths
 from localcluster.apifaults import FaultPlan
 from localcluster.controlplane import ControlPlane
@@ -241,15 +242,14 @@ class Churn:
             dest = next(n for n in sorted(NODES) if n != old[0])
         moving = old is not None and old[0] != dest
         agent_dies = moving and (force_death or self.rng.random() < 0.5)
+        bounce = moving and not agent_dies and self.rng.random() < 0.3
         ipamd_mid_move = self.rng.random() < 0.5
         label = f"static {name} {old[0] if old else 'new'} -> {dest}"
         if old is not None:
             if agent_dies:
                 self.agent.die(old[0])  # the old pod keeps running: no CNI DEL
                 self.events["agent dead mid-move"] += 1
-            self.kube.delete_pod(name)
-            path = paths.pod("default", name)
-            wait_for(f"{name} deleted", lambda: self.kube.api.get_or_none(path) is None, 30)
+            self.delete_pod(name)
             if not agent_dies:
                 self.agent.free(old[1])
                 self.ledger.remove(old[1])
@@ -259,6 +259,20 @@ class Churn:
         if ipamd_mid_move:
             self.ipamd_event("mid-move")
             self.check(f"{label}: after the ipamd event")
+        if bounce and old is not None:
+            # rescheduled back to the old node while the move is under way
+            wait_for(
+                f"seed {self.seed}: {label}: the move started",
+                lambda: self.move_started(old[1], dest),
+                120,
+            )
+            self.delete_pod(name)
+            dest = old[0]
+            label += f" -> back to {dest}"
+            pod = self.kube.add_pod(name, dest)
+            uid = pod["metadata"]["uid"]
+            self.events["move bounced back"] += 1
+            self.check(f"{label}: pod created back on {dest}")
         if agent_dies and old is not None:
             wait_for(
                 f"seed {self.seed}: {label}: ipamd waits for the old pod on {old[0]}",
@@ -281,6 +295,15 @@ class Churn:
         self.ledger.add(rec.ip, Running(name, uid, dest, key), label)
         self.static[name] = (dest, rec.ip)
         return f"{label} ({rec.ip})"
+
+    def delete_pod(self, name: str) -> None:
+        self.kube.delete_pod(name)
+        path = paths.pod("default", name)
+        wait_for(f"{name} deleted", lambda: self.kube.api.get_or_none(path) is None, 30)
+
+    def move_started(self, ip: str, dest: str) -> bool:
+        rec = self.agent.informer.get(ip)
+        return rec is None or rec.state == m.IP_STATE_RELEASING or rec.node == dest
 
     def grant_delay(self) -> str:
         node = self.rng.choice(sorted(NODES))

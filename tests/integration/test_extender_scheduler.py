@@ -469,3 +469,36 @@ def test_scheduler_without_the_client_certificate_is_refused(
     finally:
         extender.stop()
         api.close()
+
+
+def test_sigterm_stops_the_extender_with_its_watches_open(
+    control_plane_factory: ControlPlaneFactory, tmp_path: Path
+) -> None:
+    """SIGTERM while every watch stream is open (CRDs installed, caches synced): the
+    process exits 0 within a bound (the watch threads are blocked in reads)."""
+    cp = control_plane_factory(kwok_nodes=zone_nodes(ZONE_A, "a", 1))
+    api = cp.api_client()
+    core = client.CoreV1Api(api)
+    apply_crds(api)
+    (port,) = free_ports(1)
+    extender = ExtenderProcess(cp.kubeconfig, port, tmp_path / "extender.log",
+                               pki=make_extender_pki(tmp_path / "extender-pki"))
+    try:
+        configure_core(core)
+        extender.wait_ready()
+        time.sleep(1.0)  # the watches are in their streams
+        extender.proc.terminate()
+        try:
+            code = extender.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(
+                f"still running 15 s after SIGTERM:\n{extender.logs()}") from None
+        assert code == 0, extender.logs()
+    finally:
+        extender.stop()
+        api.close()
+
+
+def configure_core(core: client.CoreV1Api) -> None:
+    put_configmap(core, ex.ipamd_configmap("subnet-a"))
+    put_configmap(core, ex.status_configmap(ex.subnet("subnet-a", ZONE_A)))

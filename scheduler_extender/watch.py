@@ -14,6 +14,7 @@ import contextlib
 import json
 import logging
 import random
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -112,12 +113,11 @@ class Reflector:
         self.join(timeout)
 
     def request_stop(self) -> None:
-        """Ask the thread to end (and close its open watch) without waiting."""
+        """Ask the thread to end (and end its open watch) without waiting."""
         self._stop.set()
         response = self._response
         if response is not None:
-            with contextlib.suppress(Exception):  # best effort, from another thread
-                response.close()
+            _interrupt(response)
 
     def join(self, timeout: float) -> None:
         self._thread.join(max(0.0, timeout))
@@ -233,6 +233,23 @@ class Reflector:
         if not isinstance(doc, dict):
             raise WatchError(f"GET {self._res.path}: expected a JSON object")
         return doc
+
+
+def _interrupt(response: HttpResponse) -> None:
+    """End a read another thread is blocked in, from this thread, without waiting:
+    shut the connection's socket down (that takes no lock the reader holds; the
+    read returns at once), then close the response on a daemon thread (closing
+    waits for the reader's buffer lock)."""
+    sock = getattr(getattr(response, "connection", None), "sock", None)
+    if isinstance(sock, socket.socket):
+        with contextlib.suppress(OSError):
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+    def close() -> None:
+        with contextlib.suppress(Exception):  # best effort, from another thread
+            response.close()
+
+    threading.Thread(target=close, name="watch-close", daemon=True).start()
 
 
 def _lines(response: HttpResponse) -> Iterator[bytes]:

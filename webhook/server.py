@@ -155,7 +155,6 @@ class _LazyTLSAdapter(Adapter):
         return makefile.MakeFile(sock, mode, bufsize)
 
 
-
 def close_stale_connections(app: Any, contexts: ReloadingContext) -> Any:
     """WSGI middleware: a request on a connection made with an earlier certificate
     is answered with ``Connection: close`` (the client reconnects to the new one)."""

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -383,8 +385,13 @@ def test_churn_with_cloud_and_apiserver_faults(
         tails = "\n".join(f"--- {k} ---\n{p.log_tail(60)}" for k, p in procs.items())
         journal = "\n".join(proxy.plan.journal[-30:])
         figures = churn.figures(cycles) if churn else ""
+        kept = Path(tempfile.mkdtemp(prefix=f"tke-churn-seed{seed}-"))
+        for log in tmp_path.glob("*.log"):
+            shutil.copy(log, kept / log.name)
+        (kept / "apiserver-faults.txt").write_text("\n".join(proxy.plan.journal) + "\n")
         raise AssertionError(
-            f"{exc}\n{figures}\n--- last apiserver faults ---\n{journal}\n{tails}"
+            f"{exc}\n{figures}\n(ipamd logs and injected faults kept in {kept})\n"
+            f"--- last apiserver faults ---\n{journal}\n{tails}"
         ) from exc
     finally:
         for p in procs.values():

@@ -236,3 +236,57 @@ def test_an_idle_connection_does_not_hold_up_the_apiservers_calls(tls_dir: Path)
     finally:
         proc.terminate()
         proc.wait(15)
+
+
+def test_a_client_dribbling_its_request_head_does_not_keep_a_worker(tls_dir: Path) -> None:
+    """With one worker: a client that completes the handshake, then sends its request
+    head a byte at a time (each within --read-timeout 3 s) must be cut off once the
+    head is not complete 3 s after the worker took it, so the API server's call is
+    answered (bounded: the real call gets 15 s; the dribbler would go on for 40 s)."""
+    import threading
+
+    write_bundle(tls_dir)
+    port, health = free_ports(2)
+    proc = subprocess.Popen([EXE, "--host", "127.0.0.1", "--port", str(port), "--health-port",
+                             str(health), "--tls-cert-file", str(tls_dir / "tls.crt"),
+                             "--tls-key-file", str(tls_dir / "tls.key"), "--read-timeout", "3",
+                             "--threads", "1", "--log-format", "text"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    stop = threading.Event()
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), 0.2).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline and proc.poll() is None
+                time.sleep(0.1)
+        ca = (tls_dir / "ca.crt").read_bytes()
+        ctx = ssl.create_default_context(cadata=ca.decode())
+        cut_off: list[bool] = []
+
+        def dribble() -> None:
+            raw = socket.create_connection(("127.0.0.1", port), 5)
+            with ctx.wrap_socket(raw, server_hostname="127.0.0.1") as s:
+                s.sendall(b"POST /mutate HTTP/1.1\r\n")
+                for _ in range(40):
+                    if stop.wait(1.0):
+                        return
+                    try:
+                        s.sendall(b"X")
+                    except OSError:
+                        cut_off.append(True)
+                        return
+
+        t = threading.Thread(target=dribble, daemon=True)
+        t.start()
+        time.sleep(1.5)  # the dribbler holds the only worker now
+        conn = http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=15)
+        conn.request("POST", "/mutate", review_body(pod()), {"Content-Type": "application/json"})
+        assert conn.getresponse().status == 200
+        conn.close()
+    finally:
+        stop.set()
+        proc.terminate()
+        proc.wait(15)

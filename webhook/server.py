@@ -15,7 +15,9 @@ Slow or idle clients never hold up the API server's calls: a new TLS
 connection is wrapped without a handshake; the handshake then runs step by
 step, non-blocking, in cheroot's selector thread (never in a worker, never on
 the accept path), bounded by --read-timeout in total; a connection takes a
-worker only once it has a request to read.
+worker only once it has a request to read, and the request's head must then
+arrive within --read-timeout (a client sending a byte now and then is cut
+off); the body gets --read-timeout per read.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cheroot import makefile, wsgi
+from cheroot.server import HTTPConnection, HTTPRequest
 from cheroot.ssl import Adapter
 
 from . import logs
@@ -173,8 +176,62 @@ def close_stale_connections(app: Any, contexts: ReloadingContext) -> Any:
     return middleware
 
 
+class _HeadDeadline:
+    """The reading side of a connection's socket: while ``deadline`` is set, each
+    read may wait only for what is left until it (the request head as a whole)."""
+
+    def __init__(self, sock: Any) -> None:
+        self._sock = sock
+        self.deadline: float | None = None
+
+    def recv_into(self, buffer: Any, *args: Any) -> int:
+        if self.deadline is not None:
+            left = self.deadline - time.monotonic()
+            if left <= 0:
+                # cheroot answers "timed out" (its timeout text) with 408 and closes
+                raise TimeoutError("timed out")
+            self._sock.settimeout(min(left, self._sock.gettimeout() or left))
+        return int(self._sock.recv_into(buffer, *args))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+
+class _Request(HTTPRequest):
+    def parse_request(self) -> None:
+        guard: _HeadDeadline | None = getattr(self.conn, "head_guard", None)
+        timeout = float(self.server.timeout)
+        if guard is not None:
+            guard.deadline = time.monotonic() + timeout
+        try:
+            super().parse_request()
+        finally:
+            if guard is not None:
+                guard.deadline = None
+                with contextlib.suppress(OSError):
+                    self.conn.socket.settimeout(timeout)
+
+
+class _Connection(HTTPConnection):
+    """Reads through a ``_HeadDeadline`` (writes go to the socket itself)."""
+
+    RequestHandlerClass = _Request
+
+    def __init__(self, server: Any, sock: Any, mf: Any = makefile.MakeFile) -> None:
+        self.head_guard = _HeadDeadline(sock)
+        guard = self.head_guard
+
+        def files(s: Any, mode: str, bufsize: int) -> Any:
+            return mf(guard if "r" in mode else s, mode, bufsize)
+
+        super().__init__(server, sock, files)
+
+
 class _Server(wsgi.Server):
-    """cheroot with TLS handshakes and first reads kept out of the worker threads."""
+    """cheroot with TLS handshakes and first reads kept out of the worker threads,
+    and a deadline for each request head."""
+
+    ConnectionClass = _Connection
 
     on_refused: Callable[[str], None] | None = None
     on_handshake: Callable[[], None] | None = None

@@ -290,3 +290,42 @@ def test_a_client_dribbling_its_request_head_does_not_keep_a_worker(tls_dir: Pat
         stop.set()
         proc.terminate()
         proc.wait(15)
+
+
+def test_an_idle_kept_alive_connection_stays_open_past_the_read_timeout(tls_dir: Path) -> None:
+    """The API server keeps connections to a webhook alive (client-go closes them after
+    90 s idle) and may send on one at any moment: if the webhook closed idle
+    connections sooner, a call could go out on a connection being closed and fail
+    ("use of closed network connection"; with failurePolicy Fail the pod is refused).
+    So a connection that served a request stays open past --read-timeout (2 s here)."""
+    write_bundle(tls_dir)
+    port, health = free_ports(2)
+    proc = subprocess.Popen([EXE, "--host", "127.0.0.1", "--port", str(port), "--health-port",
+                             str(health), "--tls-cert-file", str(tls_dir / "tls.crt"),
+                             "--tls-key-file", str(tls_dir / "tls.key"), "--read-timeout", "2",
+                             "--log-format", "text"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), 0.2).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline and proc.poll() is None
+                time.sleep(0.1)
+        ca = (tls_dir / "ca.crt").read_bytes()
+        ctx = ssl.create_default_context(cadata=ca.decode())
+        conn = http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=10)
+        conn.request("POST", "/mutate", review_body(pod()), {"Content-Type": "application/json"})
+        assert conn.getresponse().read()
+        first = conn.sock
+        time.sleep(4.5)  # idle, past --read-timeout and the server's expiry checks
+        conn.request("POST", "/mutate", review_body(pod()), {"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        assert resp.status == 200 and conn.sock is first  # same connection, still open
+        resp.read()
+        conn.close()
+    finally:
+        proc.terminate()
+        proc.wait(15)

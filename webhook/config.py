@@ -23,6 +23,7 @@ class Settings:
     tls_key_file: str = ""
     insecure_http: bool = False
     read_timeout: float = 10.0
+    idle_timeout: float = 120.0
     mutate_path: str = "/mutate"
     eni_only: bool = False
     max_body_bytes: int = 8 * 1024 * 1024
@@ -46,6 +47,10 @@ _HELP = {
     "server calls webhooks over HTTPS only)",
     "read_timeout": "seconds for a TLS handshake, for a connection's first bytes and for "
     "each read of a request",
+    "idle_timeout": "seconds a kept-alive connection may stay idle between requests before "
+    "the server closes it; keep it above the API server's own idle timeout (client-go: "
+    "90 s), so the API server closes idle connections first and never sends a call on "
+    "one being closed",
     "mutate_path": "HTTP path of the admission endpoint (clientConfig.service.path)",
     "eni_only": "the cluster runs VPC-CNI only (the guide's Method 1): every pod that is "
     "not hostNetwork takes an ENI IP; must match the node agent's --eni-only. "
@@ -114,8 +119,8 @@ def _check(parser: argparse.ArgumentParser, values: dict[str, Any]) -> None:
         parser.error("--log-format: json or text")
     if values["log_level"].lower() not in ("debug", "info", "warning", "error"):
         parser.error("--log-level: debug, info, warning or error")
-    if values["read_timeout"] <= 0:
-        parser.error("--read-timeout must be positive")
+    if values["read_timeout"] <= 0 or values["idle_timeout"] <= 0:
+        parser.error("--read-timeout and --idle-timeout must be positive")
     if values["max_body_bytes"] <= 0 or values["threads"] <= 0:
         parser.error("--max-body-bytes and --threads must be positive")
     if not values["mutate_path"].startswith("/"):

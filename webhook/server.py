@@ -17,7 +17,10 @@ step, non-blocking, in cheroot's selector thread (never in a worker, never on
 the accept path), bounded by --read-timeout in total; a connection takes a
 worker only once it has a request to read, and the request's head must then
 arrive within --read-timeout (a client sending a byte now and then is cut
-off); the body gets --read-timeout per read.
+off); the body gets --read-timeout per read. A connection that has served a
+request stays open while idle for --idle-timeout (longer than the API server's
+own idle timeout, so it is the API server that closes idle connections: it
+never sends a call on a connection we are closing).
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from cheroot import makefile, wsgi
+from cheroot import connections, makefile, wsgi
 from cheroot.server import HTTPConnection, HTTPRequest
 from cheroot.ssl import Adapter
 
@@ -205,6 +208,8 @@ class _Request(HTTPRequest):
             guard.deadline = time.monotonic() + timeout
         try:
             super().parse_request()
+            if self.ready:
+                self.conn.served = True  # from now on idle between requests: --idle-timeout
         finally:
             if guard is not None:
                 guard.deadline = None
@@ -227,11 +232,32 @@ class _Connection(HTTPConnection):
         super().__init__(server, sock, files)
 
 
+class _Connections(connections.ConnectionManager):
+    """cheroot's selector loop, closing a connection that has served a request only
+    after ``idle_timeout`` idle (others: after the read timeout, cheroot's rule)."""
+
+    def _expire(self, threshold: float) -> None:
+        idle = time.time() - float(getattr(self.server, "idle_timeout", 0.0))
+        selector = self._selector  # type: ignore[attr-defined]  # cheroot's private selector
+        for sock_fd, conn in list(selector.connections):
+            if conn is self.server:
+                continue
+            limit = min(idle, threshold) if getattr(conn, "served", False) else threshold
+            if conn.last_used < limit:
+                selector.unregister(sock_fd)
+                conn.close()
+
+
 class _Server(wsgi.Server):
     """cheroot with TLS handshakes and first reads kept out of the worker threads,
-    and a deadline for each request head."""
+    a deadline for each request head, and a separate idle timeout."""
 
     ConnectionClass = _Connection
+    idle_timeout: float = 0.0
+
+    def prepare(self) -> None:
+        super().prepare()
+        self._connections.__class__ = _Connections  # type: ignore[attr-defined]  # by prepare()
 
     on_refused: Callable[[str], None] | None = None
     on_handshake: Callable[[], None] | None = None
@@ -295,7 +321,7 @@ class Listener:
     """One bound WSGI server: ``serve()`` on this thread, or ``start()`` a thread."""
 
     def __init__(self, app: Any, host: str, port: int, *, threads: int, timeout: float,
-                 contexts: ReloadingContext | None, name: str,
+                 contexts: ReloadingContext | None, name: str, idle_timeout: float = 0.0,
                  on_refused: Callable[[str], None] | None = None,
                  on_handshake: Callable[[], None] | None = None) -> None:
         self.server = _Server((host, port), app, numthreads=threads, max=threads,
@@ -303,6 +329,7 @@ class Listener:
                               shutdown_timeout=5, accepted_queue_size=threads * 16,
                               accepted_queue_timeout=0)
         self.server.on_refused = on_refused
+        self.server.idle_timeout = idle_timeout
         self.server.on_handshake = on_handshake
         self.scheme = "https" if contexts is not None else "http"
         if contexts is not None:
@@ -357,7 +384,8 @@ def admission_listener(app: Any, settings: Settings, metrics: Metrics | None = N
         app = close_stale_connections(app, contexts)
     return Listener(app, settings.host, settings.port, threads=settings.threads,
                     timeout=settings.read_timeout, contexts=contexts,
-                    name="tke-eni-ip-webhook", on_refused=refused, on_handshake=handshake)
+                    name="tke-eni-ip-webhook", idle_timeout=settings.idle_timeout,
+                    on_refused=refused, on_handshake=handshake)
 
 
 def health_listener(app: Any, settings: Settings) -> Listener | None:

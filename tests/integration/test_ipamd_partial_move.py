@@ -52,11 +52,6 @@ def emu() -> Iterator[EmulatorHandle]:
         yield handle
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 11 (items 2/4 class): a move interrupted after the cloud call leaves the "
-    "old record, which reserve_for_pod trusts when the pod comes back",
-)
 def test_pod_back_on_the_old_node_after_a_half_done_move_keeps_a_working_ip(
     kube: Kube, emu: EmulatorHandle, control_plane: ControlPlane, tmp_path: Path
 ) -> None:

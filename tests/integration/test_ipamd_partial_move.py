@@ -105,11 +105,6 @@ def test_pod_back_on_the_old_node_after_a_half_done_move_keeps_a_working_ip(
             assert not broken, "\n".join(broken)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 11 (item 2 class): an ENI is judged empty by its records only; a claimed "
-    "address moved in whose record write failed is deleted with the ENI",
-)
 def test_claimed_address_moved_in_without_its_record_is_not_deleted_with_the_eni(
     kube: Kube, emu: EmulatorHandle, control_plane: ControlPlane, tmp_path: Path
 ) -> None:

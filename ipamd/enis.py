@@ -12,11 +12,12 @@ from cloud.models import Eni
 from core import cidr, names
 from core import models as m
 from core.ids import EniId, InstanceId, SubnetId, VpcId
-from ipamd import pool
+from ipamd import metrics, pool
 from ipamd.deps import Deps
 from ipamd.kube import events as ev
-from ipamd.records import EniRec
-from ipamd.state import NodeFacts
+from ipamd.kube import paths
+from ipamd.records import ClaimRec, EniRec
+from ipamd.state import CLAIM, ClusterState, NodeFacts
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,13 @@ def ip_spec(
         claim=claim,
         reserved_pod_uid=reserved_uid,
     )
+
+
+def claim_naming(st: ClusterState, address: str) -> ClaimRec | None:
+    """The claim whose status names ``address`` (claims are few: a scan)."""
+    if st.claims is None:
+        return None
+    return next((c for c in st.claims.values() if c.ip == address and not c.deleting), None)
 
 
 class EniOps:
@@ -169,7 +177,88 @@ class EniOps:
         )
         return eni
 
+    # --- deleting an ENI: only what the cloud says is empty ---
+    def delete_if_empty(self, rec: EniRec, instance_id: str | None) -> bool:
+        """Delete ``rec``'s ENI only if a fresh describe, right before the delete,
+        shows one of our ENIs holding no secondary address. The records alone
+        never decide: an address moved in whose VpcIP write failed (or not yet
+        seen) would go with the ENI. Any address found is recorded first (as
+        its claim's when a claim names it) and the ENI kept. Call under the
+        node's lock. Returns True when deleted (or found gone)."""
+        fresh = self.d.cloud.describe_enis(eni_ids=[EniId(rec.eni_id)])
+        eni = fresh[0] if fresh else None
+        if eni is None:  # gone already: only the record is left
+            self.d.crds.delete_eni(rec.eni_id)
+            log.info("node %s: ENI %s is gone from the cloud: record dropped", rec.node, rec.eni_id)
+            return True
+        if eni.tags.get(names.TAG_CLUSTER_ID) != self.d.settings.cluster_id:
+            log.error(
+                "node %s: ENI %s is not tagged %s=%s in the cloud; not deleted",
+                rec.node,
+                rec.eni_id,
+                names.TAG_CLUSTER_ID,
+                self.d.settings.cluster_id,
+            )
+            return False
+        if eni.secondary_ips:
+            for a in sorted(eni.secondary_ips):
+                self.record_found(rec.node, eni, a)
+            metrics.RECONCILE_FIXES.labels("eni-not-empty").inc()
+            log.warning(
+                "node %s: ENI %s has no VpcIP but holds %s in the cloud: not deleted",
+                rec.node,
+                rec.eni_id,
+                list(eni.secondary_ips),
+            )
+            return False
+        self.delete_eni(rec.eni_id, instance_id)
+        return True
+
+    def record_found(self, node: str, eni: Eni, address: str) -> None:
+        """An address the cloud shows on our ENI ``eni`` of ``node``: give it a
+        record if it has none — the claim's when a claim names it (it must never
+        become a warm IP), else a warm dynamic IP. A record that exists (in the
+        apiserver, if not yet in the informer) is left for the reconcile loop."""
+        st = self.d.state
+        rec = st.ip(address)
+        if rec is not None:
+            if rec.claim:
+                st.queue.add(CLAIM + rec.claim)
+            return  # recorded elsewhere: the reconcile loop corrects the record
+        current = self.d.crds.api.get_or_none(paths.vpc_ip(address))
+        if current is not None:  # written, not seen yet: never overwritten from a stale view
+            self.d.crds.ips.apply(current)
+            return
+        claim = claim_naming(st, address)
+        if claim is not None:
+            self.d.crds.create_ip(
+                address,
+                ip_spec(
+                    node,
+                    eni.eni_id,
+                    eni.subnet_id,
+                    eni.zone,
+                    claim=claim.key,
+                    reserved_uid=claim.pod_uid,
+                ),
+            )
+            st.queue.add(CLAIM + claim.key)
+            log.warning(
+                "node %s: IP %s on %s had no record; claim %s names it: recorded as its",
+                node,
+                address,
+                eni.eni_id,
+                claim.key,
+            )
+            return
+        self.d.crds.create_ip(address, ip_spec(node, eni.eni_id, eni.subnet_id, eni.zone))
+        log.warning(
+            "node %s: IP %s on %s had no record: recorded as warm", node, address, eni.eni_id
+        )
+
     def delete_eni(self, eni_id: str, instance_id: str | None) -> None:
+        """Detach (when attached) and delete; callers have checked the cloud
+        (``delete_if_empty``) or own the ENI's whole content (a create undone)."""
         rec = self.d.state.enis.get(eni_id) if self.d.state.enis else None
         if rec is not None and instance_id:
             self.set_phase(rec, m.ENI_PHASE_DETACHING)

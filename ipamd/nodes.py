@@ -356,8 +356,9 @@ class NodeController:
             held[ip.eni] += 1
         for e in st.node_enis(name):
             if held.get(e.eni_id, 0) == 0:
-                self.enis.delete_eni(
-                    e.eni_id, e.instance_id if e.phase != ENI_PHASE_DETACHED else None
+                # no record on it: a candidate only; the cloud decides (delete_if_empty)
+                self.enis.delete_if_empty(
+                    e, e.instance_id if e.phase != ENI_PHASE_DETACHED else None
                 )
 
     def teardown(self, name: str) -> None:
@@ -387,8 +388,11 @@ class NodeController:
                         claimed[e.eni_id],
                     )
             else:
-                self.enis.delete_eni(
-                    e.eni_id, e.instance_id if e.phase != ENI_PHASE_DETACHED else None
+                # an ENI holding addresses no record showed is kept: they are
+                # recorded now (their writes requeue the node), and the next pass
+                # releases the dynamic ones and parks the claimed ones
+                self.enis.delete_if_empty(
+                    e, e.instance_id if e.phase != ENI_PHASE_DETACHED else None
                 )
         st.facts.pop(name, None)
         st.facts_miss.pop(name, None)

@@ -33,6 +33,14 @@ log = logging.getLogger(__name__)
 CONFLICT_REASON = "StaticIPConflict"
 
 
+def _where(rec: IpRec | None) -> tuple[str, ...] | None:
+    """What a move acts on in a record: where it says the address is, whose it
+    is, and the release request with its answer."""
+    if rec is None:
+        return None
+    return (rec.node, rec.eni, rec.claim, rec.state, rec.release_id, rec.granted_id, rec.phase)
+
+
 def rfc3339(t: datetime) -> str:
     return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -149,6 +157,8 @@ class ClaimController:
         )
         step = decision.step
         log.debug("claim %s: %s (%s)", key, step.value, decision.reason)
+        if claims.needs_confirming(c.phase, c.ip, step) and not self._confirmed(c, pod):
+            return  # the record was wrong and is fixed (or waits): the next sync decides again
         if step is claims.Step.ALLOCATE and pod is not None:
             self.allocate(c, pod)
         elif step is claims.Step.RESERVE_FOR_POD and pod is not None:
@@ -400,6 +410,101 @@ class ClaimController:
                     return n.name
         return ""
 
+    def _confirmed(self, c: ClaimRec, pod: PodRec | None) -> bool:
+        """While a claim is ``Migrating`` (its intent is written before any cloud
+        call of the move) the cloud may be ahead of the claim's VpcIP: the move
+        happened, the record writes after it did not (an error, a crash, a
+        restart). Before any step trusts the record, ask the cloud where the
+        address is (among our cluster's ENIs) and make the record say so.
+        True: the record agrees with the cloud (or there is none to check: the
+        steps locate a missing record themselves). False: the record was
+        re-pointed to the truth (status cleared), the address was put back on
+        the ENI its record names (a fallback move stopped between unassign and
+        assign), or nothing can be done yet (an event says why); the claim is
+        synced again and decides from the corrected record, which finishes or
+        reverses the move through the normal release handshake."""
+        st = self.d.state
+        first = st.ip(c.ip)
+        if first is None or first.claim != c.key:
+            return True
+        with st.node_lock(first.node):  # as the reconcile loop and the move take it
+            rec = st.ip(c.ip)
+            if rec is None or rec.claim != c.key or rec.node != first.node:
+                st.queue.add(CLAIM + c.key)
+                return False  # changed meanwhile: decide again
+            ours, foreign = self._locate(c.ip)
+            if ours is not None and ours.eni_id == rec.eni:
+                return True
+            if ours is not None:
+                return self._repoint(c, pod, rec, ours)
+            if foreign is not None:
+                self._conflict(
+                    c,
+                    pod,
+                    "foreign-eni",
+                    f"static IP {c.ip} is held by ENI {foreign.eni_id}, which is not tagged "
+                    f"{names.TAG_CLUSTER_ID}={self.d.settings.cluster_id}; it is not taken",
+                )
+                return False
+            eni = st.enis.get(rec.eni) if st.enis else None
+            if eni is None:
+                # the ENI it names is gone and no ENI holds the address: the record
+                # describes nothing; without it the claim locates and re-assigns it
+                self.d.crds.delete_ip(c.ip)
+                why = f"its record names ENI {rec.eni}, which is gone: record dropped"
+            else:
+                # a fallback move (unassign + assign) stopped in between: the move
+                # is reversed; its ENI takes the address back
+                self.d.cloud.assign_ips(
+                    EniId(rec.eni), addresses=[c.ip], client_token=str(uuid.uuid4())
+                )
+                why = f"assigned back to {rec.eni} (node {rec.node}), the ENI its record names"
+            metrics.RECONCILE_FIXES.labels("claimed-ip-confirmed").inc()
+            log.warning("claim %s (Migrating): IP %s is on no ENI; %s", c.key, c.ip, why)
+        st.queue.add(CLAIM + c.key)
+        return False
+
+    def _repoint(self, c: ClaimRec, pod: PodRec | None, rec: IpRec, eni: Eni) -> bool:
+        """The record of a claimed address lags the cloud: make it name the ENI
+        (and node) that holds the address, with the agent's status cleared
+        (``create_ip``'s re-point path) and no release request open."""
+        st = self.d.state
+        node = self._node_of_eni(eni)
+        if not node:
+            self.d.events.emit(
+                self._pod_ref(c, pod),
+                ev.WARNING,
+                "WaitingForIP",
+                f"static IP {c.ip} is on ENI {eni.eni_id}, which belongs to no known node; "
+                "the reconcile loop sorts it out",
+            )
+            return False
+        self.d.crds.create_ip(
+            c.ip,
+            ip_spec(
+                node,
+                eni.eni_id,
+                eni.subnet_id,
+                eni.zone,
+                claim=c.key,
+                reserved_uid=rec.reserved_uid,
+            ),
+        )
+        metrics.RECONCILE_FIXES.labels("claimed-ip-confirmed").inc()
+        log.warning(
+            "claim %s (Migrating): IP %s is on %s (node %s) in the cloud, its record said %s "
+            "(node %s): record re-pointed to the cloud's answer",
+            c.key,
+            c.ip,
+            eni.eni_id,
+            node,
+            rec.eni,
+            rec.node,
+        )
+        st.queue.add(NODE + rec.node)
+        st.queue.add(CLAIM + c.key)
+        return False
+
     def _unrecorded(self, c: ClaimRec, pod: PodRec) -> bool:
         """The claim's address has no VpcIP (a crash mid-move, ``kubectl delete
         vip``). On one of our ENIs: record it as this claim's where it is (the
@@ -508,16 +613,22 @@ class ClaimController:
                 return
             if not rec.release_granted:
                 return  # the IP informer requeues us when the agent answers
-        # 2. where the address really is: only on the ENI its record names
-        src = self._source_eni(c, pod, rec) if rec is not None else ""
-        if src is None:
-            return
-        # 3. a destination ENI in the IP's subnet (both nodes locked, in order)
+        # 2. both nodes locked, in order: nothing else writes this address meanwhile
         subnet = rec.subnet if rec else c.subnet
         first, second = sorted({dest, rec.node if rec else dest})[0], dest
         if rec is not None and rec.node != dest:
             first, second = sorted((dest, rec.node))
         with st.node_lock(first), st.node_lock(second):
+            if _where(st.ip(c.ip)) != _where(rec):
+                # the record changed since it was read (the reconcile loop re-pointed
+                # it, the agent answered): decide again from what it says now
+                st.queue.add(CLAIM + c.key)
+                return
+            # 3. where the address really is: only on the ENI its record names
+            src = self._source_eni(c, pod, rec) if rec is not None else ""
+            if src is None:
+                return
+            # 4. a destination ENI in the IP's subnet
             node = st.node(dest)
             if node is None:
                 return
@@ -527,9 +638,12 @@ class ClaimController:
             dest_eni = self._dest_eni(c, pod, facts, subnet)
             if dest_eni is None:
                 return
-            # 4. move it in the cloud
+            # 5. move it in the cloud. From here until the claim is Bound, the
+            # record may lag the cloud (an error or a crash below): the claim is
+            # Migrating, so no step trusts the record before asking the cloud
+            # (``_confirmed``)
             dest_eni = self.nodes.enis.move_to(c.ip, src, dest, dest_eni)
-            # 5. the records follow (create_ip over a left-over record clears its status)
+            # 6. the records follow (create_ip over a left-over record clears its status)
             if rec is not None:
                 self.d.crds.delete_ip(c.ip)
             self.d.crds.create_ip(

@@ -117,6 +117,21 @@ def pod_alive(pod: PodView | None) -> bool:
     return pod is not None and not pod.deleting
 
 
+#: the steps that act on what the claim's VpcIP says about where its address is
+_TRUSTING_STEPS = frozenset(
+    {Step.RESERVE_FOR_POD, Step.MARK_BOUND, Step.MARK_RESERVED, Step.MIGRATE, Step.RELEASE}
+)
+
+
+def needs_confirming(phase: str, ip: str, step: Step) -> bool:
+    """A ``Migrating`` claim's record may lag the cloud (the move's intent is
+    written before the cloud call, the record writes come after it): before a
+    step that trusts the record, the controller asks the cloud where the
+    address is. Leaving ``Migrating`` (bound, reserved, released) goes through
+    such a step, so a record is trusted again only once it was confirmed."""
+    return phase == m.CLAIM_PHASE_MIGRATING and bool(ip) and step in _TRUSTING_STEPS
+
+
 def decide(  # noqa: PLR0911, PLR0912 - one branch per rule, read top to bottom
     claim: ClaimView,
     pod: PodView | None,

@@ -1,0 +1,107 @@
+"""Deleting an emptied ENI when the cloud refuses the delete for a while.
+
+Seen once in the churn suite (IPAMD_FAULT_SEED=23, 100 cycles): a livelock on
+one ENI. The node controller detaches the empty ENI, DeleteNetworkInterface
+fails; the reconcile loop finds the record "Detaching" and the ENI detached,
+and re-attaches it ("was Detaching: now Attached"); the next detach reuses a
+fixed ClientToken, which the cloud answers from its idempotency cache without
+detaching; DeleteNetworkInterface is refused "attached, detach it first" —
+for ever, the node requeued by its own status writes faster than its backoff.
+
+Deterministic here: DeleteNetworkInterface fails (emulator fault) while a
+static pod's move empties its old node's ENI and a reconcile pass runs; once
+the fault is lifted the ENI must be deleted."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from cloud.emulator.testing import EmulatorHandle, run_emulator
+from core import names
+from ipamd.kube import paths
+from localcluster.controlplane import ControlPlane
+from tests.integration.ipamd_harness import (
+    CLUSTER,
+    POD_SUBNET3,
+    SPEC,
+    AgentStandIn,
+    Kube,
+    ipamd_inprocess,
+    wait_for,
+)
+
+NODES = {"n1": "ins-sim00001", "n3": "ins-sim00003"}
+NO_WARM = ("--min-prebind", "0", "--max-prebind", "0")
+
+
+@pytest.fixture
+def kube(control_plane: ControlPlane) -> Iterator[Kube]:
+    k = Kube(control_plane.kubeconfig)
+    k.install_crds()
+    k.wipe()
+    k.set_subnets(POD_SUBNET3)
+    yield k
+    k.wipe()
+
+
+@pytest.fixture
+def emu() -> Iterator[EmulatorHandle]:
+    with run_emulator(SPEC) as handle:
+        yield handle
+
+
+def our_enis(emu: EmulatorHandle, instance: str | None = None) -> list[dict[str, Any]]:
+    return [
+        e
+        for e in emu.leaked_enis(CLUSTER)
+        if instance is None
+        or e["instance_id"] == instance
+        or e["tags"].get(names.TAG_INSTANCE_ID) == instance
+    ]
+
+
+def test_emptied_eni_is_deleted_after_the_cloud_refused_the_delete_for_a_while(
+    kube: Kube, emu: EmulatorHandle
+) -> None:
+    for n, ins in NODES.items():
+        kube.add_node(n, ins)
+    with AgentStandIn(kube) as agent, ipamd_inprocess(emu, kube.kubeconfig, *NO_WARM) as app:
+        pod = kube.add_pod("web-0", "n3")
+        rec = wait_for(
+            "static IP on n3",
+            lambda: agent.static_ready("default/web-0", pod["metadata"]["uid"], "n3"),
+        )
+        old_eni = rec.eni
+        agent.use(rec.ip, pod)
+        agent.free(rec.ip)
+        kube.delete_pod("web-0")
+        wait_for(
+            "web-0 deleted", lambda: kube.api.get_or_none(paths.pod("default", "web-0")) is None
+        )
+        emu.set_faults(internal_error_ratio=1.0, actions=["DeleteNetworkInterface"])
+        moved = kube.add_pod("web-0", "n1")
+        wait_for(
+            "web-0's IP moved to n1",
+            lambda: agent.static_ready("default/web-0", moved["metadata"]["uid"], "n1"),
+        )
+        wait_for(
+            "n3's emptied ENI detached, its delete refused",
+            lambda: any(e["eni_id"] == old_eni and e["instance_id"] is None for e in our_enis(emu)),
+            30,
+        )
+        app.reconciler.run_once()  # finds the record Detaching and the ENI detached
+        app.reconciler.run_once()
+        emu.set_faults(internal_error_ratio=0.0, actions=[])
+        wait_for(
+            f"{old_eni} deleted once DeleteNetworkInterface works again",
+            lambda: all(e["eni_id"] != old_eni for e in our_enis(emu)),
+            60,
+        )
+        wait_for(
+            f"VpcENI {old_eni} dropped",
+            lambda: kube.api.get_or_none(paths.vpc_eni(old_eni)) is None,
+            30,
+        )

@@ -15,18 +15,23 @@ the fault is lifted the ENI must be deleted."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 import pytest
 
 from cloud.emulator.testing import EmulatorHandle, run_emulator
 from core import names
+from core.ids import InstanceId, SubnetId, VpcId
+from ipamd.deps import Deps
+from ipamd.enis import EniOps
 from ipamd.kube import paths
 from localcluster.controlplane import ControlPlane
 from tests.integration.ipamd_harness import (
     CLUSTER,
     POD_SUBNET3,
     SPEC,
+    VPC,
     AgentStandIn,
     Kube,
     ipamd_inprocess,
@@ -105,3 +110,27 @@ def test_emptied_eni_is_deleted_after_the_cloud_refused_the_delete_for_a_while(
             lambda: kube.api.get_or_none(paths.vpc_eni(old_eni)) is None,
             30,
         )
+
+
+def test_detach_after_a_re_attach_really_detaches(emu: EmulatorHandle) -> None:
+    """The same ENI detached from the same instance a second time (re-attached
+    in between) must be detached: a ClientToken fixed per ENI and instance is
+    answered from the cloud's idempotency cache, detaching nothing."""
+    cloud = emu.cloud()
+    ins = InstanceId(NODES["n3"])
+    eni = cloud.create_eni(
+        vpc_id=VpcId(VPC),
+        subnet_id=SubnetId(POD_SUBNET3),
+        name="detach-twice",
+        tags={names.TAG_CLUSTER_ID: CLUSTER},
+    )
+    ops = EniOps(cast(Deps, SimpleNamespace(cloud=cloud)))
+
+    def attached() -> InstanceId | None:
+        return cloud.describe_enis(eni_ids=[eni.eni_id])[0].instance_id
+
+    for _ in range(2):
+        cloud.attach_eni(eni.eni_id, ins)
+        assert attached() == ins
+        ops.detach(eni.eni_id, ins)
+        assert attached() is None, f"{eni.eni_id} still attached to {ins} after the detach"

@@ -261,7 +261,10 @@ class EniOps:
         (``delete_if_empty``) or own the ENI's whole content (a create undone)."""
         rec = self.d.state.enis.get(eni_id) if self.d.state.enis else None
         if rec is not None and instance_id:
-            self.set_phase(rec, m.ENI_PHASE_DETACHING)
+            if rec.phase != m.ENI_PHASE_DETACHING:
+                # written once: a retry rewriting it would requeue the node at
+                # once (its own write) and defeat the failure backoff
+                self.set_phase(rec, m.ENI_PHASE_DETACHING)
             self.detach(eni_id, instance_id)
         try:
             self.d.cloud.delete_eni(EniId(eni_id))
@@ -272,11 +275,14 @@ class EniOps:
         log.info("deleted ENI %s", eni_id)
 
     def detach(self, eni_id: str, instance_id: str) -> None:
+        # a fresh ClientToken per call: a fixed one (per ENI and instance) is
+        # answered from the cloud's idempotency cache once the ENI has been
+        # re-attached, detaching nothing ("attached, detach it first" forever).
+        # A replay after a lost reply needs no token: detaching a detached ENI
+        # is refused as not attached, which counts as done below.
         try:
             self.d.cloud.detach_eni(
-                EniId(eni_id),
-                InstanceId(instance_id),
-                client_token=f"detach-{eni_id}-{instance_id}",
+                EniId(eni_id), InstanceId(instance_id), client_token=str(uuid.uuid4())
             )
         except CloudError as exc:
             if not (

@@ -153,10 +153,16 @@ class Reconciler:
 
     def _fix_attachment(self, rec: EniRec, eni: Eni) -> None:
         """A crash between the VpcENI write and the attach (or its status) leaves
-        it Attaching: finish the attach for a live node and record the result."""
+        it Attaching: finish the attach for a live node and record the result.
+        A Detaching record is the node controller's delete in progress: an ENI
+        the cloud shows empty is left to it (re-attaching it would undo the
+        detach the delete needs: the seed-23 livelock); one that holds
+        addresses is not to be deleted, so it is made usable again."""
         st = self.d.state
         if not st.node_alive(rec.node) or rec.phase == ENI_PHASE_DETACHED:
             return  # the node controller tears it down
+        if rec.phase == m.ENI_PHASE_DETACHING and not eni.secondary_ips:
+            return  # the node controller finishes the delete (retried with backoff)
         if not eni.instance_id and rec.instance_id:
             self.d.cloud.attach_eni(EniId(eni.eni_id), InstanceId(rec.instance_id))
             fresh = self.d.cloud.describe_enis(eni_ids=[EniId(eni.eni_id)])

@@ -51,7 +51,7 @@ NODES = {"n1": "ins-sim00001", "n2": "ins-sim00002", "n3": "ins-sim00003"}
 OTHER_INSTANCE = "ins-sim00009"  # another cluster's node, in another VPC
 NS = "default"
 SECRET_ID, SECRET_KEY = "AKIDmodel", "model-secret"
-MIN_PREBIND, MAX_PREBIND = 2, 3
+MIN_PREBIND, MAX_PREBIND = 1, 1
 
 SPEC: dict[str, Any] = {
     "region": REGION,

@@ -146,18 +146,22 @@ class ClaimController:
             deleting=c.deleting,
         )
         pv = self._pod_view(pod)
+        iv = self._ip_view(c)
         owner_gone = self._owner_gone(c) if not claims.pod_alive(pv) else False
         decision = claims.decide(
             view,
             pv,
-            self._ip_view(c),
+            iv,
             default_duration=(self.d.settings.claim_expired_duration,),
             now=datetime.now(UTC),
             owner_gone=owner_gone,
         )
         step = decision.step
         log.debug("claim %s: %s (%s)", key, step.value, decision.reason)
-        if claims.needs_confirming(c.phase, c.ip, step) and not self._confirmed(c, pod):
+        releasing = iv is not None and iv.releasing
+        if claims.needs_confirming(
+            c.phase, c.ip, step, record_releasing=releasing
+        ) and not self._confirmed(c, pod):
             return  # the record was wrong and is fixed (or waits): the next sync decides again
         if step is claims.Step.ALLOCATE and pod is not None:
             self.allocate(c, pod)
@@ -460,7 +464,7 @@ class ClaimController:
                 )
                 why = f"assigned back to {rec.eni} (node {rec.node}), the ENI its record names"
             metrics.RECONCILE_FIXES.labels("claimed-ip-confirmed").inc()
-            log.warning("claim %s (Migrating): IP %s is on no ENI; %s", c.key, c.ip, why)
+            log.warning("claim %s (%s): IP %s is on no ENI; %s", c.key, c.phase, c.ip, why)
         st.queue.add(CLAIM + c.key)
         return False
 
@@ -492,9 +496,10 @@ class ClaimController:
         )
         metrics.RECONCILE_FIXES.labels("claimed-ip-confirmed").inc()
         log.warning(
-            "claim %s (Migrating): IP %s is on %s (node %s) in the cloud, its record said %s "
+            "claim %s (%s): IP %s is on %s (node %s) in the cloud, its record said %s "
             "(node %s): record re-pointed to the cloud's answer",
             c.key,
+            c.phase,
             c.ip,
             eni.eni_id,
             node,

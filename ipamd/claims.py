@@ -123,13 +123,18 @@ _TRUSTING_STEPS = frozenset(
 )
 
 
-def needs_confirming(phase: str, ip: str, step: Step) -> bool:
+def needs_confirming(phase: str, ip: str, step: Step, *, record_releasing: bool = False) -> bool:
     """A ``Migrating`` claim's record may lag the cloud (the move's intent is
     written before the cloud call, the record writes come after it): before a
     step that trusts the record, the controller asks the cloud where the
     address is. Leaving ``Migrating`` (bound, reserved, released) goes through
-    such a step, so a record is trusted again only once it was confirmed."""
-    return phase == m.CLAIM_PHASE_MIGRATING and bool(ip) and step in _TRUSTING_STEPS
+    such a step, so a record is trusted again only once it was confirmed. A
+    record with a release request open (``spec.state=Releasing``: a move or a
+    release was started, a cloud write may have followed) is confirmed too,
+    whatever the phase (e.g. left so by an ipamd without this rule)."""
+    if not ip or step not in _TRUSTING_STEPS:
+        return False
+    return phase == m.CLAIM_PHASE_MIGRATING or record_releasing
 
 
 def decide(  # noqa: PLR0911, PLR0912 - one branch per rule, read top to bottom

@@ -22,7 +22,7 @@ import pytest
 
 from cloud.emulator.testing import EmulatorHandle, run_emulator
 from core import names
-from core.ids import InstanceId, SubnetId, VpcId
+from core.ids import EniId, InstanceId, SubnetId, VpcId
 from ipamd.deps import Deps
 from ipamd.enis import EniOps
 from ipamd.kube import paths
@@ -37,6 +37,7 @@ from tests.integration.ipamd_harness import (
     ipamd_inprocess,
     wait_for,
 )
+from tests.integration.ipamd_recording import ipamd_recording
 
 NODES = {"n1": "ins-sim00001", "n3": "ins-sim00003"}
 NO_WARM = ("--min-prebind", "0", "--max-prebind", "0")
@@ -134,3 +135,43 @@ def test_detach_after_a_re_attach_really_detaches(emu: EmulatorHandle) -> None:
         assert attached() == ins
         ops.detach(eni.eni_id, ins)
         assert attached() is None, f"{eni.eni_id} still attached to {ins} after the detach"
+
+
+def test_leaked_looking_eni_holding_a_claimed_address_without_record_is_kept(
+    kube: Kube, emu: EmulatorHandle
+) -> None:
+    """The leak clean-up judged "claimed" from VpcIP records alone: a detached ENI
+    of ours with no VpcENI and no live node, holding the address a Reserved
+    claim names but whose VpcIP is gone (``kubectl delete vip``), was deleted
+    with the address. A claim naming an address keeps its ENI."""
+    for n, ins in NODES.items():
+        kube.add_node(n, ins)
+    with AgentStandIn(kube) as agent:
+        with ipamd_inprocess(emu, kube.kubeconfig, *NO_WARM):
+            pod = kube.add_pod("web-0", "n3")
+            rec = wait_for(
+                "static IP on n3",
+                lambda: agent.static_ready("default/web-0", pod["metadata"]["uid"], "n3"),
+            )
+            kube.delete_pod("web-0")
+            wait_for(
+                "claim Reserved",
+                lambda: (
+                    (c := kube.claim("web-0")) is not None
+                    and c.get("status", {}).get("phase") == "Reserved"
+                ),
+            )
+        # ipamd down: the records go, the ENI is detached, its node removed
+        kube.api.delete(paths.vpc_ip(rec.ip))
+        kube.api.delete(paths.vpc_eni(rec.eni))
+        emu.cloud().detach_eni(EniId(rec.eni), InstanceId(NODES["n3"]))
+        kube.delete_node("n3")
+        with ipamd_recording(emu, kube.kubeconfig, *NO_WARM, "--leaked-eni-min-age", "1s") as (
+            _,
+            seen,
+        ):
+            wait_for("3 reconcile passes", lambda: seen.count("reconcile") >= 3, 90)
+            held = {e["eni_id"]: e for e in our_enis(emu)}
+            assert rec.eni in held, f"{rec.eni} holding claimed {rec.ip} was deleted as leaked"
+            addrs = [a["address"] for a in held[rec.eni]["ips"] if not a["primary"]]
+            assert rec.ip in addrs

@@ -5,7 +5,8 @@ it may be another cluster's, or work in flight:
 
 * tagged with our cluster id AND our creator (``tke-eni-ipamd``);
 * in our VPC (the accepted subnet decision's; unknown VPC: nothing is deleted);
-* no VpcENI record, no live node of ours owns it, no claimed IP on it;
+* no VpcENI record, no live node of ours owns it, no claimed IP on it (by
+  its VpcIP, or by a claim whose status names the address);
 * AVAILABLE and detached, or attached to an instance that no longer exists in
   the cloud (an existing instance that is not our node is someone else's);
 * it has looked leaked, pass after pass, for ``--leaked-eni-min-age`` (the
@@ -28,6 +29,7 @@ from core import names
 from core.ids import EniId, InstanceId
 from ipamd import metrics
 from ipamd.deps import Deps
+from ipamd.enis import claim_naming
 from ipamd.kube import events as ev
 
 log = logging.getLogger(__name__)
@@ -82,12 +84,28 @@ class LeakSweeper:
             return True
         return not found
 
+    def _claimed(self, eni: Eni) -> str | None:
+        """A static IP on ``eni``, by its VpcIP or by a claim naming it (a claim
+        whose VpcIP went — ``kubectl delete vip``, a crash mid-move — still owns
+        its address: the records alone do not say the ENI holds none)."""
+        st = self.d.state
+        for a in eni.secondary_ips:
+            rec = st.ip(a)
+            if rec is not None and rec.claim:
+                return f"it holds {a}, claim {rec.claim}'s static IP"
+            claim = claim_naming(st, a)
+            if claim is not None:
+                return f"it holds {a}, which claim {claim.key} names"
+        return None
+
     def consider(self, eni: Eni) -> bool:
         """``eni`` has no record and no live node of ours: delete it if it is
         certainly ours and certainly leaked. Returns True when deleted."""
         s = self.d.settings
         decision = self.d.state.decision
         why_not = not_ours_to_delete(eni, s.cluster_id, decision.vpc_id if decision else None)
+        if why_not is None:
+            why_not = self._claimed(eni)
         if why_not is None and eni.instance_id and not self._instance_gone(eni.instance_id):
             why_not = f"it is attached to {eni.instance_id}, which exists and is not our node"
         if why_not is not None:

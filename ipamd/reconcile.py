@@ -294,6 +294,20 @@ class Reconciler:
             return None
         return next((c for c in claims.values() if c.ip == address and not c.deleting), None)
 
+    def _node_of(self, eni: Eni) -> str:
+        """The node an ENI of ours belongs to: its VpcENI's, else the live node
+        whose instance it is attached to (or tagged with); "" when none."""
+        st = self.d.state
+        erec = st.enis.get(eni.eni_id) if st.enis else None
+        if erec is not None:
+            return erec.node
+        iid = eni.instance_id or eni.tags.get(names.TAG_INSTANCE_ID, "")
+        if iid and st.nodes is not None:
+            for n in st.nodes.values():
+                if n.instance_id == iid and not n.deleting:
+                    return n.name
+        return ""
+
     def _relocate_claimed(self, rec: IpRec) -> None:
         """A claimed IP is not where its record says: find it, or take it back."""
         st = self.d.state
@@ -302,8 +316,19 @@ class Reconciler:
         ours = [e for e in found if e.tags.get(names.TAG_CLUSTER_ID) == self.d.settings.cluster_id]
         if ours:
             eni = ours[0]
-            erec = st.enis.get(eni.eni_id) if st.enis else None
-            node = erec.node if erec else rec.node
+            node = self._node_of(eni)
+            if not node:
+                # never name a node whose instance does not hold the ENI: the ENI's
+                # own pass adopts it (or its claim moves the address) first
+                log.warning(
+                    "reconcile: claimed IP %s of %s is on %s, which belongs to no known node; "
+                    "record left as it is (%s)",
+                    rec.ip,
+                    rec.claim,
+                    eni.eni_id,
+                    rec.eni,
+                )
+                return
             self.d.crds.create_ip(
                 rec.ip,
                 ip_spec(

@@ -14,6 +14,7 @@ the fault is lifted the ENI must be deleted."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Any, cast
@@ -34,6 +35,7 @@ from tests.integration.ipamd_harness import (
     VPC,
     AgentStandIn,
     Kube,
+    cloud_ips,
     ipamd_inprocess,
     wait_for,
 )
@@ -175,3 +177,46 @@ def test_leaked_looking_eni_holding_a_claimed_address_without_record_is_kept(
             assert rec.eni in held, f"{rec.eni} holding claimed {rec.ip} was deleted as leaked"
             addrs = [a["address"] for a in held[rec.eni]["ips"] if not a["primary"]]
             assert rec.ip in addrs
+
+
+def test_removed_nodes_eni_holding_a_claimed_address_without_record_is_kept(
+    kube: Kube, emu: EmulatorHandle
+) -> None:
+    """Node teardown judged an ENI empty from VpcIP records alone: the ENI of a
+    removed node, parked for a Reserved claim's address, was deleted with that
+    address once its VpcIP went (``kubectl delete vip``). The cloud decides:
+    the address is recorded again as the claim's and the ENI stays parked."""
+    for n, ins in NODES.items():
+        kube.add_node(n, ins)
+    with AgentStandIn(kube) as agent, ipamd_inprocess(emu, kube.kubeconfig, *NO_WARM):
+        pod = kube.add_pod("web-0", "n3")
+        rec = wait_for(
+            "static IP on n3",
+            lambda: agent.static_ready("default/web-0", pod["metadata"]["uid"], "n3"),
+        )
+        kube.delete_pod("web-0")
+        wait_for(
+            "claim Reserved",
+            lambda: (
+                (c := kube.claim("web-0")) is not None
+                and c.get("status", {}).get("phase") == "Reserved"
+            ),
+        )
+        kube.delete_node("n3")
+        wait_for(
+            "n3's ENI parked (detached) for the claimed address",
+            lambda: (
+                (e := kube.api.get_or_none(paths.vpc_eni(rec.eni))) is not None
+                and e.get("status", {}).get("phase") == "Detached"
+            ),
+        )
+        kube.api.delete(paths.vpc_ip(rec.ip))
+        with contextlib.suppress(AssertionError):  # bounded: the bug shows at once
+            wait_for("the address gone from the cloud", lambda: rec.ip not in cloud_ips(emu), 10)
+        assert rec.ip in cloud_ips(emu), f"claimed {rec.ip} was deleted with {rec.eni}"
+        again = wait_for(
+            "the address recorded again as the claim's",
+            lambda: kube.api.get_or_none(paths.vpc_ip(rec.ip)),
+            30,
+        )
+        assert again["spec"].get("claim") == "default/web-0", again["spec"]

@@ -18,12 +18,14 @@ from pathlib import Path
 import pytest
 
 from cloud.emulator.testing import EmulatorHandle, run_emulator
+from core.ids import EniId
 from ipamd.kube import paths
 from localcluster.apifaults import rule
 from localcluster.controlplane import ControlPlane
 from localcluster.faultproxy import FaultProxy
 from tests.integration.ipamd_churn import Ledger, Running, step_violations
 from tests.integration.ipamd_harness import (
+    CLUSTER,
     POD_SUBNET3,
     SPEC,
     AgentStandIn,
@@ -254,3 +256,53 @@ def test_a_claim_leaves_migrating_only_with_a_record_the_cloud_confirms(
                 f"(node {rec['spec']['nodeName']}) while the cloud has it on {where}"
             )
             proxy.plan.clear()
+
+
+def test_pod_back_after_a_fallback_move_stopped_between_unassign_and_assign(
+    kube: Kube, emu: EmulatorHandle, control_plane: ControlPlane
+) -> None:
+    """The move's fallback (unassign from the old ENI, assign on the new one)
+    stopped half-way: the claim is Migrating, its record names n3's ENI, no ENI
+    holds the address. The pod comes back to n3: its record must not be
+    trusted as it is; the address goes back onto the ENI the record names."""
+    for n, ins in NODES.items():
+        kube.add_node(n, ins)
+    # a long reconcile period: the claim controller must do it, not the reconcile loop
+    with (
+        AgentStandIn(kube) as agent,
+        ipamd_inprocess(emu, kube.kubeconfig, "--reconcile-interval", "10m"),
+    ):
+        pod = kube.add_pod("web-0", "n3")
+        rec = wait_for(
+            "static IP on n3",
+            lambda: agent.static_ready("default/web-0", pod["metadata"]["uid"], "n3"),
+        )
+        ip = rec.ip
+        agent.use(ip, pod)
+        agent.free(ip)
+        kube.delete_pod("web-0")
+        path = paths.pod("default", "web-0")
+        wait_for("web-0 deleted", lambda: kube.api.get_or_none(path) is None)
+        agent.set_policy("hold", node="n3")  # the move waits for n3's answer
+        kube.add_pod("web-0", "n1")
+        wait_for("n3 asked to release it", lambda: ip in agent.asked("n3"), 60)
+        claim = kube.claim("web-0") or {}
+        assert (claim.get("status") or {}).get("phase") == "Migrating"
+        # what a crash between the fallback's unassign and assign leaves in the cloud
+        emu.cloud(cluster_id=CLUSTER).unassign_ips(EniId(rec.eni), [ip])
+        assert ip not in cloud_ips(emu)
+        kube.delete_pod("web-0")
+        wait_for("web-0 deleted again", lambda: kube.api.get_or_none(path) is None)
+        back = kube.add_pod("web-0", "n3")
+        uid = back["metadata"]["uid"]
+        ready = wait_for(
+            "web-0's IP ready on n3",
+            lambda: agent.static_ready("default/web-0", uid, "n3"),
+            60,
+        )
+        assert ready.ip == ip, "the claim kept its address"
+        agent.use(ready.ip, back)
+        ledger = Ledger()
+        ledger.add(ready.ip, Running("web-0", uid, "n3", "default/web-0"), "back on n3")
+        broken = step_violations(kube, emu, ledger, NODES)
+        assert not broken, "\n".join(broken)

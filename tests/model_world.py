@@ -125,8 +125,8 @@ class TrimGuard(FakeKube):
                     s, st = o.get("spec") or {}, o.get("status") or {}
                     if s.get("nodeName") != node or s.get("claim") or s.get("state") != "Assigned":
                         continue
-                    if st.get("phase", "") in ("", "Free"):
-                        free += 1
+                    if st.get("phase", "") not in ("InUse", "Cooldown"):
+                        free += 1  # not used: what the warm-pool rule counts as spare
                 assert free > MAX_PREBIND, (
                     f"ipamd asked back warm IP {name} of node {node}, which holds only {free} "
                     f"free dynamic IPs (--max-prebind {MAX_PREBIND}): not a trim"

@@ -40,16 +40,15 @@ Faked, and why:
 * the leader election itself is not run: a hand-over is a fresh App built
   from the stored state while the old one may still finish one more pass.
 
-Open findings (checks relaxed unless ``MODEL_IPAM_STRICT=1``; remove the
-relaxation once fixed): after ``kubectl delete vipc`` of a running StatefulSet
-pod (which keeps its address as a dynamic IP),
-* an ipamd restart or hand-over forgets that (the set of released pod UIDs
-  lives in memory), makes a new claim for the running pod and allocates it a
-  second address: the pod runs with one IP while its claim holds another, and
-  its "static" IP changes on its next move;
-* a new sandbox of that pod (runtime restart, node reboot) never gets an IP:
-  the agent still treats the pod as static and waits for a claim that is not
-  re-made.
+Found by this model and fixed (the checks are strict): after ``kubectl
+delete vipc`` of a running StatefulSet pod (which keeps its address as a
+dynamic IP),
+* an ipamd restart or hand-over forgot that (the released pod UIDs lived in
+  memory), made a new claim for the running pod and allocated it a second
+  address: the pod ran with one IP while its claim held another;
+* a new sandbox of that pod (runtime restart, node reboot) never got an IP:
+  the agent still treated the pod as static and waited for a claim that was
+  not re-made.
 
 Run: CI runs a short version; ``MODEL_IPAM_EXAMPLES=500 MODEL_IPAM_STEPS=60``
 runs a longer one; ``MODEL_IPAM_SKIP=corrupt-checkpoint,other-cluster,...``
@@ -113,9 +112,6 @@ log = logging.getLogger(__name__)
 EXAMPLES = int(os.environ.get("MODEL_IPAM_EXAMPLES", "150"))
 STEPS = int(os.environ.get("MODEL_IPAM_STEPS", "40"))
 SKIP = {s.strip() for s in os.environ.get("MODEL_IPAM_SKIP", "").split(",") if s.strip()}
-# A defect this model found that is still open (see the module docstring): its
-# check is relaxed unless MODEL_IPAM_STRICT is set. Remove once fixed.
-STRICT = bool(os.environ.get("MODEL_IPAM_STRICT"))
 STS_NAMES = ("web-0", "web-1", "web-2")
 CLOUD_ACTIONS = (
     "AssignPrivateIpAddresses",
@@ -176,7 +172,6 @@ class IpamModel(RuleBasedStateMachine):
         self.serial = itertools.count()
         self.foreign: dict[str, tuple[str, str | None, tuple[str, ...]]] = {}
         self.cm_missing = False
-        self.unclaimed_running: set[str] = set()  # uids of running pods whose claim a user deleted
         # every example starts from a small running cluster: a warm pool on each
         # node, a dynamic pod and a StatefulSet pod with its static IP
         self._create("dyn-a", "n1", "dynamic")
@@ -468,9 +463,6 @@ class IpamModel(RuleBasedStateMachine):
     def kubectl_delete_vipc(self, data: st.DataObject) -> None:
         keys = sorted(o["metadata"]["name"] for o in self.store.items("vpcipclaims"))
         name = data.draw(st.sampled_from(keys))
-        p = self.pods.get(name)
-        if p is not None and p.running:
-            self.unclaimed_running.add(p.uid)
         self.user.delete(paths.claim(NS, name))
         FIGURES["kubectl delete vipc"] += 1
 
@@ -605,11 +597,7 @@ class IpamModel(RuleBasedStateMachine):
 
     def check_converged(self) -> None:
         FIGURES["convergence checks"] += 1
-        pending = sorted(
-            p.name
-            for p in self.pods.values()
-            if not p.running and (STRICT or p.uid not in self.unclaimed_running)
-        )
+        pending = sorted(p.name for p in self.pods.values() if not p.running)
         assert not pending, f"pods still without an IP after settling: {pending}"
         enis = self._cloud_enis()
         ours = {
@@ -629,6 +617,14 @@ class IpamModel(RuleBasedStateMachine):
             assert in_cloud.get(ip) == o["spec"].get("eniId"), (
                 f"VpcIP {ip} says {o['spec'].get('eniId')}, the cloud says {in_cloud.get(ip)}"
             )
+        for ip, o in ip_recs.items():
+            spec, status = o.get("spec") or {}, o.get("status") or {}
+            granted = (
+                spec.get("state") == "Releasing"
+                and status.get("phase") == "Released"
+                and status.get("releaseId") == spec.get("releaseId")
+            )
+            assert not granted, f"VpcIP {ip}: its release was granted, ipamd never finished it"
         running = {p.ip: p for p in self.pods.values() if p.running}
         for node, na in self.agents.items():
             held = set(na.agent.state.allocations)
@@ -660,8 +656,6 @@ class IpamModel(RuleBasedStateMachine):
             name = key.split("/", 1)[1]
             assert name in STS_NAMES, f"claim {key} for a pod that is not a StatefulSet's"
             p = self.pods.get(name)
-            if p is not None and p.uid in self.unclaimed_running and not STRICT:
-                continue  # open: a restart re-creates the claim it deleted (docstring)
             if p is not None and p.running and p.static:
                 want_ip = (c.get("status") or {}).get("ip")
                 assert p.ip == want_ip, (

@@ -37,6 +37,18 @@ re-points a record (another node, ENI or claim) it clears the whole
 The agent offers an IP to pods only while ``spec.state == Assigned``; an IP
 with ``spec.claim`` set only to the pod ``claim`` names (and, when
 ``spec.reservedPodUID`` is set, only to that UID).
+
+A claim deleted while its pod runs (``kubectl delete vipc``, or a claim of a
+pod no StatefulSet owns): the pod keeps its address as a dynamic IP. ipamd
+drops ``spec.claim`` and sets ``spec.unclaimedPodUid`` to that pod's UID in
+one write; this durable mark (``unclaimed_uid``) is what both sides read from
+then on: ipamd makes no new claim for that pod UID (after a restart or a
+hand-over too), and the agent treats that UID as dynamic and gives a new
+sandbox of it the marked address (it never offers a marked address to
+another pod while the marked one holds it). A new pod of the StatefulSet (a
+new UID) gets a new claim as usual. The mark goes with the record (deleted
+when the IP is released; re-created records carry none); UIDs are never
+reused, so a mark left after its pod is gone means nothing.
 """
 
 from __future__ import annotations
@@ -130,6 +142,15 @@ class VpcIpSpec(_Wire):
     claim: str = ""  # "<namespace>/<name>" of a VpcIPClaim, for static IPs
     reserved_pod_uid: str = ""
     release_id: str = ""  # the open release request (set with state Releasing)
+    # the pod whose claim was deleted while it ran with this address (see above)
+    unclaimed_pod_uid: str = ""
+
+
+def unclaimed_uid(spec_claim: str, unclaimed_pod_uid: str) -> str:
+    """The pod UID a VpcIP marks as "its claim was deleted, it keeps this
+    address as a dynamic IP" ("" when none): the mark counts only on a record
+    without a claim (a record given to a claim again is that claim's)."""
+    return "" if spec_claim else unclaimed_pod_uid
 
 
 @dataclass(slots=True)

@@ -51,8 +51,6 @@ class ClaimController:
         self.nodes = nodes
         self._owner_cache: dict[str, tuple[float, bool]] = {}
         self._moving_since: dict[str, float] = {}
-        # pods whose claim was deleted while they ran: no new claim for that UID
-        self._released_uids: set[str] = set()
 
     # --- helpers ---
     def _pod_ref(self, claim: ClaimRec, pod: PodRec | None) -> ev.ObjectRef:
@@ -180,8 +178,26 @@ class ClaimController:
         elif step is claims.Step.NONE and c.phase == m.CLAIM_PHASE_RESERVED:
             self._requeue_at_expiry(c)
 
+    def _runs_unclaimed(self, pod: PodRec) -> str:
+        """Why ``pod`` must get no claim ("" when it may): its claim was deleted
+        while it ran (a VpcIP of its node carries the durable mark,
+        core.models), or it already runs with a dynamic IP (its agent reports a
+        VpcIP without a claim in use by its UID: a claim would give it a
+        second address)."""
+        if not pod.node or not pod.uid:
+            return ""
+        for rec in self.d.state.node_ips(pod.node):
+            if rec.unclaimed_uid == pod.uid:
+                return f"its claim was deleted while it ran with {rec.ip}"
+            if not rec.claim and rec.phase == m.IP_PHASE_IN_USE and rec.pod_uid == pod.uid:
+                return f"it runs with the dynamic IP {rec.ip}"
+        return ""
+
     def _maybe_create(self, key: str, pod: PodRec | None) -> None:
-        if pod is None or pod.deleting or pod.terminal or pod.uid in self._released_uids:
+        if pod is None or pod.deleting or pod.terminal:
+            return
+        if pod.static and (why := self._runs_unclaimed(pod)):
+            log.debug("claim %s: none for pod uid %s: %s", key, pod.uid, why)
             return
         if pod.policy_reason:  # core.claimpolicy: an invalid value, or not a StatefulSet's pod
             self.d.events.emit(
@@ -694,9 +710,13 @@ class ClaimController:
             alive = st.node_alive(rec.node)
             in_use = rec.phase in (m.IP_PHASE_IN_USE, m.IP_PHASE_COOLDOWN)
             if alive and in_use and pod is not None and not pod.deleting and rec.pod_uid == pod.uid:
-                # kubectl delete vipc of a running pod: it keeps the IP as a dynamic one
-                self.d.crds.patch_ip_spec(c.ip, {"claim": None, "reservedPodUid": None})
-                self._released_uids.add(pod.uid)
+                # kubectl delete vipc of a running pod: it keeps the IP as a dynamic
+                # one; the durable mark (one write with the claim's removal) keeps
+                # ipamd (after a restart too) from claiming it again and tells the
+                # agent that this pod UID is dynamic now (core.models)
+                self.d.crds.patch_ip_spec(
+                    c.ip, {"claim": None, "reservedPodUid": None, "unclaimedPodUid": pod.uid}
+                )
                 log.info(
                     "claim %s: %s; IP %s stays with the running pod as a dynamic IP",
                     c.key,

@@ -38,6 +38,8 @@ class IpRec:
     updated: str  # status.updated (agent, RFC 3339)
     release_id: str = ""  # spec.releaseId: the open release request
     granted_id: str = ""  # status.releaseId: the request the agent answered
+    # core.models.unclaimed_uid: the pod whose claim was deleted while it ran here
+    unclaimed_uid: str = ""
 
     @property
     def dynamic(self) -> bool:
@@ -70,6 +72,9 @@ def ip_from_obj(obj: JSON) -> IpRec:
         updated=str(st.get("updated", "")),
         release_id=str(spec.get("releaseId") or ""),
         granted_id=str(st.get("releaseId") or ""),
+        unclaimed_uid=m.unclaimed_uid(
+            str(spec.get("claim") or ""), str(spec.get("unclaimedPodUid") or "")
+        ),
     )
 
 

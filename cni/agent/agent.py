@@ -294,6 +294,7 @@ class Agent:
     ) -> tuple[Allocation, int, list[Allocation]]:
         deadline = time.monotonic() + self.settings.static_ip_wait
         view = self.source.view()
+        unclaimed = False
         while True:
             with self.lock:
                 existing = self._find(req)
@@ -309,26 +310,39 @@ class Agent:
                         "explains itself must be removed by hand (see docs/cni.md)",
                     )
                 now = time.time()
-                chosen, holder = (
-                    pool.choose_static(view, self.state, claim, pod_uid)
-                    if claim
-                    else (pool.choose_dynamic(view, self.state, now), None)
+                veth = pool.host_veth_name(
+                    self.settings.host_veth_prefix,
+                    req.pod_namespace,
+                    req.pod_name,
+                    req.container_id,
+                    req.ifname,
                 )
-                if chosen is not None:
-                    veth = pool.host_veth_name(
-                        self.settings.host_veth_prefix,
-                        req.pod_namespace,
-                        req.pod_name,
-                        req.container_id,
-                        req.ifname,
+                if claim and pool.unclaimed(view, self.state, pod_uid):
+                    # its claim was deleted while it ran (core.models): dynamic now,
+                    # and the address it kept is its own
+                    log.info(
+                        "pod's claim was deleted while it ran: it keeps a dynamic IP",
+                        extra={"pod": f"{req.pod_namespace}/{req.pod_name}", "uid": pod_uid},
                     )
-                    replaced = self._release_earlier_sandboxes(veth, req, now)
+                    claim, unclaimed = "", True
+                if claim:
+                    chosen, holder = pool.choose_static(view, self.state, claim, pod_uid)
+                elif unclaimed:
+                    chosen, holder = pool.choose_unclaimed(view, self.state, pod_uid, veth, now)
+                else:
+                    chosen, holder = pool.choose_dynamic(view, self.state, now), None
+                if chosen is not None:
+                    replaced = self._release_earlier_sandboxes(
+                        veth, req, now, keep=chosen.ip if holder is not None else ""
+                    )
                     if holder is not None and self.state.allocations.get(chosen.ip) is holder:
                         log.info(
-                            "static IP taken over from an earlier sandbox",
+                            "IP taken over from an earlier sandbox of the same pod",
                             extra={"ip": chosen.ip, "container": holder.container_id},
                         )
                         del self.state.allocations[chosen.ip]
+                    if unclaimed:  # its own address: its cooldown is for other pods
+                        self.state.cooldown.pop(chosen.ip, None)
                     alloc = Allocation(
                         ip=chosen.ip,
                         eni_id=chosen.eni_id,
@@ -364,15 +378,18 @@ class Agent:
             view = self.source.wait_for_change(view.generation, remaining)
 
     def _release_earlier_sandboxes(
-        self, veth: str, req: CniRequest, now: float
+        self, veth: str, req: CniRequest, now: float, keep: str = ""
     ) -> list[Allocation]:
         """An earlier sandbox of the same pod (same host veth name) whose DEL has
         not come yet: its link is about to be replaced, so its dynamic IP is
-        released now (under the state lock; the caller removes its rules)."""
+        released now (under the state lock; the caller removes its rules).
+        ``keep``: the IP the new sandbox takes over from it."""
         released: list[Allocation] = []
         for old in [a for a in self.state.allocations.values() if a.host_veth == veth]:
             if old.key == (req.container_id, req.ifname) or old.ip in self.in_flight:
                 continue
+            if old.ip == keep:
+                continue  # taken over by the new sandbox (the caller)
             log.info(
                 "earlier sandbox of the same pod released",
                 extra={"ip": old.ip, "container": old.container_id, "veth": veth},

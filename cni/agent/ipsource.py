@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from core.ids import EniId, IPv4
-from core.models import IP_STATE_ASSIGNED
+from core.models import IP_STATE_ASSIGNED, unclaimed_uid
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,9 @@ class NodeIp:
     claim: str = ""  # "<namespace>/<name>" for a static pod's IP
     reserved_pod_uid: str = ""
     release_id: str = ""  # spec.releaseId: the open release request (state Releasing)
+    # core.models.unclaimed_uid: the pod whose claim was deleted while it ran with
+    # this IP; that pod UID is dynamic now, and this IP its own
+    unclaimed_pod_uid: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +172,9 @@ def view_from_json(data: dict[str, Any], generation: int) -> NodeIpView:
             claim=str(i.get("claim") or ""),
             reserved_pod_uid=str(i.get("reservedPodUid") or ""),
             release_id=str(i.get("releaseId") or ""),
+            unclaimed_pod_uid=unclaimed_uid(
+                str(i.get("claim") or ""), str(i.get("unclaimedPodUid") or "")
+            ),
         )
         for i in data.get("ips") or []
     )

@@ -23,6 +23,7 @@ from core.models import (
     VpcEniStatus,
     VpcIpSpec,
     VpcIpStatus,
+    unclaimed_uid,
 )
 from core.names import CRD_GROUP, CRD_VERSION, NODE_LABEL, PLURAL_VPC_ENI, PLURAL_VPC_IP
 
@@ -89,6 +90,7 @@ def ip_of(obj: dict[str, Any]) -> NodeIp:
         claim=spec.claim,
         reserved_pod_uid=spec.reserved_pod_uid,
         release_id=spec.release_id,
+        unclaimed_pod_uid=unclaimed_uid(spec.claim, spec.unclaimed_pod_uid),
     )
 
 

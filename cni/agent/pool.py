@@ -139,6 +139,42 @@ def choose_static(
     return None, None
 
 
+def unclaimed(view: NodeIpView, state: PoolState, pod_uid: str) -> bool:
+    """The pod ``pod_uid`` (static by its annotations) is dynamic: its claim was
+    deleted while it ran (one of this node's IPs carries the durable mark,
+    core.models), or an earlier sandbox of it runs with an IP without a claim."""
+    if not pod_uid:
+        return False
+    if any(i.unclaimed_pod_uid == pod_uid for i in view.ips):
+        return True
+    return any(a.pod_uid == pod_uid and not a.claim for a in state.allocations.values())
+
+
+def choose_unclaimed(
+    view: NodeIpView, state: PoolState, pod_uid: str, host_veth: str, now: float
+) -> tuple[NodeIp | None, Allocation | None]:
+    """For a pod whose claim was deleted while it ran (``unclaimed``): the
+    address it keeps (the IP marked with its UID), taken over from an earlier
+    sandbox of the same pod when one still holds it (same UID or same host
+    veth; its cooldown does not apply to the pod that used it); a warm IP when
+    that address is no longer this node's to give."""
+    known_enis = {e.eni_id for e in view.enis}
+    for i in view.ips:
+        if (
+            i.unclaimed_pod_uid != pod_uid
+            or i.claim
+            or i.state != IP_STATE_ASSIGNED
+            or i.eni_id not in known_enis
+            or i.ip in state.released
+        ):
+            continue
+        holder = state.allocations.get(i.ip)
+        if holder is not None and holder.pod_uid != pod_uid and holder.host_veth != host_veth:
+            continue  # another pod took it while this one had no sandbox
+        return i, holder
+    return choose_dynamic(view, state, now), None
+
+
 def release(state: PoolState, ip: str, now: float, cooldown: float) -> Allocation | None:
     """Forget the allocation of ``ip``; a dynamic IP cools down before reuse, a
     static one stays reserved for its claim (same pod name, no cooldown)."""

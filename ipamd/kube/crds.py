@@ -156,6 +156,7 @@ def _full_ip_spec(spec: m.VpcIpSpec) -> JSON:
         "claim": spec.claim or None,
         "reservedPodUid": spec.reserved_pod_uid or None,
         "releaseId": spec.release_id or None,
+        "unclaimedPodUid": spec.unclaimed_pod_uid or None,
     }
 
 

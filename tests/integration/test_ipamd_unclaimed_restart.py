@@ -82,3 +82,34 @@ def test_unclaimed_running_pod_gets_no_new_claim_after_an_ipamd_restart(
             c = kube.claim("web-0")
             assert c is not None and c["status"]["podUid"] == new_pod["metadata"]["uid"]
             assert c["status"]["phase"] == m.CLAIM_PHASE_BOUND
+
+
+def test_unclaimed_running_pod_whose_record_is_deleted_too_gets_no_new_claim(
+    kube: Kube, emu: EmulatorHandle
+) -> None:
+    """``kubectl delete vipc`` and ``kubectl delete vip`` of the running pod's
+    address while ipamd is down: the restarted ipamd finds the claim's address
+    without a record; it records it as the pod's dynamic IP (with the mark)
+    instead of forgetting the pod keeps it."""
+    with AgentStandIn(kube) as agent:
+        with ipamd_inprocess(emu, kube.kubeconfig):
+            pod, ip = start_static(kube, agent, "web-0", "n1")
+            uid = pod["metadata"]["uid"]
+        first = (kube.claim("web-0") or {})["metadata"]["uid"]
+        kube.api.delete(paths.claim("default", "web-0"))  # held by its finalizer
+        kube.api.delete(paths.vpc_ip(ip))
+        with ipamd_inprocess(emu, kube.kubeconfig):
+            wait_for(
+                "the deleted claim gone",
+                lambda: (kube.claim("web-0") or {}).get("metadata", {}).get("uid") != first,
+                timeout=60,
+            )
+            start_static(kube, agent, "web-1", "n1")  # the queue went round
+            assert kube.claim("web-0") is None, (
+                f"a new claim was made for the running pod web-0 ({uid}), which keeps "
+                f"{ip} as a dynamic IP: {kube.claim('web-0')}"
+            )
+            assert ip in cloud_ips(emu)
+            kept = wait_for("a record of the kept address", lambda: vpcip(kube, ip))
+            assert not kept["spec"].get("claim"), kept["spec"]
+            assert kept["spec"].get("unclaimedPodUid") == uid, kept["spec"]

@@ -703,9 +703,50 @@ class ClaimController:
             return None
         return rec.eni_id
 
+    def _keep_unrecorded(self, c: ClaimRec, pod: PodRec, rec: IpRec | None) -> IpRec | None:
+        """The claim of a pod that keeps running is deleted while the claim's
+        address has no record of the claim (``kubectl delete vip`` too, or the
+        record re-created as warm): the address stays the pod's, so the durable
+        mark (core.models) goes on a record of it — patched onto the claimless
+        record, or a record created where the cloud has the address (on the
+        pod's node only). Without a mark, a later sync would make the running
+        pod a new claim and a second address."""
+        if rec is not None:
+            other_user = rec.used and rec.pod_uid not in ("", pod.uid)
+            if rec.unclaimed_uid == pod.uid or other_user or rec.node != pod.node:
+                return rec
+            self.d.crds.patch_ip_spec(c.ip, {"unclaimedPodUid": pod.uid})
+        else:
+            ours, _ = self._locate(c.ip)
+            if ours is None or self._node_of_eni(ours) != pod.node:
+                return None  # not on the pod's node: nothing it could keep
+            spec = ip_spec(pod.node, ours.eni_id, ours.subnet_id, ours.zone)
+            spec.unclaimed_pod_uid = pod.uid
+            with self.d.state.node_lock(pod.node):
+                self.d.crds.create_ip(c.ip, spec)
+            metrics.RECONCILE_FIXES.labels("unclaimed-ip-recorded").inc()
+        log.warning(
+            "claim %s deleted while its pod %s runs; IP %s had no record of the claim: "
+            "marked as the pod's dynamic IP",
+            c.key,
+            pod.uid,
+            c.ip,
+        )
+        return self.d.state.ip(c.ip)
+
     def release(self, c: ClaimRec, pod: PodRec | None, why: str) -> None:
         st = self.d.state
         rec = st.ip(c.ip) if c.ip else None
+        if (
+            c.ip
+            and (rec is None or not rec.claim)
+            and pod is not None
+            and not pod.deleting
+            and not pod.terminal
+            and pod.uid == c.pod_uid
+            and pod.node
+        ):
+            rec = self._keep_unrecorded(c, pod, rec)
         if rec is not None and rec.claim == c.key:
             alive = st.node_alive(rec.node)
             in_use = rec.phase in (m.IP_PHASE_IN_USE, m.IP_PHASE_COOLDOWN)

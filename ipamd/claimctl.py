@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from cloud.errors import CloudError
@@ -362,6 +363,15 @@ class ClaimController:
     def mark_reserved(self, c: ClaimRec) -> None:
         now = datetime.now(UTC)
         last = now
+        rec = self.d.state.ip(c.ip) if c.ip else None
+        if rec is not None and rec.claim == c.key and rec.state == m.IP_STATE_RELEASING:
+            # the pod went while its IP was asked back for a move (the record was
+            # confirmed against the cloud first): the move is off, the request
+            # taken back (its id too) and the IP stays reserved where it is; a
+            # granted request left open would never be finished
+            self.d.crds.patch_ip_spec(c.ip, {"state": m.IP_STATE_ASSIGNED, "releaseId": None})
+            log.info("claim %s: pod gone mid-move; IP %s stays on %s", c.key, c.ip, rec.node)
+            c = replace(c, node=rec.node)
         if c.phase == m.CLAIM_PHASE_BOUND:
             # ipamd may have been down when the pod went: the agent's last update is older
             rec = self.d.state.ip(c.ip)

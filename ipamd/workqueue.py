@@ -1,6 +1,11 @@
 """A keyed work queue (client-go style): a key is queued at most once, never
 processed by two workers at once, re-queued if it changed while being
-processed, and retried with per-key exponential backoff after a failure."""
+processed, and retried with per-key exponential backoff after a failure.
+
+A failed round is governed by its backoff alone: a change seen while the key
+was processing (often the watch event of the failed sync's own write) does not
+bring it back early, or a sync that writes then fails would spin at the
+apiserver. The retry reads the latest state anyway."""
 
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ class WorkQueue:
         self._queued: set[str] = set()
         self._processing: set[str] = set()
         self._dirty: set[str] = set()
+        self._backing_off: set[str] = set()  # processing keys whose round failed
         self._delayed: list[tuple[float, int, str]] = []
         self._seq = 0
         self._failures: dict[str, int] = {}
@@ -49,6 +55,8 @@ class WorkQueue:
         with self._cv:
             n = self._failures.get(key, 0)
             self._failures[key] = n + 1
+            if key in self._processing:
+                self._backing_off.add(key)
         delay = min(self.max_delay, self.base_delay * (2.0**n))
         self.add_after(key, delay)
         return delay
@@ -88,7 +96,10 @@ class WorkQueue:
     def done(self, key: str) -> None:
         with self._cv:
             self._processing.discard(key)
-            if key in self._dirty:
+            if key in self._backing_off:
+                self._backing_off.discard(key)
+                self._dirty.discard(key)  # the scheduled retry brings it back
+            elif key in self._dirty:
                 self._dirty.discard(key)
                 self._queued.add(key)
                 self._queue.append(key)

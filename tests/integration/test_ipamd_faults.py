@@ -183,7 +183,15 @@ class Churn:
     def leader(self) -> str:
         return holder(self.kube)
 
+    def revive(self) -> None:
+        """Restart every replica that has exited (one that lost its Lease exits by
+        design), as the Deployment's ReplicaSet would."""
+        for proc in self.procs.values():
+            if not proc.alive():
+                proc.start()
+
     def kill9(self, why: str) -> None:
+        self.revive()
         ident = self.leader() or self.rng.choice(sorted(self.procs))
         proc = self.procs.get(ident) or self.procs[sorted(self.procs)[0]]
         proc.kill9()
@@ -191,14 +199,25 @@ class Churn:
         self.events[f"kill -9 ({why})"] += 1
 
     def hand_over(self, why: str) -> None:
+        self.revive()  # a hand-over needs a live candidate
         old = self.leader()
         if old not in self.procs:
             self.kill9(why)
             return
         self.procs[old].stop()  # SIGTERM: the Lease is handed over
-        wait_for(f"a new leader after {old} stopped", lambda: self.leader() not in ("", old), 60)
+
+        def new_leader() -> bool:
+            self.revive_others(old)
+            return self.leader() not in ("", old)
+
+        wait_for(f"a new leader after {old} stopped", new_leader, 60)
         self.procs[old].start()
         self.events[f"hand-over ({why})"] += 1
+
+    def revive_others(self, stopped: str) -> None:
+        for ident, proc in self.procs.items():
+            if ident != stopped and not proc.alive():
+                proc.start()
 
     def ipamd_event(self, why: str) -> None:
         if self.rng.random() < 0.5:

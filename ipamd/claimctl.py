@@ -499,27 +499,10 @@ class ClaimController:
         (and node) that holds the address, with the agent's status cleared
         (``create_ip``'s re-point path) and no release request open."""
         st = self.d.state
-        node = self._node_of_eni(eni)
+        node = self._owner_node(c, pod, eni)
         if not node:
-            self.d.events.emit(
-                self._pod_ref(c, pod),
-                ev.WARNING,
-                "WaitingForIP",
-                f"static IP {c.ip} is on ENI {eni.eni_id}, which belongs to no known node; "
-                "the reconcile loop sorts it out",
-            )
             return False
-        self.d.crds.create_ip(
-            c.ip,
-            ip_spec(
-                node,
-                eni.eni_id,
-                eni.subnet_id,
-                eni.zone,
-                claim=c.key,
-                reserved_uid=rec.reserved_uid,
-            ),
-        )
+        self._record_claimed(c, node, eni, rec.reserved_uid)
         metrics.RECONCILE_FIXES.labels("claimed-ip-confirmed").inc()
         log.warning(
             "claim %s (%s): IP %s is on %s (node %s) in the cloud, its record said %s "
@@ -536,6 +519,29 @@ class ClaimController:
         st.queue.add(CLAIM + c.key)
         return False
 
+    def _owner_node(self, c: ClaimRec, pod: PodRec | None, eni: Eni) -> str:
+        """The node whose ENI holds the claimed address; "" (and a Warning on the
+        pod) when the ENI belongs to no known node."""
+        node = self._node_of_eni(eni)
+        if not node:
+            self.d.events.emit(
+                self._pod_ref(c, pod),
+                ev.WARNING,
+                "WaitingForIP",
+                f"static IP {c.ip} is on ENI {eni.eni_id}, which belongs to no known node; "
+                "the reconcile loop sorts it out",
+            )
+        return node
+
+    def _record_claimed(self, c: ClaimRec, node: str, eni: Eni, reserved_uid: str) -> None:
+        """Record the claim's address as the claim's, on the ENI (and node) that holds it."""
+        self.d.crds.create_ip(
+            c.ip,
+            ip_spec(
+                node, eni.eni_id, eni.subnet_id, eni.zone, claim=c.key, reserved_uid=reserved_uid
+            ),
+        )
+
     def _unrecorded(self, c: ClaimRec, pod: PodRec) -> bool:
         """The claim's address has no VpcIP (a crash mid-move, ``kubectl delete
         vip``). On one of our ENIs: record it as this claim's where it is (the
@@ -544,28 +550,11 @@ class ClaimController:
         caller assigns it to the pod's node."""
         ours, foreign = self._locate(c.ip)
         if ours is not None:
-            node = self._node_of_eni(ours)
+            node = self._owner_node(c, pod, ours)
             if not node:
-                self.d.events.emit(
-                    self._pod_ref(c, pod),
-                    ev.WARNING,
-                    "WaitingForIP",
-                    f"static IP {c.ip} is on ENI {ours.eni_id}, which belongs to no known node; "
-                    "the reconcile loop sorts it out",
-                )
                 return False
             with self.d.state.node_lock(node):
-                self.d.crds.create_ip(
-                    c.ip,
-                    ip_spec(
-                        node,
-                        ours.eni_id,
-                        ours.subnet_id,
-                        ours.zone,
-                        claim=c.key,
-                        reserved_uid=c.pod_uid,
-                    ),
-                )
+                self._record_claimed(c, node, ours, c.pod_uid)
             metrics.RECONCILE_FIXES.labels("claimed-ip-recorded").inc()
             log.warning(
                 "claim %s: IP %s had no record; found on %s (node %s): recorded as the claim's",

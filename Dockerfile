@@ -35,7 +35,8 @@ RUN touch README.md \
  && /opt/tke-vpc-cni/bin/pip install . \
  && /opt/tke-vpc-cni/bin/pip uninstall -y tke-vpc-cni
 # The components and their committed gRPC stubs (protos/build.py). The test bed
-# (localcluster, localnode, localrun) is not copied: its console script goes.
+# (testbed/: emulator, local control plane, nodes, local run) is a distribution of
+# its own and is never copied.
 COPY README.md ./
 COPY core/ core/
 COPY cloud/ cloud/
@@ -45,10 +46,9 @@ COPY ipamd/ ipamd/
 COPY scheduler_extender/ scheduler_extender/
 COPY webhook/ webhook/
 COPY protos/ protos/
-# Then: no test-bed script, no installer left in the venv, and every console script
+# Then: no installer left in the venv, and every console script
 # (and the device plugin's stubs) starts.
 RUN /opt/tke-vpc-cni/bin/pip install --no-deps . \
- && rm -f /opt/tke-vpc-cni/bin/tke-localcluster \
  && /opt/tke-vpc-cni/bin/pip uninstall -y -q setuptools pip \
  && cd / && /opt/tke-vpc-cni/bin/python -c "import protos.v1beta1.api_pb2_grpc" \
  && for s in /opt/tke-vpc-cni/bin/tke-*; do "$s" --help > /dev/null || exit 1; done

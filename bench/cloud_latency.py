@@ -16,8 +16,8 @@ from collections import defaultdict
 from typing import Any
 
 from cloud.adapter import TencentCloud
-from cloud.emulator.testing import EmulatorHandle, run_emulator
 from core.ids import InstanceId, SubnetId, VpcId
+from vpcsim.testing import EmulatorHandle, run_emulator
 
 VPC = VpcId("vpc-sim00001")
 POD3 = SubnetId("subnet-sim00033")

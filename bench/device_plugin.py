@@ -93,7 +93,7 @@ def bench_restarts(kubelet: KubeletStandin, n: int, capacity: int) -> list[float
 
 
 def capacities_via_emulator(types: list[str]) -> dict[str, tuple[int, str]]:
-    from cloud.emulator.testing import run_emulator
+    from vpcsim.testing import run_emulator
 
     for var in ("TENCENTCLOUD_SECRET_ID", "TENCENTCLOUD_SECRET_KEY", "TENCENTCLOUD_SESSION_TOKEN"):
         os.environ.pop(var, None)

@@ -56,8 +56,8 @@ from ipamd.kube.informer import Informer  # noqa: E402
 from ipamd.records import IpRec, ip_from_obj  # noqa: E402
 
 if TYPE_CHECKING:
-    from cloud.emulator.testing import EmulatorHandle
     from tests.integration.ipamd_harness import IpamdProcess, Kube
+    from vpcsim.testing import EmulatorHandle
 
 
 def pct(values: list[float], p: float) -> float:
@@ -699,9 +699,9 @@ def main(argv: list[str] | None = None) -> int:
         n, i = (int(x) for x in a.rss_child.split(","))
         rss_child(n, i)
         return 0
-    from cloud.emulator.testing import run_emulator
     from localcluster.controlplane import ControlPlane
     from tests.integration.ipamd_harness import POD_SUBNET3, SPEC, Kube
+    from vpcsim.testing import run_emulator
 
     only = set(a.only.split(","))
     results: dict[str, Any] = {}

@@ -13,8 +13,8 @@ IPAM test (tests/unit/test_model_ipam.py):
   veths, rules and routes; ENI links exist when the emulator says the ENI is
   attached to the node's instance; netlink errors on demand.
 * ``InProcessTransport``: ``cloud.sdk_transport.Transport`` that signs each
-  request (``cloud.signature``) and hands it to the emulator's real request
-  handler (``cloud.emulator.api.Api.handle``: auth, faults, idempotency,
+  request (``vpcsim.signature``) and hands it to the emulator's real request
+  handler (``vpcsim.api.Api.handle``: auth, faults, idempotency,
   async tasks) without a socket; replies are mapped to ``CloudError`` as the
   SDK transport does."""
 
@@ -31,9 +31,6 @@ from typing import Any
 
 from pyroute2.netlink.exceptions import NetlinkError
 
-from cloud import signature
-from cloud.emulator.api import VERSION
-from cloud.emulator.server import Emulator
 from cloud.errors import CloudError
 from cni.agent.cnitypes import PodAttachment
 from cni.agent.ipsource import EniInfo
@@ -42,6 +39,9 @@ from cni.agent.podnet import PRIO_FROM_POD, PRIO_TO_POD, veth_mac
 from cni.agent.pool import Allocation
 from cni.agent.rtnl import RT_TABLE_MAIN
 from ipamd.kube.api import JSON, KubeError
+from vpcsim import signature
+from vpcsim.api import VERSION
+from vpcsim.server import Emulator
 
 #: kinds whose status is a subresource (a main-resource write never sets it)
 STATUS_SUBRESOURCE = {"vpcips", "vpcenis", "vpcipclaims", "pods", "nodes"}

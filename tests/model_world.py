@@ -17,9 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from cloud.adapter import TencentCloud
-from cloud.emulator.faults import Faults
-from cloud.emulator.server import Emulator
-from cloud.emulator.spec import build
 from cloud.errors import CloudError
 from cloud.settings import CloudSettings
 from cni.agent import checkpoint as ckpt
@@ -39,6 +36,9 @@ from ipamd.config import Settings
 from ipamd.kube.api import KubeError
 from ipamd.state import CLAIM, NODE
 from tests.model_fakes import Crash, FakeKube, FakeNet, InProcessTransport, Store, merge_patch
+from vpcsim.faults import Faults
+from vpcsim.server import Emulator
+from vpcsim.spec import build
 
 log = logging.getLogger(__name__)
 

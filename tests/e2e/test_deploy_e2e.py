@@ -38,7 +38,6 @@ import yaml
 from kubernetes import client
 from kubernetes.dynamic import DynamicClient
 
-from cloud.emulator.testing import EmulatorHandle, run_emulator
 from core.names import CRD_GROUP, CRD_VERSION, NODE_LABEL, PLURAL_VPC_ENI, PLURAL_VPC_IP_CLAIM
 from localcluster.controlplane import ControlPlane
 from localcluster.extender_pki import make_extender_pki
@@ -61,6 +60,7 @@ from tests.deploy_support import (
     yaml_files,
 )
 from tests.fixtures_controlplane import ControlPlaneFactory
+from vpcsim.testing import EmulatorHandle, run_emulator
 
 pytestmark = pytest.mark.e2e
 T = TypeVar("T")

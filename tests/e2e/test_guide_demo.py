@@ -21,7 +21,7 @@ pytestmark = pytest.mark.e2e
 
 
 def cli(state: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "localcluster.cli", "--state-dir", str(state),
+    return subprocess.run([sys.executable, "-m", "localrun.cli", "--state-dir", str(state),
                            *args], capture_output=True, text=True, timeout=timeout, check=False,
                           env={**os.environ, "TKE_LOCALCLUSTER_LOG_LEVEL": "WARNING"})
 

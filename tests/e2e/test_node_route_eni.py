@@ -18,7 +18,6 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from cloud.emulator.testing import run_emulator
 from core.limits import limits_for_type, max_pods
 from localcluster.controlplane import ControlPlane
 from localnode.node import ZONE_LABEL, Node
@@ -32,6 +31,7 @@ from tests.fixtures_node import (
     wait_for,
     wait_running,
 )
+from vpcsim.testing import run_emulator
 
 pytestmark = pytest.mark.e2e
 BIN = Path(sys.executable).parent

@@ -27,12 +27,12 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from typing import Any
 
-from cloud.emulator.testing import EmulatorHandle
 from core import models as m
 from core import names
 from ipamd.kube import paths
 from localcluster.apifaults import FaultRule, rule
 from tests.integration.ipamd_harness import CLUSTER, Kube
+from vpcsim.testing import EmulatorHandle
 
 CRDS = "vpcips,vpcips/status,vpcenis,vpcenis/status,vpcipclaims,vpcipclaims/status"
 WRITES = "create,update,patch,delete"

@@ -21,7 +21,6 @@ from typing import Any, TypeVar
 
 import yaml
 
-from cloud.emulator.testing import EmulatorHandle
 from core import models as m
 from core import names
 from ipamd.app import App
@@ -31,6 +30,7 @@ from ipamd.kube import paths
 from ipamd.kube.api import KubeApi, KubeError, load_configuration
 from ipamd.kube.informer import Informer
 from ipamd.records import IpRec, ip_from_obj
+from vpcsim.testing import EmulatorHandle
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD_DIR = ROOT / "deploy" / "crds"

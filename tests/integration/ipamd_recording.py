@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from cloud.adapter import TencentCloud
-from cloud.emulator.testing import EmulatorHandle
 from ipamd.app import App
 from ipamd.cloudcalls import InstrumentedCloud
 from ipamd.kube.api import KubeApi, load_configuration
 from tests.integration.ipamd_harness import settings_for, wait_for
+from vpcsim.testing import EmulatorHandle
 
 WRITES = (
     "create_eni",

@@ -9,10 +9,10 @@ from collections.abc import Iterator
 import pytest
 
 from cloud.adapter import TencentCloud
-from cloud.emulator.testing import EmulatorHandle, run_emulator
 from cloud.errors import CloudError, NotFoundError
 from core.ids import EniId, InstanceId, SubnetId, VpcId
 from core.names import TAG_CLUSTER_ID, TAG_CREATOR, TAG_INSTANCE_ID
+from vpcsim.testing import EmulatorHandle, run_emulator
 
 VPC = VpcId("vpc-sim00001")
 POD3 = SubnetId("subnet-sim00033")

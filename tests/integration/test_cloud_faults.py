@@ -10,10 +10,10 @@ import pytest
 from prometheus_client import REGISTRY
 
 from cloud.adapter import TencentCloud
-from cloud.emulator.testing import EmulatorHandle, run_emulator
 from cloud.errors import CloudError, TaskFailedError, TaskTimeoutError
 from cloud.settings import CloudSettings
 from core.ids import InstanceId, SubnetId, VpcId
+from vpcsim.testing import EmulatorHandle, run_emulator
 
 VPC = VpcId("vpc-sim00001")
 POD3 = SubnetId("subnet-sim00033")

@@ -114,7 +114,7 @@ def test_cli_up_status_stop(tmp_path: Path) -> None:
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "localcluster.cli", "--state-dir", str(state), *args],
+            [sys.executable, "-m", "localrun.cli", "--state-dir", str(state), *args],
             capture_output=True,
             text=True,
             env=env,

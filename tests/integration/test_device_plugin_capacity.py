@@ -16,13 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from cloud.emulator.spec import DEFAULT_SPEC
-from cloud.emulator.testing import EmulatorHandle, run_emulator
 from core.limits import limits_for_type
 from core.names import RESOURCE_ENI_IP
 from device_plugin.manager import DevicePluginManager
 from device_plugin.settings import Settings
 from tests.kubelet_standin import KubeletStandin
+from vpcsim.spec import DEFAULT_SPEC
+from vpcsim.testing import EmulatorHandle, run_emulator
 
 R = RESOURCE_ENI_IP
 

@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 
 from cloud.adapter import TencentCloud
-from cloud.emulator.testing import EmulatorHandle, run_emulator
 from cloud.settings import CloudSettings
 from core.ids import InstanceId, SubnetId, VpcId
+from vpcsim.testing import EmulatorHandle, run_emulator
 
 
 @pytest.fixture
@@ -267,7 +267,7 @@ def test_admin_refuses_fake_looking_ids(emu: EmulatorHandle, bad_id: object) -> 
 
 
 def test_spawned_emulator_survives_kill_with_persistence(tmp_path: Path) -> None:
-    from cloud.emulator.testing import spawn_emulator
+    from vpcsim.testing import spawn_emulator
 
     persist = tmp_path / "vpcsim.json"
     with spawn_emulator(tmp_path / "a", persist=persist, faults={"task_delay_ms": 1}) as remote:

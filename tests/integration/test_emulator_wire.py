@@ -17,8 +17,8 @@ from tencentcloud.common.profile.client_profile import ClientProfile
 from tencentcloud.common.profile.http_profile import HttpProfile
 from tencentcloud.vpc.v20170312 import models, vpc_client
 
-from cloud import signature
-from cloud.emulator.testing import EmulatorHandle, run_emulator
+from vpcsim import signature
+from vpcsim.testing import EmulatorHandle, run_emulator
 
 
 @pytest.fixture(scope="module")

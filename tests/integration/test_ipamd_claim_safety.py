@@ -19,7 +19,6 @@ from typing import Any
 
 import pytest
 
-from cloud.emulator.testing import EmulatorHandle, run_emulator
 from core import models as m
 from core import names
 from core.ids import EniId
@@ -41,6 +40,7 @@ from tests.integration.ipamd_harness import (
     now3339,
     wait_for,
 )
+from vpcsim.testing import EmulatorHandle, run_emulator
 
 OTHER_SUBNET3 = "subnet-sim00035"
 CONFLICT = "StaticIPConflict"

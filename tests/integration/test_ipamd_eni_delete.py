@@ -21,7 +21,6 @@ from typing import Any, cast
 
 import pytest
 
-from cloud.emulator.testing import EmulatorHandle, run_emulator
 from core import names
 from core.ids import EniId, InstanceId, SubnetId, VpcId
 from ipamd.deps import Deps
@@ -40,6 +39,7 @@ from tests.integration.ipamd_harness import (
     wait_for,
 )
 from tests.integration.ipamd_recording import ipamd_recording
+from vpcsim.testing import EmulatorHandle, run_emulator
 
 NODES = {"n1": "ins-sim00001", "n3": "ins-sim00003"}
 NO_WARM = ("--min-prebind", "0", "--max-prebind", "0")

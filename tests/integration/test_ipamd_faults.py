@@ -30,7 +30,6 @@ from pathlib import Path
 
 import pytest
 
-from cloud.emulator.testing import EmulatorHandle, run_emulator
 from core import models as m
 from ipamd.kube import paths
 from localcluster.apifaults import FaultPlan
@@ -55,6 +54,7 @@ from tests.integration.ipamd_harness import (
     Kube,
     wait_for,
 )
+from vpcsim.testing import EmulatorHandle, run_emulator
 
 LEASE_FLAGS = (
     "--leader-elect-lease-duration",

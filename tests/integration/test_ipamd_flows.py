@@ -8,7 +8,6 @@ from collections.abc import Iterator
 
 import pytest
 
-from cloud.emulator.testing import EmulatorHandle, run_emulator
 from core import models as m
 from core import names
 from localcluster.controlplane import ControlPlane
@@ -25,6 +24,7 @@ from tests.integration.ipamd_harness import (
     ipamd_inprocess,
     wait_for,
 )
+from vpcsim.testing import EmulatorHandle, run_emulator
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ from collections.abc import Iterator
 
 import pytest
 
-from cloud.emulator.testing import EmulatorHandle, run_emulator
 from core import models as m
 from localcluster.controlplane import ControlPlane
 from tests.integration.ipamd_churn import waits_for_old_pod
@@ -26,6 +25,7 @@ from tests.integration.ipamd_harness import (
     ipamd_inprocess,
     wait_for,
 )
+from vpcsim.testing import EmulatorHandle, run_emulator
 
 OTHER_SUBNET3 = "subnet-sim00035"  # pod-3b, same zone
 

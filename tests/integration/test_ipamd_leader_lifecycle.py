@@ -22,7 +22,6 @@ from urllib.parse import urlparse
 
 import pytest
 
-from cloud.emulator.testing import EmulatorHandle, run_emulator
 from ipamd import metrics
 from ipamd.kube import paths
 from ipamd.kube.api import KubeApi, load_configuration
@@ -31,6 +30,7 @@ from ipamd.leader import LeaderElector
 from localcluster.controlplane import ControlPlane
 from tests.integration.ipamd_harness import POD_SUBNET3, SPEC, Kube, wait_for
 from tests.integration.ipamd_recording import GatedCloud, TcpProxy, ipamd_recording
+from vpcsim.testing import EmulatorHandle, run_emulator
 
 NS, NAME = "kube-system", "tke-eni-ipamd"
 

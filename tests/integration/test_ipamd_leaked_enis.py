@@ -15,13 +15,13 @@ from typing import Any
 
 import pytest
 
-from cloud.emulator.testing import EmulatorHandle, run_emulator
 from core import names
 from core.ids import InstanceId, SubnetId, VpcId
 from ipamd import metrics
 from localcluster.controlplane import ControlPlane
 from tests.integration.ipamd_harness import CLUSTER, POD_SUBNET3, SPEC, VPC, Kube, wait_for
 from tests.integration.ipamd_recording import ipamd_recording
+from vpcsim.testing import EmulatorHandle, run_emulator
 
 OTHER_VPC, OTHER_SUBNET = "vpc-sim00002", "subnet-sim00099"
 NOT_OUR_NODE = "ins-sim00003"  # exists in the cloud, is no node of this cluster

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pytest
 
-from cloud.emulator.testing import EmulatorHandle, run_emulator
 from core.ids import EniId
 from ipamd.kube import paths
 from localcluster.apifaults import rule
@@ -34,6 +33,7 @@ from tests.integration.ipamd_harness import (
     ipamd_inprocess,
     wait_for,
 )
+from vpcsim.testing import EmulatorHandle, run_emulator
 
 NODES = {"n1": "ins-sim00001", "n3": "ins-sim00003"}
 

@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 import yaml
 
-from cloud.emulator.testing import EmulatorHandle, run_emulator
 from core import models as m
 from ipamd.kube import paths
 from ipamd.kube.api import KubeApi, KubeError, load_configuration
@@ -27,6 +26,7 @@ from tests.integration.ipamd_harness import (
     ipamd_inprocess,
     wait_for,
 )
+from vpcsim.testing import EmulatorHandle, run_emulator
 
 RBAC_FILES = ("serviceaccount.yaml", "rbac.yaml")
 

@@ -9,7 +9,6 @@ from collections.abc import Iterator
 
 import pytest
 
-from cloud.emulator.testing import EmulatorHandle, run_emulator
 from core.ids import EniId, SubnetId, VpcId
 from ipamd.kube import paths
 from localcluster.controlplane import ControlPlane
@@ -22,6 +21,7 @@ from tests.integration.ipamd_harness import (
     wait_for,
 )
 from tests.integration.ipamd_recording import ipamd_recording
+from vpcsim.testing import EmulatorHandle, run_emulator
 
 
 @pytest.fixture

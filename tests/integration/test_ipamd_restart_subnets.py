@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 
-from cloud.emulator.testing import EmulatorHandle, run_emulator
 from core import models as m
 from core import names
 from ipamd.kube import paths
@@ -28,6 +27,7 @@ from tests.integration.ipamd_harness import (
     wait_for,
 )
 from tests.integration.ipamd_recording import ipamd_recording
+from vpcsim.testing import EmulatorHandle, run_emulator
 
 INSTANCE = "ins-sim00001"
 

@@ -9,7 +9,6 @@ from collections.abc import Iterator
 
 import pytest
 
-from cloud.emulator.testing import EmulatorHandle, run_emulator
 from core import models as m
 from core import names
 from ipamd.kube import paths
@@ -23,6 +22,7 @@ from tests.integration.ipamd_harness import (
     ipamd_inprocess,
     wait_for,
 )
+from vpcsim.testing import EmulatorHandle, run_emulator
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ from collections.abc import Iterator
 
 import pytest
 
-from cloud.emulator.testing import EmulatorHandle, run_emulator
 from core import models as m
 from ipamd.kube import paths
 from localcluster.controlplane import ControlPlane
@@ -25,6 +24,7 @@ from tests.integration.ipamd_harness import (
     wait_for,
 )
 from tests.integration.test_ipamd_static_ips import start_static, stop_pod
+from vpcsim.testing import EmulatorHandle, run_emulator
 
 
 @pytest.fixture

@@ -9,13 +9,13 @@ from typing import Any
 import pytest
 
 from cloud import mapping
-from cloud.emulator import describe, ids
-from cloud.emulator.apierror import ApiError
-from cloud.emulator.context import Ctx
-from cloud.emulator.faults import Faults
-from cloud.emulator.render import eni_json, instance_json, subnet_json
-from cloud.emulator.spec import DEFAULT_SPEC, SpecError, build
-from cloud.emulator.world import Eni, Ip, World
+from vpcsim import describe, ids
+from vpcsim.apierror import ApiError
+from vpcsim.context import Ctx
+from vpcsim.faults import Faults
+from vpcsim.render import eni_json, instance_json, subnet_json
+from vpcsim.spec import DEFAULT_SPEC, SpecError, build
+from vpcsim.world import Eni, Ip, World
 
 
 def _world() -> World:

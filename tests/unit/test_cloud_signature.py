@@ -8,7 +8,7 @@ import hashlib
 import pytest
 from tencentcloud.common.sign import Sign
 
-from cloud import signature
+from vpcsim import signature
 
 BODY = b'{"InstanceId": "ins-sim00001"}'
 TS = 1_764_400_000  # 2025-11-29

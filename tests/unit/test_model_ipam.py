@@ -15,7 +15,7 @@ Real (the product logic under test):
   Reconciler, CrdWriter/ObjectWriter/EventRecorder — over the real cloud
   adapter (``cloud.adapter.TencentCloud`` + ``InstrumentedCloud``);
 * the cloud: the emulator's real request handler and state machine
-  (``cloud.emulator.api.Api`` over ``World``: signatures, faults,
+  (``vpcsim.api.Api`` over ``World``: signatures, faults,
   idempotency tokens, async tasks);
 * the node agent: ``cni.agent.agent.Agent`` (ADD/DEL path), its pool rules,
   its checkpoint file (real fdatasync'd log in a temp dir), its reconcile

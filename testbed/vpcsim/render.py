@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from cloud.emulator.world import Eni, Instance, Subnet, World
 from core import cidr as cidrmath
+from vpcsim.world import Eni, Instance, Subnet, World
 
 
 def eni_json(world: World, eni: Eni) -> dict[str, Any]:

@@ -25,9 +25,9 @@ from typing import Any
 
 import yaml
 
-from cloud.emulator import tasks
-from cloud.emulator.apierror import ApiError
-from cloud.emulator.world import DEFAULT_REGION, World
+from vpcsim import tasks
+from vpcsim.apierror import ApiError
+from vpcsim.world import DEFAULT_REGION, World
 
 DEFAULT_SPEC: dict[str, Any] = {
     "region": DEFAULT_REGION,

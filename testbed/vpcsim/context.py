@@ -6,8 +6,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from cloud.emulator.faults import Faults
-from cloud.emulator.world import World
+from vpcsim.faults import Faults
+from vpcsim.world import World
 
 
 @dataclass

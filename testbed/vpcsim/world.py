@@ -14,10 +14,10 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from cloud.emulator.apierror import ApiError
-from cloud.emulator.ids import looks_like, new_id, new_mac
 from core import cidr as cidrmath
 from core.limits import limits_for_type
+from vpcsim.apierror import ApiError
+from vpcsim.ids import looks_like, new_id, new_mac
 
 DEFAULT_REGION = "ap-guangzhou"
 DEFAULT_ROLE = "tke-eni-node-role"

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from cloud.emulator import tasks
-from cloud.emulator.apierror import ApiError
-from cloud.emulator.context import Ctx
-from cloud.emulator.params import Params, check_known, opt_int, req_id, req_str
-from cloud.emulator.vpc_eni import MAX_IPS_PER_CALL, busy_check, ip_quota, private_ip_list
-from cloud.emulator.world import Ip
+from vpcsim import tasks
+from vpcsim.apierror import ApiError
+from vpcsim.context import Ctx
+from vpcsim.params import Params, check_known, opt_int, req_id, req_str
+from vpcsim.vpc_eni import MAX_IPS_PER_CALL, busy_check, ip_quota, private_ip_list
+from vpcsim.world import Ip
 
 
 def assign(ctx: Ctx, p: Params) -> dict[str, Any]:

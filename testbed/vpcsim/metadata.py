@@ -11,9 +11,9 @@ import json
 import secrets
 import time
 
-from cloud.emulator.api import Credential
-from cloud.emulator.world import Eni, World
 from core import cidr as cidrmath
+from vpcsim.api import Credential
+from vpcsim.world import Eni, World
 
 CREDENTIAL_TTL_S = 2 * 3600
 

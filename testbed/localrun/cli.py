@@ -27,7 +27,7 @@ import yaml
 from localcluster.binaries import BinariesMissingError, bin_dir
 from localcluster.controlplane import ControlPlane, ControlPlaneError
 from localcluster.state import RunningCluster
-from localrun import cli as localrun_cli
+from localrun import lifecycle
 
 log = logging.getLogger("tke-localcluster")
 
@@ -125,7 +125,7 @@ def _up(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    demo = localrun_cli.status(args.state_dir)
+    demo = lifecycle.status(args.state_dir)
     for line in demo or []:
         print(line)
     running = RunningCluster.load(_workdir(args))
@@ -156,12 +156,12 @@ def _demo(args: argparse.Namespace) -> int:
         print("tke-localcluster demo: real nodes need root (network namespaces, mounts, "
               "cgroups); run it as root", file=sys.stderr)
         return 1
-    return localrun_cli.demo(args.state_dir, _stop_command(args), args.kwok_nodes)
+    return lifecycle.demo(args.state_dir, _stop_command(args), args.kwok_nodes)
 
 
 def _down(args: argparse.Namespace) -> int:
 
-    demo_done = localrun_cli.stop(args.state_dir, keep=args.keep)
+    demo_done = lifecycle.stop(args.state_dir, keep=args.keep)
     for what in demo_done:
         print(f"stopped {what}")
     running = RunningCluster.load(_workdir(args))

@@ -9,11 +9,11 @@ import json
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
-from cloud.emulator import tasks
-from cloud.emulator.apierror import ApiError
+from vpcsim import tasks
+from vpcsim.apierror import ApiError
 
 if TYPE_CHECKING:
-    from cloud.emulator.server import Emulator
+    from vpcsim.server import Emulator
 
 Reply = tuple[int, bytes]
 

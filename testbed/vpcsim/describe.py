@@ -6,12 +6,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from cloud.emulator.apierror import ApiError
-from cloud.emulator.context import Ctx
-from cloud.emulator.ids import looks_like
-from cloud.emulator.params import Params, check_known, opt_filters, opt_int, opt_str_list, req_str
-from cloud.emulator.render import eni_json, instance_json, subnet_json
-from cloud.emulator.world import Eni, Instance, Subnet
+from vpcsim.apierror import ApiError
+from vpcsim.context import Ctx
+from vpcsim.ids import looks_like
+from vpcsim.params import Params, check_known, opt_filters, opt_int, opt_str_list, req_str
+from vpcsim.render import eni_json, instance_json, subnet_json
+from vpcsim.world import Eni, Instance, Subnet
 
 T = TypeVar("T")
 MAX_IDS = 100

@@ -19,8 +19,8 @@ from types import FrameType
 
 from localcluster.binaries import bin_dir
 from localrun import demo
-from localrun.cli import FAILED_MARKER, READY_MARKER
 from localrun.environment import Environment
+from localrun.lifecycle import FAILED_MARKER, READY_MARKER
 
 log = logging.getLogger("localrun.supervisor")
 

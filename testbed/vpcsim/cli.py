@@ -16,9 +16,9 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from cloud.emulator.faults import Faults
-from cloud.emulator.server import Emulator, make_server
-from cloud.emulator.spec import DEFAULT_SPEC, SpecError, build, load_file
+from vpcsim.faults import Faults
+from vpcsim.server import Emulator, make_server
+from vpcsim.spec import DEFAULT_SPEC, SpecError, build, load_file
 
 DEFAULT_PORT = 8930
 DEFAULT_SECRET_ID = "AKIDsimulator000000000000000000000"  # noqa: S105 - public test id

@@ -1,5 +1,5 @@
 """``tke-localcluster demo`` and ``tke-localcluster stop`` for the whole environment
-(localcluster.cli delegates here).
+(localrun.cli delegates here).
 
 demo: start ``python -m localrun.supervisor`` in its own session (it owns the environment
 and keeps it up), show its progress until it is ready, then return. stop: SIGTERM the
@@ -25,7 +25,7 @@ from localnode import mounts, netns
 from localnode.node import Node
 from localnode.proc import kill_and_wait, pids_with_arg
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 #: lines the supervisor prints when the demo is shown / failed (the end of ``demo``)
 READY_MARKER = "=== tke-localcluster demo: READY ==="
 FAILED_MARKER = "=== tke-localcluster demo: FAILED ==="
@@ -62,8 +62,8 @@ def demo(state_dir: Path, stop_command: str, kwok_nodes: int = 2) -> int:
         shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
     log_path = workdir / "demo.log"
-    env = {**os.environ, "PYTHONPATH": f"{ROOT}:{os.environ.get('PYTHONPATH', '')}".rstrip(":"),
-           "PYTHONUNBUFFERED": "1"}
+    path = f"{ROOT}:{ROOT / 'testbed'}:{os.environ.get('PYTHONPATH', '')}".rstrip(":")
+    env = {**os.environ, "PYTHONPATH": path, "PYTHONUNBUFFERED": "1"}
     with log_path.open("wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "localrun.supervisor", "--workdir", str(workdir),

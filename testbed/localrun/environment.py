@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from cloud.emulator.testing import RemoteEmulator, spawn_emulator
 from localcluster.controlplane import ControlPlane
 from localcluster.extender_pki import ExtenderPKI, make_extender_pki
 from localcluster.fakenodes import FakeNode
@@ -50,6 +49,7 @@ from localrun.plumber import Plumber
 from localrun.programs import from_workload
 from localrun.timings import Phases
 from localrun.webhook import LocalWebhook
+from vpcsim.testing import RemoteEmulator, spawn_emulator
 
 log = logging.getLogger("localrun")
 

@@ -16,12 +16,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from cloud.emulator import tasks
-from cloud.emulator.admin import Admin
-from cloud.emulator.api import Api, Credential
-from cloud.emulator.faults import Faults
-from cloud.emulator.metadata import Metadata
-from cloud.emulator.world import World
+from vpcsim import tasks
+from vpcsim.admin import Admin
+from vpcsim.api import Api, Credential
+from vpcsim.faults import Faults
+from vpcsim.metadata import Metadata
+from vpcsim.world import World
 
 log = logging.getLogger(__name__)
 MAX_BODY = 4 * 1024 * 1024

@@ -15,7 +15,7 @@ import yaml
 
 from localcluster.binaries import SETUP_STEP, bin_dir
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 EXAMPLES = DEPLOY / "examples"
 _VAR = re.compile(r"\$\((\w+)\)")

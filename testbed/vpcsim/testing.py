@@ -1,6 +1,6 @@
 """Test support: run the real emulator HTTP server on a free loopback port.
 
-    from cloud.emulator.testing import run_emulator
+    from vpcsim.testing import run_emulator
 
     with run_emulator() as emu:                 # built-in default state
         cloud = emu.cloud()                     # cloud.adapter.TencentCloud over HTTP
@@ -28,10 +28,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cloud.emulator.cli import DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY
-from cloud.emulator.faults import Faults
-from cloud.emulator.server import Emulator, make_server
-from cloud.emulator.spec import DEFAULT_SPEC, build
+from vpcsim.cli import DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY
+from vpcsim.faults import Faults
+from vpcsim.server import Emulator, make_server
+from vpcsim.spec import DEFAULT_SPEC, build
 
 if TYPE_CHECKING:
     from cloud.adapter import TencentCloud
@@ -130,7 +130,7 @@ class EmulatorHandle(_EmulatorClient):
         return sorted(self.emulator.world.instances)
 
     def set_faults(self, **fields: Any) -> dict[str, Any]:
-        """Change fault knobs (see ``cloud.emulator.faults.Faults``); returns them all."""
+        """Change fault knobs (see ``vpcsim.faults.Faults``); returns them all."""
         self.emulator.faults.update(fields)
         return self.emulator.faults.to_dict()
 
@@ -166,7 +166,7 @@ def run_emulator(
     secret_key: str = DEFAULT_SECRET_KEY,
 ) -> Iterator[EmulatorHandle]:
     """Start the emulator's HTTP server in a thread on 127.0.0.1:<free port>;
-    stop it on exit. ``state`` is a spec (see ``cloud.emulator.spec``) or a dump;
+    stop it on exit. ``state`` is a spec (see ``vpcsim.spec``) or a dump;
     ``faults`` sets ``Faults`` fields (rate limits stay on unless ``rate_limits=False``)."""
     if persist is not None and persist.exists():
         world = build(json.loads(persist.read_text()))

@@ -15,14 +15,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from cloud import signature
-from cloud.emulator import describe, tasks, vpc_eni, vpc_ip
-from cloud.emulator.apierror import ApiError
-from cloud.emulator.context import Ctx
-from cloud.emulator.faults import Faults
-from cloud.emulator.ids import new_request_id
-from cloud.emulator.world import Idem, World
 from cloud.ratelimit import API_RATE_LIMITS, ActionLimiter
+from vpcsim import describe, signature, tasks, vpc_eni, vpc_ip
+from vpcsim.apierror import ApiError
+from vpcsim.context import Ctx
+from vpcsim.faults import Faults
+from vpcsim.ids import new_request_id
+from vpcsim.world import Idem, World
 
 log = logging.getLogger(__name__)
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from cloud.emulator import tasks
-from cloud.emulator.apierror import ApiError
-from cloud.emulator.context import Ctx
-from cloud.emulator.ids import new_id, new_mac
-from cloud.emulator.params import (
+from vpcsim import tasks
+from vpcsim.apierror import ApiError
+from vpcsim.context import Ctx
+from vpcsim.ids import new_id, new_mac
+from vpcsim.params import (
     Params,
     check_known,
     opt_int,
@@ -18,8 +18,8 @@ from cloud.emulator.params import (
     req_str,
     tags_param,
 )
-from cloud.emulator.render import eni_json
-from cloud.emulator.world import UNATTACHED_ENI_IP_QUOTA, Eni, Ip, World, now_text
+from vpcsim.render import eni_json
+from vpcsim.world import UNATTACHED_ENI_IP_QUOTA, Eni, Ip, World, now_text
 
 MAX_IPS_PER_CALL = 10
 

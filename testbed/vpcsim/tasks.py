@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from cloud.emulator.world import Eni, Task, World
+from vpcsim.world import Eni, Task, World
 
 
 def start(

@@ -7,8 +7,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from cloud.emulator.apierror import ApiError
-from cloud.emulator.ids import looks_like
+from vpcsim.apierror import ApiError
+from vpcsim.ids import looks_like
 
 Params = Mapping[str, Any]
 

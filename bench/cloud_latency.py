@@ -13,15 +13,32 @@ import statistics
 import threading
 import time
 from collections import defaultdict
+from dataclasses import replace
 from typing import Any
 
 from cloud.adapter import TencentCloud
+from cloud.settings import from_env
 from core.ids import InstanceId, SubnetId, VpcId
 from vpcsim.testing import EmulatorHandle, run_emulator
 
 VPC = VpcId("vpc-sim00001")
 POD3 = SubnetId("subnet-sim00033")
 NODE = InstanceId("ins-sim00001")
+
+
+def _cloud(emu: EmulatorHandle, **overrides: Any) -> TencentCloud:
+    """The adapter configured from the emulator's client environment (fast polling)."""
+    settings = replace(
+        from_env(emu.client_env()),
+        cluster_id="cls-sim00001",
+        rate_fraction=1.0,
+        task_poll_s=0.025,
+        task_poll_max_s=0.1,
+        backoff_base_s=0.02,
+        backoff_max_s=0.5,
+        task_timeout_s=30,
+    )
+    return TencentCloud.from_settings(replace(settings, **overrides))
 
 
 def _pct(values: list[float], p: float) -> float:
@@ -82,7 +99,7 @@ def run_sequence(
 def describe_throughput(emu: EmulatorHandle, seconds: float, threads: int) -> float:
     """Raw DescribeNetworkInterfaces calls/s from ``threads`` clients (limits off)."""
     emu.set_faults(rate_limits=False)
-    cloud = emu.cloud(rate_overrides={"DescribeNetworkInterfaces": 1e6})
+    cloud = _cloud(emu, rate_overrides={"DescribeNetworkInterfaces": 1e6})
     stop = time.perf_counter() + seconds
     counts = [0] * threads
 
@@ -102,7 +119,7 @@ def describe_throughput(emu: EmulatorHandle, seconds: float, threads: int) -> fl
 
 def write_throughput(emu: EmulatorHandle, seconds: float, threads: int, **overrides: Any) -> float:
     """Waited writes/s (assign 1 IP, then unassign it) from ``threads`` workers, one ENI each."""
-    cloud = emu.cloud(**overrides)
+    cloud = _cloud(emu, **overrides)
     enis = [cloud.create_eni(vpc_id=VPC, subnet_id=POD3, name=f"wt-{k}") for k in range(threads)]
     stop = time.perf_counter() + seconds
     counts = [0] * threads
@@ -145,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--throughput-seconds", type=float, default=3.0)
     args = ap.parse_args(argv)
     with run_emulator() as emu:
-        cloud = emu.cloud(task_poll_s=0.05, task_poll_max_s=1.0, rate_fraction=0.5)
+        cloud = _cloud(emu, task_poll_s=0.05, task_poll_max_s=1.0, rate_fraction=0.5)
         cloud.describe_subnets(vpc_id=VPC)  # warm up
         s, el, n = run_sequence(emu, cloud, args.rounds)
         print_table("emulator, no injected latency (task time 20 ms)", s, el, n)

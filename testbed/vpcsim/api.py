@@ -15,12 +15,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from cloud.ratelimit import API_RATE_LIMITS, ActionLimiter
 from vpcsim import describe, signature, tasks, vpc_eni, vpc_ip
 from vpcsim.apierror import ApiError
 from vpcsim.context import Ctx
 from vpcsim.faults import Faults
 from vpcsim.ids import new_request_id
+from vpcsim.ratelimits import PerActionAllowance
 from vpcsim.world import Idem, World
 
 log = logging.getLogger(__name__)
@@ -78,7 +78,7 @@ class Api:
         self.faults = faults
         self.credentials = credentials
         self.rng = random.Random(seed)  # noqa: S311 - fault rolls, not crypto
-        self.limiter = ActionLimiter(API_RATE_LIMITS, default_rate=20)
+        self.allowance = PerActionAllowance()
         self.on_write = on_write
         self.calls: dict[str, int] = {}
         self._stats_lock = threading.Lock()
@@ -220,7 +220,7 @@ class Api:
             raise ApiError(f.throttle_code, f"request rate exceeded for `{action}` (injected)")
         if f.roll(f.internal_error_ratio, action, self.rng):
             raise ApiError("InternalError", f"internal error in `{action}` (injected)")
-        if f.rate_limits and not self.limiter.try_acquire(action):
+        if f.rate_limits and not self.allowance.admit(action):
             code = "RequestLimitExceeded"
             if action != "DescribeInstances":
                 code = "LimitExceeded.ActionLimited"

@@ -11,7 +11,7 @@ import json
 import secrets
 import time
 
-from core import cidr as cidrmath
+from vpcsim import addressing
 from vpcsim.api import Credential
 from vpcsim.world import Eni, World
 
@@ -100,8 +100,8 @@ class Metadata:
                 return None
             leaves = {
                 "": "gateway\nsubnet-mask\nlocal-ipv4",
-                "gateway": str(cidrmath.gateway(subnet.cidr)),
-                "subnet-mask": cidrmath.netmask(subnet.cidr),
+                "gateway": addressing.gateway(subnet.cidr),
+                "subnet-mask": addressing.netmask(subnet.cidr),
                 "local-ipv4": ip,
             }
             return leaves.get(leaf)

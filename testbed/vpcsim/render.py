@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from core import cidr as cidrmath
+from vpcsim import addressing
+from vpcsim.instance_types import shape
 from vpcsim.world import Eni, Instance, Subnet, World
 
 
@@ -67,7 +68,7 @@ def subnet_json(world: World, s: Subnet) -> dict[str, Any]:
         "RouteTableId": "rtb-" + s.vpc_id.removeprefix("vpc-"),
         "CreatedTime": "2026-01-01 00:00:00",
         "AvailableIpAddressCount": world.available_count(s.subnet_id),
-        "TotalIpAddressCount": cidrmath.usable_count(s.cidr),
+        "TotalIpAddressCount": addressing.usable_count(s.cidr),
         "NetworkAclId": "",
         "IsRemoteVpcSnat": False,
         "TagSet": [],
@@ -77,9 +78,7 @@ def subnet_json(world: World, s: Subnet) -> dict[str, Any]:
 
 
 def instance_json(world: World, inst: Instance) -> dict[str, Any]:
-    from core.instance_type import parse_instance_type
-
-    parsed = parse_instance_type(inst.instance_type)
+    parsed = shape(inst.instance_type)
     return {
         "Placement": {"Zone": inst.zone, "ProjectId": 0},
         "InstanceId": inst.instance_id,

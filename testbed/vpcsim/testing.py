@@ -3,8 +3,7 @@
     from vpcsim.testing import run_emulator
 
     with run_emulator() as emu:                 # built-in default state
-        cloud = emu.cloud()                     # cloud.adapter.TencentCloud over HTTP
-        inst = cloud.describe_instances([emu.instance_ids[0]])
+        env = emu.client_env()                  # TENCENTCLOUD_* / TKE_CLOUD_* for a client
         emu.set_faults(throttle_ratio=0.2)
         iid = emu.add_instance("subnet-sim00003", "S5.LARGE8")
         urllib.request.urlopen(emu.metadata_url(iid) + "instance-id")
@@ -24,22 +23,20 @@ import time
 import urllib.request
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from vpcsim.cli import DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY
 from vpcsim.faults import Faults
 from vpcsim.server import Emulator, make_server
 from vpcsim.spec import DEFAULT_SPEC, build
 
-if TYPE_CHECKING:
-    from cloud.adapter import TencentCloud
-    from cloud.settings import CloudSettings
+# The tag the product writes on the ENIs it creates (documented in docs/cloud.md).
+CLUSTER_TAG = "tke-eni-cluster-id"
 
 
 class _EmulatorClient:
-    """What both handles offer: addresses, adapter settings, admin calls over HTTP."""
+    """What both handles offer: addresses, a client's environment, admin calls over HTTP."""
 
     host: str
     port: int
@@ -55,13 +52,10 @@ class _EmulatorClient:
 
     def leaked_enis(self, cluster_id: str | None = None) -> list[dict[str, Any]]:
         """Secondary ENIs still present (optionally only those tagged with ``cluster_id``)."""
-        from core.names import TAG_CLUSTER_ID
-
         return [
             e
             for e in self.state()["enis"]
-            if not e["primary"]
-            and (cluster_id is None or e["tags"].get(TAG_CLUSTER_ID) == cluster_id)
+            if not e["primary"] and (cluster_id is None or e["tags"].get(CLUSTER_TAG) == cluster_id)
         ]
 
     # --- addresses ---------------------------------------------------------------
@@ -69,32 +63,19 @@ class _EmulatorClient:
         """Base URL of this instance's metadata service, ending in ``/latest/meta-data/``."""
         return f"{self.url}/meta/{instance_id}/latest/meta-data/"
 
-    # --- the adapter -----------------------------------------------------------
-    def settings(self, **overrides: Any) -> CloudSettings:
-        """CloudSettings for the adapter, pointed at this emulator (fast task polling)."""
-        from cloud.settings import CloudSettings
-
-        base = CloudSettings(
-            region=self.region,
-            vpc_endpoint=self.endpoint,
-            cvm_endpoint=self.endpoint,
-            protocol="http",
-            secret_id=self.secret_id,
-            secret_key=self.secret_key,
-            cluster_id="cls-sim00001",
-            rate_fraction=1.0,
-            task_poll_s=0.025,
-            task_poll_max_s=0.1,
-            backoff_base_s=0.02,
-            backoff_max_s=0.5,
-            task_timeout_s=30,
-        )
-        return replace(base, **overrides)
-
-    def cloud(self, **overrides: Any) -> TencentCloud:
-        from cloud.adapter import TencentCloud
-
-        return TencentCloud.from_settings(self.settings(**overrides))
+    # --- a client's configuration -------------------------------------------------
+    def client_env(self) -> dict[str, str]:
+        """The environment a Tencent Cloud client reads to reach this emulator:
+        the SDK's credential variables and the product's documented cloud
+        variables (endpoint, region, protocol; see docs/cloud.md "Settings")."""
+        return {
+            "TENCENTCLOUD_SECRET_ID": self.secret_id,
+            "TENCENTCLOUD_SECRET_KEY": self.secret_key,
+            "TKE_CLOUD_REGION": self.region,
+            "TKE_CLOUD_VPC_ENDPOINT": self.endpoint,
+            "TKE_CLOUD_CVM_ENDPOINT": self.endpoint,
+            "TKE_CLOUD_PROTOCOL": "http",
+        }
 
     def admin(self, method: str, path: str, data: dict[str, Any] | None = None) -> Any:
         """Call an admin endpoint over HTTP (``/_admin/...``)."""

@@ -14,10 +14,10 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from core import cidr as cidrmath
-from core.limits import limits_for_type
+from vpcsim import addressing
 from vpcsim.apierror import ApiError
 from vpcsim.ids import looks_like, new_id, new_mac
+from vpcsim.instance_types import eni_quota
 
 DEFAULT_REGION = "ap-guangzhou"
 DEFAULT_ROLE = "tke-eni-node-role"
@@ -66,17 +66,17 @@ class Instance:
     state: str = "RUNNING"
     role: str = DEFAULT_ROLE
     name: str = ""
-    # quota override for families the table does not know (None = core.limits)
+    # quota override for families the table does not know (None = vpcsim.instance_types)
     enis: int | None = None
     ips_per_eni: int | None = None
 
     def limits(self) -> Quota:
         """ENIs (primary included) and IPs per ENI; an override of 0 ENIs models a
         family that rejects ENIs."""
-        table = limits_for_type(self.instance_type)
+        enis, ips_per_eni = eni_quota(self.instance_type)
         return Quota(
-            self.enis if self.enis is not None else table.enis,
-            self.ips_per_eni if self.ips_per_eni is not None else table.ips_per_eni,
+            self.enis if self.enis is not None else enis,
+            self.ips_per_eni if self.ips_per_eni is not None else ips_per_eni,
         )
 
 
@@ -185,7 +185,7 @@ class World:
 
     def available_count(self, subnet_id: str) -> int:
         s = self.subnets[subnet_id]
-        return cidrmath.usable_count(s.cidr) - len(self.used.get(subnet_id, ()))
+        return addressing.usable_count(s.cidr) - len(self.used.get(subnet_id, ()))
 
     # --- address allocation -------------------------------------------------
     def take_address(self, subnet_id: str, address: str) -> None:
@@ -196,12 +196,12 @@ class World:
             raise ApiError(
                 "InvalidParameterValue.Malformed", f"`{address}` is not an IPv4 address"
             ) from exc
-        if not cidrmath.contains(s.cidr, address):
+        if not addressing.in_block(s.cidr, address):
             raise ApiError(
                 "InvalidParameterValue.Range",
                 f"the address `{address}` is not in subnet `{subnet_id}` ({s.cidr})",
             )
-        if not cidrmath.is_usable(s.cidr, address):
+        if not addressing.is_usable(s.cidr, address):
             raise ApiError("InvalidParameterValue.Reserved", f"the address `{address}` is reserved")
         used = self.used.setdefault(subnet_id, set())
         if address in used:
@@ -217,9 +217,8 @@ class World:
                 f"subnet `{subnet_id}` has {self.available_count(subnet_id)} free addresses, "
                 f"{count} requested",
             )
-        net = cidrmath.parse_subnet(s.cidr)
-        first = int(net.network_address) + 2
-        size = cidrmath.usable_count(s.cidr)
+        first = addressing.first_usable(s.cidr)
+        size = addressing.usable_count(s.cidr)
         used = self.used.setdefault(subnet_id, set())
         out: list[str] = []
         pos = s.cursor % size
@@ -249,7 +248,7 @@ class World:
     ) -> Subnet:
         if vpc_id not in self.vpcs:
             raise ApiError("ResourceNotFound", f"the VPC `{vpc_id}` does not exist")
-        cidrmath.parse_subnet(cidr)
+        addressing.subnet_block(cidr)
         vpc_net = ipaddress.IPv4Network(self.vpcs[vpc_id].cidr)
         if not ipaddress.IPv4Network(cidr).subnet_of(vpc_net):
             raise ApiError("InvalidParameterValue.Range", f"subnet {cidr} is outside VPC {vpc_net}")
@@ -280,7 +279,7 @@ class World:
         state: str = "RUNNING",
     ) -> Instance:
         s = self.subnet(subnet_id)
-        limits_for_type(instance_type)  # validates the type name
+        eni_quota(instance_type)  # validates the type name
         iid = _checked_id("ins", instance_id)
         if iid in self.instances:
             raise ApiError("ResourceInUse", f"the instance `{iid}` already exists")

@@ -12,6 +12,7 @@ from cloud.adapter import TencentCloud
 from cloud.errors import CloudError, NotFoundError
 from core.ids import EniId, InstanceId, SubnetId, VpcId
 from core.names import TAG_CLUSTER_ID, TAG_CREATOR, TAG_INSTANCE_ID
+from tests.emulator_client import cloud_for
 from vpcsim.testing import EmulatorHandle, run_emulator
 
 VPC = VpcId("vpc-sim00001")
@@ -29,7 +30,7 @@ def emu() -> Iterator[EmulatorHandle]:
 
 @pytest.fixture
 def cloud(emu: EmulatorHandle) -> TencentCloud:
-    return emu.cloud()
+    return cloud_for(emu)
 
 
 def _available(cloud: TencentCloud, subnet: SubnetId) -> int:
@@ -141,8 +142,8 @@ def test_describe_enis_filters_and_paging(cloud: TencentCloud) -> None:
 
 def test_paging_past_one_page(emu: EmulatorHandle) -> None:
     emu.set_faults(rate_limits=False, task_delay_ms=0)
-    fast = emu.cloud(rate_overrides={"CreateNetworkInterface": 1000, "DescribeVpcTaskResult": 1000},
-                     task_poll_s=0.001)
+    fast = cloud_for(emu, task_poll_s=0.001,
+                     rate_overrides={"CreateNetworkInterface": 1000, "DescribeVpcTaskResult": 1000})
     for i in range(105):
         fast.create_eni(vpc_id=VPC, subnet_id=POD3, name=f"p{i}")
     assert len(fast.describe_enis(subnet_id=POD3)) == 105
@@ -255,7 +256,7 @@ def test_subnet_exhaustion() -> None:
         {"id": "subnet-tiny0001", "name": "tiny", "cidr": "10.9.0.0/28", "zone": "ap-guangzhou-3"}],
         "instances": []}]}
     with run_emulator(state=state) as emu:
-        cloud = emu.cloud()
+        cloud = cloud_for(emu)
         sub = SubnetId("subnet-tiny0001")
         assert _available(cloud, sub) == 13
         eni = cloud.create_eni(vpc_id=VPC, subnet_id=sub, name="t", secondary_ip_count=10)
@@ -271,7 +272,7 @@ def test_vpc_eni_quota() -> None:
     state = {"vpcs": [{"id": "vpc-sim00001", "cidr": "10.9.0.0/16", "eni_quota": 2, "subnets": [
         {"id": "subnet-sim00001", "cidr": "10.9.1.0/24", "zone": "ap-guangzhou-3"}]}]}
     with run_emulator(state=state) as emu:
-        cloud = emu.cloud()
+        cloud = cloud_for(emu)
         for i in range(2):
             cloud.create_eni(vpc_id=VPC, subnet_id=SubnetId("subnet-sim00001"), name=f"v{i}")
         with pytest.raises(CloudError) as err:
@@ -286,13 +287,13 @@ def test_security_group_required_when_configured() -> None:
                                     "zone": "ap-guangzhou-3"}],
                        "instances": [{"id": "ins-sim00009", "subnet": "s"}]}]}
     with run_emulator(state=state) as emu:
-        cloud = emu.cloud()
+        cloud = cloud_for(emu)
         sub = SubnetId("subnet-sim00001")
         bare = cloud.create_eni(vpc_id=VPC, subnet_id=sub, name="nosg")
         with pytest.raises(CloudError) as err:
             cloud.attach_eni(bare.eni_id, InstanceId("ins-sim00009"))
         assert err.value.code == "UnsupportedOperation.NotFoundSecurityGroup"
-        cloud2 = emu.cloud(security_group_ids=("sg-sim00001",))
+        cloud2 = cloud_for(emu, security_group_ids=("sg-sim00001",))
         ok = cloud2.create_eni(vpc_id=VPC, subnet_id=sub, name="sg")
         cloud2.attach_eni(ok.eni_id, InstanceId("ins-sim00009"))
 
@@ -329,7 +330,7 @@ def test_instance_that_cannot_hold_enis() -> None:
                        "ips_per_eni": 0},
                       {"id": "ins-sim00008", "type": "S1.SMALL1", "subnet": "s", "enis": 1}]}]}
     with run_emulator(state=state) as emu:
-        cloud = emu.cloud()
+        cloud = cloud_for(emu)
         with pytest.raises(CloudError) as err:
             cloud.eni_limits(InstanceId("ins-sim00009"))
         assert err.value.code == "UnsupportedOperation.UnsupportedInstanceFamily"
@@ -347,14 +348,14 @@ def test_quota_override_for_new_families() -> None:
         "instances": [{"id": "ins-sim00009", "type": "SA3.2XLARGE16", "subnet": "s", "enis": 6,
                        "ips_per_eni": 40}]}]}
     with run_emulator(state=state) as emu:
-        lim = emu.cloud().eni_limits(InstanceId("ins-sim00009"))
+        lim = cloud_for(emu).eni_limits(InstanceId("ins-sim00009"))
         assert (lim.enis, lim.ips_per_eni, lim.max_pods) == (6, 40, 195)
 
 
 def test_concurrent_lifecycles_leave_nothing_behind(emu: EmulatorHandle) -> None:
     import threading
 
-    cloud = emu.cloud()
+    cloud = cloud_for(emu)
     errors: list[BaseException] = []
     nodes = [InstanceId(emu.add_instance("subnet-sim00003", "S5.2XLARGE16")) for _ in range(4)]
 

@@ -13,6 +13,7 @@ from cloud.adapter import TencentCloud
 from cloud.errors import CloudError, TaskFailedError, TaskTimeoutError
 from cloud.settings import CloudSettings
 from core.ids import InstanceId, SubnetId, VpcId
+from tests.emulator_client import cloud_for
 from vpcsim.testing import EmulatorHandle, run_emulator
 
 VPC = VpcId("vpc-sim00001")
@@ -40,7 +41,7 @@ def _metric(name: str, **labels: str) -> float:
     ],
 )
 def test_transient_faults_are_retried(emu: EmulatorHandle, fault: dict[str, object]) -> None:
-    cloud = emu.cloud(max_attempts=12)
+    cloud = cloud_for(emu, max_attempts=12)
     emu.set_faults(**fault)
     before = _metric("tke_cloud_api_calls_total", action="DescribeSubnets")
     for _ in range(10):
@@ -56,7 +57,7 @@ def test_transient_faults_are_retried(emu: EmulatorHandle, fault: dict[str, obje
 
 
 def test_throttle_counted_by_code(emu: EmulatorHandle) -> None:
-    cloud = emu.cloud(max_attempts=50)
+    cloud = cloud_for(emu, max_attempts=50)
     emu.set_faults(throttle_ratio=0.5, throttle_code="LimitExceeded.ActionLimited",
                    actions=["DescribeNetworkInterfaceLimit"])
     before = _metric("tke_cloud_api_retries_total", action="DescribeNetworkInterfaceLimit",
@@ -69,7 +70,7 @@ def test_throttle_counted_by_code(emu: EmulatorHandle) -> None:
 
 
 def test_gives_up_after_max_attempts(emu: EmulatorHandle) -> None:
-    cloud = emu.cloud(max_attempts=3)
+    cloud = cloud_for(emu, max_attempts=3)
     emu.set_faults(throttle_ratio=1.0)
     with pytest.raises(CloudError) as err:
         cloud.describe_subnets(vpc_id=VPC)
@@ -78,7 +79,7 @@ def test_gives_up_after_max_attempts(emu: EmulatorHandle) -> None:
 
 
 def test_permanent_errors_are_not_retried(emu: EmulatorHandle) -> None:
-    cloud = emu.cloud()
+    cloud = cloud_for(emu)
     eni = cloud.create_eni(vpc_id=VPC, subnet_id=SubnetId("subnet-sim00044"), name="z")
     with pytest.raises(CloudError) as err:
         cloud.attach_eni(eni.eni_id, NODE1)
@@ -88,7 +89,8 @@ def test_permanent_errors_are_not_retried(emu: EmulatorHandle) -> None:
 
 def test_emulator_rate_limit_is_enforced_and_survived(emu: EmulatorHandle) -> None:
     # the client ignores the documented limit; the emulator throttles; we retry
-    greedy = emu.cloud(rate_overrides={"DescribeNetworkInterfaceLimit": 10_000}, max_attempts=30)
+    greedy = cloud_for(emu, rate_overrides={"DescribeNetworkInterfaceLimit": 10_000},
+                       max_attempts=30)
     before = _metric("tke_cloud_api_errors_total", action="DescribeNetworkInterfaceLimit",
                      code="LimitExceeded.ActionLimited")
     for _ in range(40):
@@ -99,7 +101,7 @@ def test_emulator_rate_limit_is_enforced_and_survived(emu: EmulatorHandle) -> No
 
 
 def test_client_side_limit_avoids_server_throttling(emu: EmulatorHandle) -> None:
-    polite = emu.cloud(rate_fraction=0.5)
+    polite = cloud_for(emu, rate_fraction=0.5)
     before = _metric("tke_cloud_api_errors_total", action="DescribeNetworkInterfaceLimit",
                      code="LimitExceeded.ActionLimited")
     for _ in range(25):
@@ -131,7 +133,7 @@ def test_connection_refused_is_a_network_error() -> None:
      "MigratePrivateIpAddress"],
 )
 def test_failed_task_raises_with_output_and_rolls_back(emu: EmulatorHandle, action: str) -> None:
-    cloud = emu.cloud()
+    cloud = cloud_for(emu)
     eni = cloud.create_eni(vpc_id=VPC, subnet_id=POD3, name="t", secondary_ip_count=2)
     other = cloud.create_eni(vpc_id=VPC, subnet_id=POD3, name="o")
     if action in ("DetachNetworkInterface",):
@@ -167,7 +169,7 @@ def _resources(state: dict[str, object]) -> dict[str, object]:
 
 
 def test_task_timeout(emu: EmulatorHandle) -> None:
-    cloud = emu.cloud(task_timeout_s=0.2, task_poll_s=0.05)
+    cloud = cloud_for(emu, task_timeout_s=0.2, task_poll_s=0.05)
     emu.set_faults(task_delay_ms=5000)
     with pytest.raises(TaskTimeoutError) as err:
         cloud.create_eni(vpc_id=VPC, subnet_id=POD3, name="slow")
@@ -175,10 +177,10 @@ def test_task_timeout(emu: EmulatorHandle) -> None:
 
 
 def test_running_task_blocks_other_writes(emu: EmulatorHandle) -> None:
-    cloud = emu.cloud()
+    cloud = cloud_for(emu)
     eni = cloud.create_eni(vpc_id=VPC, subnet_id=POD3, name="m")
     emu.set_faults(task_delay_ms=300)
-    raw = emu.cloud(max_attempts=1, task_timeout_s=0.01, task_poll_s=0.02)
+    raw = cloud_for(emu, max_attempts=1, task_timeout_s=0.01, task_poll_s=0.02)
     with pytest.raises(TaskTimeoutError):
         raw.assign_ips(eni.eni_id, count=1)
     with pytest.raises(CloudError) as err:
@@ -190,10 +192,10 @@ def test_running_task_blocks_other_writes(emu: EmulatorHandle) -> None:
 
 
 def test_pending_states_are_visible_while_running(emu: EmulatorHandle) -> None:
-    cloud = emu.cloud()
+    cloud = cloud_for(emu)
     eni = cloud.create_eni(vpc_id=VPC, subnet_id=POD3, name="p")
     emu.set_faults(task_delay_ms=60_000)
-    hasty = emu.cloud(task_timeout_s=0.01, task_poll_s=0.02)
+    hasty = cloud_for(emu, task_timeout_s=0.01, task_poll_s=0.02)
     with pytest.raises(TaskTimeoutError):
         hasty.attach_eni(eni.eni_id, NODE1)
     [seen] = cloud.describe_enis(eni_ids=[eni.eni_id])
@@ -204,7 +206,7 @@ def test_pending_states_are_visible_while_running(emu: EmulatorHandle) -> None:
 
 
 def test_injected_latency(emu: EmulatorHandle) -> None:
-    cloud = emu.cloud()
+    cloud = cloud_for(emu)
     emu.set_faults(latency_ms=30, actions=["DescribeSubnets"])
     before = _metric("tke_cloud_api_latency_seconds_sum", action="DescribeSubnets")
     cloud.describe_subnets(vpc_id=VPC)
@@ -216,7 +218,7 @@ def test_lost_replies_are_harmless(emu: EmulatorHandle) -> None:
     """The call is applied but its reply is lost (HTTP 503): ClientTokens make the
     retried create/attach/assign return the first result; delete/unassign that
     find their target gone count as done."""
-    cloud = emu.cloud(max_attempts=20)
+    cloud = cloud_for(emu, max_attempts=20)
     emu.set_faults(lost_reply_ratio=0.5, actions=[
         "CreateNetworkInterface", "AttachNetworkInterface", "AssignPrivateIpAddresses",
         "UnassignPrivateIpAddresses", "DetachNetworkInterface", "DeleteNetworkInterface"])

@@ -20,6 +20,7 @@ import pytest
 from cloud.adapter import TencentCloud
 from cloud.settings import CloudSettings
 from core.ids import InstanceId, SubnetId, VpcId
+from tests.emulator_client import cloud_for
 from vpcsim.testing import EmulatorHandle, run_emulator
 
 
@@ -242,7 +243,7 @@ def test_metadata_client(emu: EmulatorHandle) -> None:
     assert md.instance_id() == "ins-sim00001"
     assert md.zone() == "ap-guangzhou-3" and md.region() == "ap-guangzhou"
     assert md.instance_type() == "S5.LARGE8"
-    cloud = emu.cloud()
+    cloud = cloud_for(emu)
     eni = cloud.create_eni(vpc_id=VpcId("vpc-sim00001"), subnet_id=SubnetId("subnet-sim00033"),
                            name="mdc", secondary_ip_count=2)
     cloud.attach_eni(eni.eni_id, InstanceId("ins-sim00001"))
@@ -271,7 +272,7 @@ def test_spawned_emulator_survives_kill_with_persistence(tmp_path: Path) -> None
 
     persist = tmp_path / "vpcsim.json"
     with spawn_emulator(tmp_path / "a", persist=persist, faults={"task_delay_ms": 1}) as remote:
-        cloud = remote.cloud()
+        cloud = cloud_for(remote)
         eni = cloud.create_eni(vpc_id=VpcId("vpc-sim00001"),
                                subnet_id=SubnetId("subnet-sim00033"), name="kept")
         iid = remote.add_instance("subnet-sim00004", "SA2.2XLARGE16")
@@ -282,5 +283,5 @@ def test_spawned_emulator_survives_kill_with_persistence(tmp_path: Path) -> None
         state = again.state()
         assert eni.eni_id in {e["eni_id"] for e in state["enis"]}
         assert iid in again.instance_ids
-        assert again.cloud().eni_limits(InstanceId(iid)).max_pods == 95
+        assert cloud_for(again).eni_limits(InstanceId(iid)).max_pods == 95
         assert _get(again.metadata_url(iid) + "instance-id") == (200, iid)

@@ -17,6 +17,7 @@ from tencentcloud.common.profile.client_profile import ClientProfile
 from tencentcloud.common.profile.http_profile import HttpProfile
 from tencentcloud.vpc.v20170312 import models, vpc_client
 
+from tests.emulator_client import cloud_for
 from vpcsim import signature
 from vpcsim.testing import EmulatorHandle, run_emulator
 
@@ -309,7 +310,7 @@ def test_idempotent_create(emu: EmulatorHandle) -> None:
 
 
 def test_idempotent_attach_and_assign_via_adapter(emu: EmulatorHandle) -> None:
-    cloud = emu.cloud()
+    cloud = cloud_for(emu)
     eni = cloud.create_eni(vpc_id="vpc-sim00001", subnet_id="subnet-sim00033",  # type: ignore[arg-type]
                            name="idem2", client_token="tok-c3")
     again = cloud.create_eni(vpc_id="vpc-sim00001", subnet_id="subnet-sim00033",  # type: ignore[arg-type]

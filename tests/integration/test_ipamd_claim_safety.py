@@ -29,6 +29,7 @@ from ipamd.kube.crds import CrdWriter
 from localcluster.apifaults import rule
 from localcluster.controlplane import ControlPlane
 from localcluster.faultproxy import FaultProxy
+from tests.emulator_client import cloud_for
 from tests.integration.ipamd_harness import (
     POD_SUBNET3,
     SPEC,
@@ -150,8 +151,8 @@ def test_move_never_takes_an_address_from_another_clusters_eni(
         reserve(kube, agent, "web-0", ip)
         eni = record(kube, ip)["spec"]["eniId"]
         # the address now belongs to an ENI of another cluster
-        ours = emu.cloud(cluster_id="cls-test0001")
-        theirs = emu.cloud(cluster_id="cls-other001")
+        ours = cloud_for(emu, cluster_id="cls-test0001")
+        theirs = cloud_for(emu, cluster_id="cls-other001")
         foreign = theirs.create_eni(
             vpc_id=VPC,
             subnet_id=POD_SUBNET3,

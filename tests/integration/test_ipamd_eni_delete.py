@@ -27,6 +27,7 @@ from ipamd.deps import Deps
 from ipamd.enis import EniOps
 from ipamd.kube import paths
 from localcluster.controlplane import ControlPlane
+from tests.emulator_client import cloud_for
 from tests.integration.ipamd_harness import (
     CLUSTER,
     POD_SUBNET3,
@@ -119,7 +120,7 @@ def test_detach_after_a_re_attach_really_detaches(emu: EmulatorHandle) -> None:
     """The same ENI detached from the same instance a second time (re-attached
     in between) must be detached: a ClientToken fixed per ENI and instance is
     answered from the cloud's idempotency cache, detaching nothing."""
-    cloud = emu.cloud()
+    cloud = cloud_for(emu)
     ins = InstanceId(NODES["n3"])
     eni = cloud.create_eni(
         vpc_id=VpcId(VPC),
@@ -166,7 +167,7 @@ def test_leaked_looking_eni_holding_a_claimed_address_without_record_is_kept(
         # ipamd down: the records go, the ENI is detached, its node removed
         kube.api.delete(paths.vpc_ip(rec.ip))
         kube.api.delete(paths.vpc_eni(rec.eni))
-        emu.cloud().detach_eni(EniId(rec.eni), InstanceId(NODES["n3"]))
+        cloud_for(emu).detach_eni(EniId(rec.eni), InstanceId(NODES["n3"]))
         kube.delete_node("n3")
         with ipamd_recording(emu, kube.kubeconfig, *NO_WARM, "--leaked-eni-min-age", "1s") as (
             _,

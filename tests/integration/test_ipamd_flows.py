@@ -11,6 +11,7 @@ import pytest
 from core import models as m
 from core import names
 from localcluster.controlplane import ControlPlane
+from tests.emulator_client import cloud_for
 from tests.integration.ipamd_harness import (
     POD_SUBNET3,
     POD_SUBNET4,
@@ -209,7 +210,7 @@ def test_reconcile_fixes_drift_and_logs_it(kube: Kube, emu: EmulatorHandle) -> N
     with ipamd_inprocess(emu, kube.kubeconfig, "--leaked-eni-min-age", "1s") as app:
         wait_for("warm IPs", lambda: len(kube.vpcips("n1")) == 5)
         eni_id = kube.vpcenis("n1")[0]["metadata"]["name"]
-        cloud = emu.cloud(cluster_id="cls-test0001")
+        cloud = cloud_for(emu, cluster_id="cls-test0001")
         # a leaked ENI (tagged ours, no record, no node), an IP assigned behind
         # ipamd's back, and a VpcIP record deleted by hand
         leaked = cloud.create_eni(

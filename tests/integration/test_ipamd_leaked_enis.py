@@ -19,6 +19,7 @@ from core import names
 from core.ids import InstanceId, SubnetId, VpcId
 from ipamd import metrics
 from localcluster.controlplane import ControlPlane
+from tests.emulator_client import cloud_for
 from tests.integration.ipamd_harness import CLUSTER, POD_SUBNET3, SPEC, VPC, Kube, wait_for
 from tests.integration.ipamd_recording import ipamd_recording
 from vpcsim.testing import EmulatorHandle, run_emulator
@@ -44,8 +45,8 @@ def emu() -> Iterator[EmulatorHandle]:
 
 def make_enis(emu: EmulatorHandle) -> dict[str, str]:
     """kind -> ENI id: one real leak of ours and four ENIs that are not ours to delete."""
-    ours = emu.cloud(cluster_id=CLUSTER)
-    other_creator = emu.cloud(cluster_id=CLUSTER, creator="someone-else")
+    ours = cloud_for(emu, cluster_id=CLUSTER)
+    other_creator = cloud_for(emu, cluster_id=CLUSTER, creator="someone-else")
     out: dict[str, str] = {}
     out["leak"] = ours.create_eni(
         vpc_id=VpcId(VPC), subnet_id=SubnetId(POD_SUBNET3), name="leak", secondary_ip_count=2

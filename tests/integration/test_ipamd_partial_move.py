@@ -22,6 +22,7 @@ from ipamd.kube import paths
 from localcluster.apifaults import rule
 from localcluster.controlplane import ControlPlane
 from localcluster.faultproxy import FaultProxy
+from tests.emulator_client import cloud_for
 from tests.integration.ipamd_churn import Ledger, Running, step_violations
 from tests.integration.ipamd_harness import (
     CLUSTER,
@@ -289,7 +290,7 @@ def test_pod_back_after_a_fallback_move_stopped_between_unassign_and_assign(
         claim = kube.claim("web-0") or {}
         assert (claim.get("status") or {}).get("phase") == "Migrating"
         # what a crash between the fallback's unassign and assign leaves in the cloud
-        emu.cloud(cluster_id=CLUSTER).unassign_ips(EniId(rec.eni), [ip])
+        cloud_for(emu, cluster_id=CLUSTER).unassign_ips(EniId(rec.eni), [ip])
         assert ip not in cloud_ips(emu)
         kube.delete_pod("web-0")
         wait_for("web-0 deleted again", lambda: kube.api.get_or_none(path) is None)

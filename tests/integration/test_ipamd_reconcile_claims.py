@@ -12,6 +12,7 @@ import pytest
 from core.ids import EniId, SubnetId, VpcId
 from ipamd.kube import paths
 from localcluster.controlplane import ControlPlane
+from tests.emulator_client import cloud_for
 from tests.integration.ipamd_harness import (
     CLUSTER,
     POD_SUBNET3,
@@ -52,7 +53,7 @@ def test_a_claimed_record_is_never_pointed_at_an_eni_of_no_node(
     record's old node, so that node's agent would serve an address its instance
     does not hold."""
     kube.add_node("n1", "ins-sim00001")
-    ours = emu.cloud(cluster_id=CLUSTER)
+    ours = cloud_for(emu, cluster_id=CLUSTER)
     with ipamd_recording(emu, kube.kubeconfig) as (_, seen):
         pod = kube.add_pod("web-0", "n1")
         uid = pod["metadata"]["uid"]

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from vpcsim import describe, signature, tasks, vpc_eni, vpc_ip
+from vpcsim import describe, inventory, signature, tasks, vpc_eni, vpc_ip
 from vpcsim.apierror import ApiError
 from vpcsim.context import Ctx
 from vpcsim.faults import Faults
@@ -41,8 +41,15 @@ ACTIONS: dict[str, dict[str, Handler]] = {
         "DescribeNetworkInterfaceLimit": describe.eni_limit,
         "DescribeSubnets": describe.describe_subnets,
         "DescribeVpcTaskResult": describe.task_result,
+        "DescribeVpcs": inventory.describe_vpcs,
+        "DescribeSecurityGroups": inventory.describe_security_groups,
+        "DescribeRouteTables": inventory.describe_route_tables,
     },
-    "cvm": {"DescribeInstances": describe.describe_instances},
+    "cvm": {
+        "DescribeInstances": describe.describe_instances,
+        "DescribeRegions": inventory.describe_regions,
+        "DescribeZones": inventory.describe_zones,
+    },
 }
 IDEMPOTENT = {
     "CreateNetworkInterface",

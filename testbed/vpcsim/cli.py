@@ -16,6 +16,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from vpcsim import tls
 from vpcsim.faults import Faults
 from vpcsim.server import Emulator, make_server
 from vpcsim.spec import DEFAULT_SPEC, SpecError, build, load_file
@@ -55,6 +56,29 @@ def _parser() -> argparse.ArgumentParser:
         "--faults",
         default=_env("TKE_VPCSIM_FAULTS", ""),
         help='fault knobs as JSON, e.g. {"throttle_ratio": 0.1}',
+    )
+    s.add_argument(
+        "--https-port",
+        type=int,
+        default=int(_env("TKE_VPCSIM_HTTPS_PORT", "-1")),
+        help="also serve HTTPS on this port (0 = any free port; default -1 = no HTTPS)",
+    )
+    s.add_argument(
+        "--https-port-file",
+        default=_env("TKE_VPCSIM_HTTPS_PORT_FILE", ""),
+        help="write the bound HTTPS port here (with --https-port 0)",
+    )
+    s.add_argument(
+        "--ca-cert",
+        default=_env("TKE_VPCSIM_CA_CERT", ""),
+        help="write the CA certificate (PEM) clients must trust here (required with HTTPS)",
+    )
+    s.add_argument(
+        "--tls-name",
+        action="append",
+        default=[n for n in _env("TKE_VPCSIM_TLS_NAMES", "").split(",") if n.strip()],
+        help="another DNS name or IP for the serving certificate (repeatable; "
+        "loopback and --host are always in it)",
     )
     s.add_argument("--secret-id", default=_env("TKE_VPCSIM_SECRET_ID", DEFAULT_SECRET_ID))
     s.add_argument("--secret-key", default=_env("TKE_VPCSIM_SECRET_KEY", DEFAULT_SECRET_KEY))
@@ -108,6 +132,11 @@ def serve(args: argparse.Namespace) -> int:
     except (OSError, ValueError, SpecError) as exc:
         print(f"tke-vpcsim: {exc}", file=sys.stderr)
         return 2
+    try:
+        pair = _serving_pair(args)
+    except ValueError as exc:
+        print(f"tke-vpcsim: {exc}", file=sys.stderr)
+        return 2
     emu = Emulator(
         world,
         secret_id=args.secret_id,
@@ -116,15 +145,17 @@ def serve(args: argparse.Namespace) -> int:
         persist=persist,
         seed=args.seed,
     )
-    server = make_server(emu, args.host, args.port)
-    port = server.server_address[1]
-    effective = {k: v for k, v in vars(args).items() if k != "secret_key"}
-    effective.update(port=port, faults=faults.to_dict())
-    effective["secret_key"] = "<redacted>"  # noqa: S105
-    log.info("effective config %s", json.dumps(effective, sort_keys=True))
-    if args.port_file:
-        Path(args.port_file).write_text(str(port))
-    print(f"tke-vpcsim listening on {args.host}:{port}", flush=True)
+    servers = []
+    try:
+        servers.append(make_server(emu, args.host, args.port))
+        if pair is not None:
+            servers.append(make_server(emu, args.host, args.https_port, tls.server_context(pair)))
+        _announce(args, [int(s.server_address[1]) for s in servers], pair, faults)
+    except OSError as exc:  # a port in use, an unwritable CA or port file
+        print(f"tke-vpcsim: {exc}", file=sys.stderr)
+        for server in servers:
+            server.server_close()
+        return 2
     stop = threading.Event()
 
     def _stop(_sig: int, _frame: object) -> None:
@@ -132,13 +163,49 @@ def serve(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    for server in servers:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
     stop.wait()
-    server.shutdown()
-    server.server_close()
+    for server in servers:
+        server.shutdown()
+        server.server_close()
     emu.save()
     return 0
+
+
+def _serving_pair(args: argparse.Namespace) -> tls.ServingPair | None:
+    """A fresh CA and serving certificate when HTTPS is asked for, else None."""
+    if args.https_port < 0:
+        if args.ca_cert or args.https_port_file:
+            raise ValueError("--ca-cert and --https-port-file need --https-port")
+        return None
+    if not args.ca_cert:
+        raise ValueError("--https-port needs --ca-cert PATH (where clients find the CA to trust)")
+    return tls.issue(tls.serving_names(args.host, args.tls_name))
+
+
+def _announce(
+    args: argparse.Namespace, ports: list[int], pair: tls.ServingPair | None, faults: Faults
+) -> None:
+    """Log the effective config; write the CA, then the port files (a port file
+    means "ready": the CA is in place before it); print where we listen."""
+    effective = {k: v for k, v in vars(args).items() if k != "secret_key"}
+    effective.update(port=ports[0], faults=faults.to_dict())
+    if pair is not None:
+        effective["https_port"] = ports[1]
+    effective["secret_key"] = "<redacted>"  # noqa: S105
+    log.info("effective config %s", json.dumps(effective, sort_keys=True))
+    if pair is not None:
+        tls.write_ca(Path(args.ca_cert), pair)
+        if args.https_port_file:
+            Path(args.https_port_file).write_text(str(ports[1]))
+    if args.port_file:
+        Path(args.port_file).write_text(str(ports[0]))
+    print(f"tke-vpcsim listening on {args.host}:{ports[0]}", flush=True)
+    if pair is not None:
+        print(
+            f"tke-vpcsim serving HTTPS on {args.host}:{ports[1]} (CA: {args.ca_cert})", flush=True
+        )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -70,14 +70,14 @@ def _ids_xor_filters(
     return ids, filters
 
 
-def _tag_match(tags: dict[str, str], name: str, values: list[str]) -> bool:
+def tag_match(tags: dict[str, str], name: str, values: list[str]) -> bool:
     if name == "tag-key":
         return any(k in tags for k in values)
     key = name.removeprefix("tag:")
     return key in tags and tags[key] in values
 
 
-def _page(
+def page(
     items: list[T],
     p: Params,
     *,
@@ -99,7 +99,7 @@ def describe_enis(ctx: Ctx, p: Params) -> dict[str, Any]:
         items = [e for e in items if e.eni_id in ids]
     for name, values in (filters or {}).items():
         items = [e for e in items if _eni_match(e, name, values)]
-    sets, total = _page(items, p, allow_str=False, render=lambda e: eni_json(w, e))
+    sets, total = page(items, p, allow_str=False, render=lambda e: eni_json(w, e))
     return {"NetworkInterfaceSet": sets, "TotalCount": total}
 
 
@@ -121,7 +121,7 @@ def _eni_match(e: Eni, name: str, values: list[str]) -> bool:
         return any(ip.address in values for ip in e.ips)
     if name == "groups.security-group-id":
         return any(g in values for g in e.security_groups)
-    return _tag_match(e.tags, name, values)
+    return tag_match(e.tags, name, values)
 
 
 def eni_limit(ctx: Ctx, p: Params) -> dict[str, Any]:
@@ -164,7 +164,7 @@ def describe_subnets(ctx: Ctx, p: Params) -> dict[str, Any]:
         items = [s for s in items if s.subnet_id in ids]
     for name, values in (filters or {}).items():
         items = [s for s in items if _subnet_match(s, name, values)]
-    sets, total = _page(items, p, allow_str=True, render=lambda s: subnet_json(w, s))
+    sets, total = page(items, p, allow_str=True, render=lambda s: subnet_json(w, s))
     return {"SubnetSet": sets, "TotalCount": total}
 
 
@@ -179,7 +179,7 @@ def _subnet_match(s: Subnet, name: str, values: list[str]) -> bool:
     }
     if name in simple:
         return simple[name] in values
-    return _tag_match({}, name, values)
+    return tag_match({}, name, values)
 
 
 def task_result(ctx: Ctx, p: Params) -> dict[str, Any]:
@@ -211,7 +211,7 @@ def describe_instances(ctx: Ctx, p: Params) -> dict[str, Any]:
         items = [i for i in items if i.instance_id in ids]
     for name, values in (filters or {}).items():
         items = [i for i in items if _instance_match(i, name, values)]
-    sets, total = _page(items, p, allow_str=False, render=lambda i: instance_json(w, i))
+    sets, total = page(items, p, allow_str=False, render=lambda i: instance_json(w, i))
     return {"InstanceSet": sets, "TotalCount": total}
 
 

@@ -1,4 +1,5 @@
-"""The emulator's HTTP server (stdlib ThreadingHTTPServer on loopback).
+"""The emulator's HTTP server (stdlib ThreadingHTTPServer on loopback), plain
+or, given an ``ssl.SSLContext`` (see ``vpcsim.tls``), HTTPS.
 
 - ``POST /``: the VPC and CVM API v3 (``api.Api``)
 - ``GET /meta/<instance-id>/latest/meta-data/<path>``: the metadata service
@@ -11,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import socket
+import ssl
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -27,6 +29,7 @@ log = logging.getLogger(__name__)
 MAX_BODY = 4 * 1024 * 1024
 META_PREFIX = "/meta/"
 META_MIDDLE = "/latest/meta-data/"
+HANDSHAKE_TIMEOUT_S = 10.0
 
 
 class Emulator:
@@ -145,8 +148,37 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(404, b'{"error": "not found"}')
 
 
-def make_server(emulator: Emulator, host: str = "127.0.0.1", port: int = 0) -> ThreadingHTTPServer:
-    handler = type("EmulatorHandler", (_Handler,), {"emulator": emulator})
+class _TlsHandler(_Handler):
+    """The same handler behind TLS: the handshake runs in the connection's own
+    thread (bounded), so a client that connects and stays silent blocks nobody."""
+
+    def handle(self) -> None:
+        conn = self.connection
+        assert isinstance(conn, ssl.SSLSocket)
+        conn.settimeout(HANDSHAKE_TIMEOUT_S)
+        try:
+            conn.do_handshake()
+        except (ssl.SSLError, OSError) as exc:
+            log.debug("TLS handshake with %s failed: %s", self.address_string(), exc)
+            self.close_connection = True
+            return
+        conn.settimeout(None)
+        super().handle()
+
+
+def make_server(
+    emulator: Emulator,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    tls: ssl.SSLContext | None = None,
+) -> ThreadingHTTPServer:
+    """The server, bound and not yet serving; HTTPS when ``tls`` is given."""
+    base = _Handler if tls is None else _TlsHandler
+    handler = type("EmulatorHandler", (base,), {"emulator": emulator})
     server = ThreadingHTTPServer((host, port), handler)
     server.daemon_threads = True
+    if tls is not None:
+        server.socket = tls.wrap_socket(
+            server.socket, server_side=True, do_handshake_on_connect=False
+        )
     return server

@@ -3,6 +3,8 @@
 Form::
 
     region: ap-guangzhou
+    security_groups:
+      - {id: sg-sim00001, name: default, default: true}
     vpcs:
       - id: vpc-sim00001          # optional; generated when absent
         cidr: 10.0.0.0/16
@@ -31,6 +33,7 @@ from vpcsim.world import DEFAULT_REGION, World
 
 DEFAULT_SPEC: dict[str, Any] = {
     "region": DEFAULT_REGION,
+    "security_groups": [{"id": "sg-sim00001", "name": "default", "default": True}],
     "vpcs": [
         {
             "id": "vpc-sim00001",
@@ -85,6 +88,13 @@ def build(spec: dict[str, Any]) -> World:
         return world
     world = World(str(spec.get("region", DEFAULT_REGION)))
     try:
+        for g in spec.get("security_groups", []):
+            world.add_security_group(
+                g.get("name", ""),
+                g.get("id"),
+                description=g.get("description", ""),
+                default=bool(g.get("default", False)),
+            )
         for v in spec.get("vpcs", []):
             vpc = world.add_vpc(v["cidr"], v.get("name", ""), v.get("id"))
             vpc.require_security_group = bool(v.get("require_security_group", False))

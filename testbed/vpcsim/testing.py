@@ -26,6 +26,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from vpcsim import tls
 from vpcsim.cli import DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY
 from vpcsim.faults import Faults
 from vpcsim.server import Emulator, make_server
@@ -45,6 +46,16 @@ class _EmulatorClient:
     secret_id: str
     secret_key: str
     region: str
+    # HTTPS (when started with it): the port and the CA certificate clients trust
+    https_port: int | None = None
+    ca_file: Path | None = None
+
+    @property
+    def https_endpoint(self) -> str:
+        """``127.0.0.1:PORT`` of the HTTPS listener (``HttpProfile(endpoint=...)``)."""
+        if self.https_port is None:
+            raise RuntimeError("this emulator serves no HTTPS: start it with https=True")
+        return f"{self.host}:{self.https_port}"
 
     def state(self) -> dict[str, Any]:
         """The full state dump (``GET /_admin/state``)."""
@@ -91,10 +102,20 @@ class EmulatorHandle(_EmulatorClient):
     """A running emulator. ``endpoint`` is ``127.0.0.1:PORT`` (what
     ``HttpProfile(protocol="http", endpoint=...)`` wants); ``url`` is ``http://…``."""
 
-    def __init__(self, emulator: Emulator, host: str, port: int) -> None:
+    def __init__(
+        self,
+        emulator: Emulator,
+        host: str,
+        port: int,
+        *,
+        https_port: int | None = None,
+        ca_file: Path | None = None,
+    ) -> None:
         self.emulator = emulator
         self.host = host
         self.port = port
+        self.https_port = https_port
+        self.ca_file = ca_file
         self.endpoint = f"{host}:{port}"
         self.url = f"http://{self.endpoint}"
         self.secret_id = emulator.secret_id
@@ -145,10 +166,13 @@ def run_emulator(
     seed: int | None = 1,
     secret_id: str = DEFAULT_SECRET_ID,
     secret_key: str = DEFAULT_SECRET_KEY,
+    ca_file: Path | None = None,
 ) -> Iterator[EmulatorHandle]:
     """Start the emulator's HTTP server in a thread on 127.0.0.1:<free port>;
     stop it on exit. ``state`` is a spec (see ``vpcsim.spec``) or a dump;
-    ``faults`` sets ``Faults`` fields (rate limits stay on unless ``rate_limits=False``)."""
+    ``faults`` sets ``Faults`` fields (rate limits stay on unless ``rate_limits=False``).
+    With ``ca_file``, it also serves HTTPS (``handle.https_endpoint``) and writes
+    the CA certificate clients must trust to that path."""
     if persist is not None and persist.exists():
         world = build(json.loads(persist.read_text()))
     else:
@@ -161,18 +185,26 @@ def run_emulator(
         persist=persist,
         seed=seed,
     )
-    server = make_server(emu, "127.0.0.1", 0)
-    port = int(server.server_address[1])
-    thread = threading.Thread(
-        target=server.serve_forever, args=(0.05,), name=f"vpcsim-{port}", daemon=True
-    )
-    thread.start()
+    servers = [make_server(emu, "127.0.0.1", 0)]
+    if ca_file is not None:
+        pair = tls.issue(tls.LOOPBACK_NAMES)
+        servers.append(make_server(emu, "127.0.0.1", 0, tls.server_context(pair)))
+        tls.write_ca(ca_file, pair)
+    ports = [int(s.server_address[1]) for s in servers]
+    threads = [
+        threading.Thread(target=s.serve_forever, args=(0.05,), name=f"vpcsim-{p}", daemon=True)
+        for s, p in zip(servers, ports, strict=True)
+    ]
+    for thread in threads:
+        thread.start()
     try:
-        yield EmulatorHandle(emu, "127.0.0.1", port)
+        https_port = ports[1] if ca_file is not None else None
+        yield EmulatorHandle(emu, "127.0.0.1", ports[0], https_port=https_port, ca_file=ca_file)
     finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
+        for server, thread in zip(servers, threads, strict=True):
+            server.shutdown()
+            server.server_close()
+            thread.join(timeout=10)
         emu.save()
 
 
@@ -186,8 +218,13 @@ class RemoteEmulator(_EmulatorClient):
         secret_id: str,
         secret_key: str,
         region: str = "ap-guangzhou",
+        *,
+        https_port: int | None = None,
+        ca_file: Path | None = None,
     ) -> None:
         self.proc = proc
+        self.https_port = https_port
+        self.ca_file = ca_file
         self.host = "127.0.0.1"
         self.port = port
         self.endpoint = f"127.0.0.1:{port}"
@@ -251,9 +288,11 @@ def spawn_emulator(
     *,
     persist: Path | None = None,
     extra_args: Sequence[str] = (),
+    https: bool = False,
 ) -> Iterator[RemoteEmulator]:
     """Run ``tke-vpcsim`` as a separate process on a free loopback port; stop it on
-    exit. ``workdir`` holds the port file, the state file and the log."""
+    exit. ``workdir`` holds the port file, the state file and the log; with
+    ``https``, also the HTTPS port file and the CA certificate (``vpcsim-ca.pem``)."""
     exe = shutil.which("tke-vpcsim", path=str(Path(sys.executable).parent))
     if exe is None:
         raise RuntimeError(
@@ -263,6 +302,11 @@ def spawn_emulator(
     port_file = workdir / "vpcsim.port"
     port_file.unlink(missing_ok=True)
     args = [exe, "serve", "--port", "0", "--port-file", str(port_file)]
+    https_file, ca_file = workdir / "vpcsim.https-port", workdir / "vpcsim-ca.pem"
+    if https:
+        https_file.unlink(missing_ok=True)
+        args += ["--https-port", "0", "--https-port-file", str(https_file)]
+        args += ["--ca-cert", str(ca_file)]
     if state is not None:
         spec = workdir / "vpcsim-state.json"
         spec.write_text(json.dumps(state))
@@ -290,6 +334,8 @@ def spawn_emulator(
         DEFAULT_SECRET_ID,
         DEFAULT_SECRET_KEY,
         str((state or DEFAULT_SPEC).get("region", "ap-guangzhou")),
+        https_port=int(https_file.read_text()) if https else None,
+        ca_file=ca_file if https else None,
     )
     try:
         yield remote

@@ -45,6 +45,14 @@ class Vpc:
 
 
 @dataclass
+class SecurityGroup:
+    sg_id: str
+    name: str = ""
+    description: str = ""
+    is_default: bool = False
+
+
+@dataclass
 class Subnet:
     subnet_id: str
     vpc_id: str
@@ -151,6 +159,7 @@ class World:
         self.region = region
         self.lock = threading.RLock()
         self.vpcs: dict[str, Vpc] = {}
+        self.security_groups: dict[str, SecurityGroup] = {}
         self.subnets: dict[str, Subnet] = {}
         self.instances: dict[str, Instance] = {}
         self.enis: dict[str, Eni] = {}
@@ -243,6 +252,18 @@ class World:
         self.vpcs[vpc.vpc_id] = vpc
         return vpc
 
+    def add_security_group(
+        self,
+        name: str = "",
+        sg_id: str | None = None,
+        *,
+        description: str = "",
+        default: bool = False,
+    ) -> SecurityGroup:
+        sg = SecurityGroup(_checked_id("sg", sg_id), name, description, default)
+        self.security_groups[sg.sg_id] = sg
+        return sg
+
     def add_subnet(
         self, vpc_id: str, cidr: str, zone: str, name: str = "", subnet_id: str | None = None
     ) -> Subnet:
@@ -324,6 +345,7 @@ class World:
         return {
             "region": self.region,
             "vpcs": [asdict(v) for v in self.vpcs.values()],
+            "security_groups": [asdict(g) for g in self.security_groups.values()],
             "subnets": [
                 {**asdict(s), "available_ip_count": self.available_count(s.subnet_id)}
                 for s in self.subnets.values()
@@ -340,6 +362,8 @@ class World:
         w = cls(str(data.get("region", DEFAULT_REGION)))
         for v in data.get("vpcs", []):
             w.vpcs[v["vpc_id"]] = Vpc(**v)
+        for g in data.get("security_groups", []):
+            w.security_groups[g["sg_id"]] = SecurityGroup(**g)
         for raw in data.get("subnets", []):
             s = {k: val for k, val in raw.items() if k != "available_ip_count"}
             w.subnets[s["subnet_id"]] = Subnet(**s)

@@ -46,6 +46,21 @@ class NodeController:
         self.enis = EniOps(deps)
 
     # --- entry point ---
+    def held_by_unclaimed(self, name: str) -> set[str]:
+        """Addresses of node ``name`` whose unclaimed mark (core.models) names a
+        pod that still exists (not finished): that pod's own address, also while
+        it has no sandbox and its agent reports the address free. Such an
+        address is never asked back, trimmed or drained, and counts as in use
+        for the warm pool; once the pod is gone the mark means nothing."""
+        st = self.d.state
+        marked = [ip for ip in st.node_ips(name) if ip.unclaimed_uid]
+        if not marked:
+            return set()
+        if st.pods is None:
+            return {ip.ip for ip in marked}  # pods unknown: every mark holds
+        live = {p.uid for p in st.pods.values() if not p.terminal}
+        return {ip.ip for ip in marked if ip.unclaimed_uid in live}
+
     def sync(self, name: str) -> None:
         st = self.d.state
         with st.node_lock(name):
@@ -143,8 +158,23 @@ class NodeController:
         answer to the open request counts (``IpRec.release_granted``): a stale
         "Released", or an agent that does not echo the request id, never does."""
         by_eni: dict[str, list[str]] = defaultdict(list)
+        held = set() if node_gone else self.held_by_unclaimed(name)
         for ip in self.d.state.node_ips(name):
             if ip.claim:
+                continue
+            if ip.ip in held:
+                if ip.state == m.IP_STATE_RELEASING:
+                    # asked back before its pod's mark was honoured (an older
+                    # ipamd): the request is taken back, its id too
+                    self.d.crds.patch_ip_spec(
+                        ip.ip, {"state": m.IP_STATE_ASSIGNED, "releaseId": None}
+                    )
+                    log.info(
+                        "node %s: release of %s taken back: pod uid %s (unclaimed) holds it",
+                        name,
+                        ip.ip,
+                        ip.unclaimed_uid,
+                    )
                 continue
             if node_gone or ip.release_granted:
                 by_eni[ip.eni].append(ip.ip)
@@ -172,9 +202,12 @@ class NodeController:
         st = self.d.state
         if st.decision is None:
             return  # unknown is not "no longer active"
+        held = self.held_by_unclaimed(name)
         for ip in st.node_ips(name):
             if ip.claim or ip.state != m.IP_STATE_ASSIGNED or st.subnet_active(ip.subnet):
                 continue
+            if ip.ip in held:
+                continue  # its pod's own (unclaimed mark); drained once the pod is gone
             if ip.subnet in st.exhausted and st.decision and ip.subnet in st.decision.active:
                 continue  # exhausted but configured: keep what we have
             if not ip.used:
@@ -184,11 +217,12 @@ class NodeController:
     def eni_views(self, name: str, facts: NodeFacts) -> list[pool.EniView]:
         st = self.d.state
         ips = st.node_ips(name)
+        held = self.held_by_unclaimed(name)
         secondaries: dict[str, int] = defaultdict(int)
         in_use: dict[str, int] = defaultdict(int)
         for ip in ips:
             secondaries[ip.eni] += 1
-            if ip.used or ip.claim:
+            if ip.used or ip.claim or ip.ip in held:
                 in_use[ip.eni] += 1
         views = []
         for e in st.node_enis(name):
@@ -245,7 +279,8 @@ class NodeController:
         s = self.d.settings
         ips = st.node_ips(node.name)
         dynamic = [ip for ip in ips if ip.dynamic and ip.state == m.IP_STATE_ASSIGNED]
-        used = sum(1 for ip in dynamic if ip.used)
+        held = self.held_by_unclaimed(node.name)
+        used = sum(1 for ip in dynamic if ip.used or ip.ip in held)
         claimed = sum(1 for ip in ips if ip.claim)
         max_dynamic = max(0, facts.limits.max_pods - claimed)
         delta = pool.warm_delta(
@@ -260,7 +295,7 @@ class NodeController:
         if delta > 0:
             self.add_ips(node.name, facts, delta)
         elif delta < 0:
-            self.trim_one(node.name, facts, dynamic)
+            self.trim_one(node.name, facts, [ip for ip in dynamic if ip.ip not in held])
 
     def add_ips(self, name: str, facts: NodeFacts, want: int) -> int:
         start = time.monotonic()

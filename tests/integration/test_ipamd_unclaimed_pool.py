@@ -72,9 +72,11 @@ def unclaimed_without_sandbox(
         wait_for("claim gone", lambda: kube.claim("web-0") is None)
         wait_for(
             "the address kept as the pod's dynamic IP, marked",
-            lambda: (o := vpcip(kube, ip)) is not None
-            and not o["spec"].get("claim")
-            and o["spec"].get("unclaimedPodUid") == uid,
+            lambda: (
+                (o := vpcip(kube, ip)) is not None
+                and not o["spec"].get("claim")
+                and o["spec"].get("unclaimedPodUid") == uid
+            ),
         )
     agent.free(ip)  # the sandbox is gone (CNI DEL); the pod is not
     assert kube.api.get_or_none(paths.pod("default", "web-0")) is not None

@@ -1,0 +1,1 @@
+"""Placeholder (filled in below by the mutation triage, docs/mutation.md)."""

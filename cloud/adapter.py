@@ -1,7 +1,14 @@
 """``TencentCloud``: the ``cloud.ports.CloudApi`` implementation over the
 official SDK (through ``sdk_transport``). Client-side rate limit per action,
 retries with backoff and jitter for what can succeed later, ClientTokens for
-idempotent writes, and every write waits for its async task."""
+idempotent writes, and every write waits for its async task.
+
+Done here once for every caller: at most 10 IPs per call (larger requests are
+split), the cluster and creator tags on every ENI created, and "already gone"
+counted as done when the caller asks for it (``gone_ok`` of delete, detach,
+unassign). Metrics go to the registry the daemon gives (``registry=``); a
+daemon's ``CallHooks`` see each write before it is sent and each request's
+outcome (ipamd: its leader fence and call counts)."""
 
 from __future__ import annotations
 
@@ -13,10 +20,14 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
-from cloud import mapping, metrics
+from prometheus_client import CollectorRegistry
+
+from cloud import mapping
 from cloud.backoff import retry_call
 from cloud.credentials import provider_for
 from cloud.errors import CloudError, NotFoundError, TaskFailedError, TaskTimeoutError, is_not_found
+from cloud.hooks import CallHooks, NoHooks
+from cloud.metrics import CloudMetrics
 from cloud.models import Eni, Instance, PrivateIp, Subnet
 from cloud.ratelimit import API_RATE_LIMITS, ActionLimiter
 from cloud.sdk_transport import SdkTransport, Transport
@@ -38,6 +49,21 @@ def _chunks(items: Sequence[str], size: int) -> Iterator[list[str]]:
         yield list(items[i : i + size])
 
 
+def _gone(exc: CloudError) -> bool:
+    """The ENI or the address does not exist (any more)."""
+    return isinstance(exc, NotFoundError) or is_not_found(exc.code)
+
+
+def _gone_or_busy(exc: CloudError) -> bool:
+    """Unassign: gone, or the ENI no longer in a state to hold addresses."""
+    return _gone(exc) or exc.code == "UnsupportedOperation.InvalidState"
+
+
+def _not_attached(exc: CloudError) -> bool:
+    """Detach: gone, or refused because it is not attached (there)."""
+    return _gone(exc) or exc.code.startswith("UnsupportedOperation")
+
+
 class TencentCloud:
     def __init__(
         self,
@@ -47,9 +73,13 @@ class TencentCloud:
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
+        metrics: CloudMetrics | None = None,
+        hooks: CallHooks | None = None,
     ) -> None:
         self.settings = settings
         self.transport = transport
+        self.metrics = metrics or CloudMetrics.into(None)
+        self.hooks: CallHooks = hooks or NoHooks()
         self._sleep = sleep
         self._clock = clock
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not crypto
@@ -58,23 +88,67 @@ class TencentCloud:
         self.limiter = ActionLimiter(rates, default_rate=10, clock=clock, sleep=sleep)
 
     @classmethod
-    def from_settings(cls, settings: CloudSettings) -> TencentCloud:
+    def from_settings(
+        cls,
+        settings: CloudSettings,
+        *,
+        registry: CollectorRegistry | None = None,
+        hooks: CallHooks | None = None,
+    ) -> TencentCloud:
+        """The adapter over the SDK; its metrics go into ``registry`` (the one
+        the daemon serves; None: a private one)."""
         log.info("cloud settings %s", settings.redacted())
-        return cls(settings, SdkTransport(settings, provider_for(settings)))
+        return cls(
+            settings,
+            SdkTransport(settings, provider_for(settings)),
+            metrics=CloudMetrics.into(registry),
+            hooks=hooks,
+        )
 
-    # --- one call: limiter, retries, error classes -------------------------------
+    # --- one call: fence, limiter, retries, error classes, metrics -----------------
+    def _send(self, service: str, action: str, params: dict[str, Any]) -> dict[str, Any]:
+        """One request on the wire, counted and timed."""
+        m = self.metrics
+        waited = self.limiter.acquire(action)
+        if waited:
+            m.throttle_wait.labels(action).inc(waited)
+        m.calls.labels(action).inc()
+        start = time.perf_counter()
+        try:
+            return self.transport.call(service, action, params)
+        except CloudError as exc:
+            m.errors.labels(action, exc.code).inc()
+            raise
+        finally:
+            m.latency.labels(action).observe(time.perf_counter() - start)
+
     def _call(
-        self, action: str, params: dict[str, Any], *, gone_ok_on_retry: bool = False
+        self,
+        action: str,
+        params: dict[str, Any],
+        *,
+        write: bool = False,
+        gone_ok_on_retry: bool = False,
+    ) -> dict[str, Any]:
+        try:
+            reply = self._retried(action, params, write=write, gone_ok_on_retry=gone_ok_on_retry)
+        except CloudError as exc:
+            self.hooks.after_call(action, exc)
+            raise
+        self.hooks.after_call(action, None)
+        return reply
+
+    def _retried(
+        self, action: str, params: dict[str, Any], *, write: bool, gone_ok_on_retry: bool
     ) -> dict[str, Any]:
         service = SERVICE.get(action, "vpc")
         state = {"ambiguous": False}
 
         def once(attempt: int) -> dict[str, Any]:
-            waited = self.limiter.acquire(action)
-            if waited:
-                metrics.THROTTLE_WAIT.labels(action).inc(waited)
+            if write:
+                self.hooks.before_write(action)  # e.g. ipamd's leader fence: may refuse
             try:
-                return self.transport.call(service, action, params)
+                return self._send(service, action, params)
             except CloudError as exc:
                 if gone_ok_on_retry and state["ambiguous"] and is_not_found(exc.code):
                     return {}  # an earlier attempt did it, its reply was lost
@@ -83,7 +157,7 @@ class TencentCloud:
                 raise
 
         def on_retry(exc: CloudError, attempt: int, delay: float) -> None:
-            metrics.RETRIES.labels(action, exc.code).inc()
+            self.metrics.retries.labels(action, exc.code).inc()
             log.warning(
                 "cloud %s attempt %d failed (%s); retrying in %.2fs",
                 action,
@@ -118,10 +192,10 @@ class TencentCloud:
             reply = self._call("DescribeVpcTaskResult", {"TaskId": task_id})
             status = str(reply.get("Status") or "")
             if status == "SUCCESS":
-                metrics.TASK_WAIT.labels(action, status).observe(self._clock() - start)
+                self.metrics.task_wait.labels(action, status).observe(self._clock() - start)
                 return
             if status == "FAILED":
-                metrics.TASK_WAIT.labels(action, status).observe(self._clock() - start)
+                self.metrics.task_wait.labels(action, status).observe(self._clock() - start)
                 output = str(reply.get("Output") or "")
                 raise TaskFailedError(
                     action, "TaskFailed", f"task {task_id} failed: {output}", task_id, output=output
@@ -137,12 +211,27 @@ class TencentCloud:
             delay = min(self.settings.task_poll_max_s, delay * 1.5)
 
     def _write(
-        self, action: str, params: dict[str, Any], *, gone_ok: bool = False
+        self,
+        action: str,
+        params: dict[str, Any],
+        *,
+        gone_ok_on_retry: bool = False,
+        done_if: Callable[[CloudError], bool] | None = None,
     ) -> dict[str, Any]:
-        reply = self._call(action, params, gone_ok_on_retry=gone_ok)
-        request_id = reply.get("RequestId")
-        if request_id:
-            self.wait_task(action, str(request_id))
+        """A write and its task. ``gone_ok_on_retry``: a retry after an
+        ambiguous failure that finds the resource gone counts as done (the
+        first attempt did it). ``done_if``: errors that mean the wanted end
+        state holds already (the caller's ``gone_ok``): logged, counted as done."""
+        try:
+            reply = self._call(action, params, write=True, gone_ok_on_retry=gone_ok_on_retry)
+            request_id = reply.get("RequestId")
+            if request_id:
+                self.wait_task(action, str(request_id))
+        except CloudError as exc:
+            if done_if is None or not done_if(exc):
+                raise
+            log.info("%s %s: %s (already done)", action, _target(params), exc.code)
+            return {}
         return reply
 
     # --- InstanceReader ------------------------------------------------------------
@@ -297,8 +386,14 @@ class TencentCloud:
         )
 
     def detach_eni(
-        self, eni_id: EniId, instance_id: InstanceId, *, client_token: str | None = None
+        self,
+        eni_id: EniId,
+        instance_id: InstanceId,
+        *,
+        client_token: str | None = None,
+        gone_ok: bool = False,
     ) -> None:
+        """``gone_ok``: an ENI gone, or refused as not attached there, counts as done."""
         self._write(
             "DetachNetworkInterface",
             {
@@ -306,12 +401,18 @@ class TencentCloud:
                 "InstanceId": instance_id,
                 "ClientToken": client_token or str(uuid.uuid4()),
             },
+            done_if=_not_attached if gone_ok else None,
         )
 
-    def delete_eni(self, eni_id: EniId) -> None:
+    def delete_eni(self, eni_id: EniId, *, gone_ok: bool = False) -> None:
         """Delete a detached ENI. When a retry finds it gone (the first attempt's
-        reply was lost), that counts as done."""
-        self._write("DeleteNetworkInterface", {"NetworkInterfaceId": eni_id}, gone_ok=True)
+        reply was lost), that counts as done; with ``gone_ok`` any "not found" does."""
+        self._write(
+            "DeleteNetworkInterface",
+            {"NetworkInterfaceId": eni_id},
+            gone_ok_on_retry=True,
+            done_if=_gone if gone_ok else None,
+        )
 
     # --- IpWriter ------------------------------------------------------------------
     def assign_ips(
@@ -350,9 +451,12 @@ class TencentCloud:
             out.extend(str(d["PrivateIpAddress"]) for d in reply.get("PrivateIpAddressSet") or [])
         return out
 
-    def unassign_ips(self, eni_id: EniId, addresses: Sequence[str]) -> None:
+    def unassign_ips(
+        self, eni_id: EniId, addresses: Sequence[str], *, gone_ok: bool = False
+    ) -> None:
         """Unassign (≤ 10 per call). A retry that finds the address gone after an
-        ambiguous failure counts as done."""
+        ambiguous failure counts as done; with ``gone_ok``, addresses or the ENI
+        gone (or the ENI no longer able to hold them) count as done."""
         for chunk in _chunks(list(addresses), MAX_IPS_PER_CALL):
             self._write(
                 "UnassignPrivateIpAddresses",
@@ -360,7 +464,8 @@ class TencentCloud:
                     "NetworkInterfaceId": eni_id,
                     "PrivateIpAddresses": [{"PrivateIpAddress": a} for a in chunk],
                 },
-                gone_ok=True,
+                gone_ok_on_retry=True,
+                done_if=_gone_or_busy if gone_ok else None,
             )
 
     def migrate_ip(self, source_eni_id: EniId, destination_eni_id: EniId, address: str) -> None:
@@ -372,6 +477,12 @@ class TencentCloud:
                 "PrivateIpAddress": address,
             },
         )
+
+
+def _target(params: Mapping[str, Any]) -> str:
+    eni = str(params.get("NetworkInterfaceId") or "")
+    ips = [str(d.get("PrivateIpAddress")) for d in params.get("PrivateIpAddresses") or []]
+    return f"{eni} {ips}" if ips else eni
 
 
 def _eni_matches(  # noqa: PLR0917

@@ -4,6 +4,9 @@ Every write waits for its asynchronous task (DescribeVpcTaskResult / resource
 state) before it returns, with the deadline in the adapter's settings, and
 raises ``TaskFailedError`` with the task output on FAILED. Writes take a
 ``client_token`` where the API has one, so a replayed call is harmless.
+Requests over the API's limit of 10 IPs per call are split by the adapter;
+``gone_ok`` makes "already gone" count as done (the adapter decides what
+"gone" means for each call, once for every caller).
 """
 
 from __future__ import annotations
@@ -59,8 +62,9 @@ class EniWriter(Protocol):
         client_token: str | None = None,
         instance_id: InstanceId | None = None,
     ) -> Eni:
-        """Create an ENI tagged with the cluster id, the creator and (when given) the
-        instance it is meant for; waits until it is AVAILABLE."""
+        """Create an ENI tagged with the cluster id and the creator (from the
+        adapter's settings) and (when given) the instance it is meant for; waits
+        until it is AVAILABLE. More than 10 IPs are assigned after the create."""
         ...
 
     def attach_eni(
@@ -68,10 +72,19 @@ class EniWriter(Protocol):
     ) -> None: ...
 
     def detach_eni(
-        self, eni_id: EniId, instance_id: InstanceId, *, client_token: str | None = None
-    ) -> None: ...
+        self,
+        eni_id: EniId,
+        instance_id: InstanceId,
+        *,
+        client_token: str | None = None,
+        gone_ok: bool = False,
+    ) -> None:
+        """``gone_ok``: the ENI gone, or refused as not attached there, is done."""
+        ...
 
-    def delete_eni(self, eni_id: EniId) -> None: ...
+    def delete_eni(self, eni_id: EniId, *, gone_ok: bool = False) -> None:
+        """``gone_ok``: the ENI gone is done."""
+        ...
 
 
 class IpWriter(Protocol):
@@ -86,7 +99,12 @@ class IpWriter(Protocol):
         """AssignPrivateIpAddresses (≤10 per call; the adapter batches); returns the IPs."""
         ...
 
-    def unassign_ips(self, eni_id: EniId, addresses: Sequence[str]) -> None: ...
+    def unassign_ips(
+        self, eni_id: EniId, addresses: Sequence[str], *, gone_ok: bool = False
+    ) -> None:
+        """≤10 per call (the adapter batches). ``gone_ok``: the addresses or the
+        ENI gone (or the ENI in no state to hold them) is done."""
+        ...
 
     def migrate_ip(self, source_eni_id: EniId, destination_eni_id: EniId, address: str) -> None: ...
 

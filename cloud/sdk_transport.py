@@ -1,13 +1,12 @@
 """The narrow seam over the official SDK: ``call(service, action, params) ->
 reply dict``. It builds the SDK request model, calls the SDK client method,
-and turns SDK exceptions into ``CloudError``. One HTTP round trip, no retry;
-SDK types never leave this module."""
+and turns SDK exceptions into ``CloudError``. One HTTP round trip, no retry
+(the adapter counts and times it); SDK types never leave this module."""
 
 from __future__ import annotations
 
 import json
 import threading
-import time
 from typing import Any, Protocol
 
 from tencentcloud.common import credential as sdk_credential
@@ -19,7 +18,6 @@ from tencentcloud.cvm.v20170312 import models as cvm_models
 from tencentcloud.vpc.v20170312 import models as vpc_models
 from tencentcloud.vpc.v20170312 import vpc_client
 
-from cloud import metrics
 from cloud.credentials import CredentialProvider, Creds
 from cloud.errors import CloudError
 from cloud.settings import CloudSettings
@@ -67,8 +65,6 @@ class SdkTransport:
         client = self._clients(creds)[service]
         request = getattr(models, f"{action}Request")()
         request.from_json_string(json.dumps(params))
-        metrics.CALLS.labels(action).inc()
-        start = time.perf_counter()
         try:
             reply = getattr(client, action)(request)
         except TencentCloudSDKException as exc:
@@ -76,9 +72,6 @@ class SdkTransport:
             message = exc.get_message()
             if isinstance(message, bytes):
                 message = message.decode(errors="replace")
-            metrics.ERRORS.labels(action, code).inc()
             raise CloudError(action, code, str(message)[:500], exc.get_request_id()) from exc
-        finally:
-            metrics.LATENCY.labels(action).observe(time.perf_counter() - start)
         data: dict[str, Any] = json.loads(reply.to_json_string())
         return data

@@ -3,9 +3,9 @@ election, and — while leading — the workers, the periodic loops (subnet
 refresh, reconcile, pool re-check, metrics) and the first full reconcile.
 
 One leader at a time: every cloud write is fenced by the elector's
-``is_leader`` (``ipamd.cloudcalls``), and a graceful stop stops the workers
-*before* the Lease is released (a worker still running when the time limit
-is up leaves the Lease to expire instead)."""
+``is_leader`` (``ipamd.fence``, hooked into the cloud adapter), and a
+graceful stop stops the workers *before* the Lease is released (a worker
+still running when the time limit is up leaves the Lease to expire instead)."""
 
 from __future__ import annotations
 
@@ -17,14 +17,15 @@ from collections.abc import Callable
 from typing import Any
 
 from cloud.errors import CloudError
+from cloud.hooks import CallHooks
 from cloud.ports import CloudApi
 from core import models as m
 from core import names
 from ipamd import metrics
 from ipamd.claimctl import ClaimController
-from ipamd.cloudcalls import InstrumentedCloud
 from ipamd.config import Settings
 from ipamd.deps import Deps
+from ipamd.fence import LeaderFence
 from ipamd.kube import paths
 from ipamd.kube.api import JSON, KubeApi, KubeError
 from ipamd.kube.crds import CrdWriter
@@ -42,6 +43,9 @@ from ipamd.workqueue import WorkQueue
 
 log = logging.getLogger(__name__)
 
+#: builds the cloud client with the hooks the app gives it (its leader fence)
+CloudFactory = Callable[[CallHooks], CloudApi]
+
 
 def _configmap_summary(obj: JSON) -> dict[str, str] | None:
     if (obj.get("metadata") or {}).get("name") != names.CONFIGMAP_NAME:
@@ -51,7 +55,7 @@ def _configmap_summary(obj: JSON) -> dict[str, str] | None:
 
 
 class App:
-    def __init__(self, settings: Settings, kube: KubeApi, cloud: CloudApi) -> None:
+    def __init__(self, settings: Settings, kube: KubeApi, make_cloud: CloudFactory) -> None:
         self.settings = settings
         self.kube = kube
         self.stop = threading.Event()
@@ -73,8 +77,7 @@ class App:
             st.claims,
             self.configmaps,
         ]
-        fenced = cloud if isinstance(cloud, InstrumentedCloud) else InstrumentedCloud(cloud)
-        fenced.fence = self.may_write
+        self.fence = LeaderFence(self.may_write)
         self.elector: LeaderElector | None = None
         if settings.leader_elect:
             self.elector = LeaderElector(
@@ -91,7 +94,7 @@ class App:
         self.deps = Deps(
             settings=settings,
             state=st,
-            cloud=fenced,
+            cloud=make_cloud(self.fence),
             crds=CrdWriter(kube, st.ips, st.enis, st.claims),
             objects=ObjectWriter(kube),
             events=EventRecorder(kube),

@@ -39,10 +39,16 @@ def setup_logging(level: str) -> None:
 
 
 def build_cloud(settings: Settings):  # type: ignore[no-untyped-def]
+    """The app's cloud factory: the adapter with the app's hooks (its leader
+    fence), its metrics in ipamd's registry (served on /metrics)."""
     from cloud.adapter import TencentCloud
-    from ipamd.cloudcalls import InstrumentedCloud
+    from cloud.hooks import CallHooks
+    from ipamd.metrics import REGISTRY
 
-    return InstrumentedCloud(TencentCloud.from_settings(settings.cloud), attempts=1)
+    def make(hooks: CallHooks) -> TencentCloud:
+        return TencentCloud.from_settings(settings.cloud, registry=REGISTRY, hooks=hooks)
+
+    return make
 
 
 def main(argv: Sequence[str] | None = None) -> int:

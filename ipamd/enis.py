@@ -1,32 +1,30 @@
 """ENI and IP operations shared by the node and claim controllers: create +
 attach an ENI (intent recorded before the attach), detach + delete, phase
-records, unassign tolerant of already-gone resources, and the VpcIP spec."""
+records, unassign tolerant of already-gone resources, and the VpcIP spec.
+Batching (10 IPs per call), the cluster tag and what "already gone" means
+are the cloud adapter's (``gone_ok``)."""
 
 from __future__ import annotations
 
 import logging
 import uuid
 
-from cloud.errors import CloudError, NotFoundError
-from cloud.models import Eni
+from cloud.errors import CloudError
+from cloud.models import Eni, Subnet
 from core import cidr, names
 from core import models as m
-from core.ids import EniId, InstanceId, SubnetId, VpcId
+from core.ids import EniId, InstanceId, VpcId
 from ipamd import metrics, pool
 from ipamd.deps import Deps
 from ipamd.kube import events as ev
 from ipamd.kube import paths
 from ipamd.records import ClaimRec, EniRec
 from ipamd.state import CLAIM, ClusterState, NodeFacts
+from ipamd.subnets import SubnetDecision
 
 log = logging.getLogger(__name__)
 
 SUBNET_EXHAUSTED_CODES = ("ResourceInsufficient.Subnet", "ResourceInsufficient")
-GONE_CODES = (
-    "ResourceNotFound",
-    "InvalidParameterValue.NotFound",
-    "UnsupportedOperation.InvalidState",
-)
 
 
 def ip_spec(
@@ -61,15 +59,8 @@ class EniOps:
         self.d = deps
 
     def unassign(self, eni_id: str, addrs: list[str]) -> None:
-        for i in range(0, len(addrs), pool.MAX_IPS_PER_CALL):
-            chunk = addrs[i : i + pool.MAX_IPS_PER_CALL]
-            try:
-                self.d.cloud.unassign_ips(EniId(eni_id), chunk)
-            except CloudError as exc:
-                if not (isinstance(exc, NotFoundError) or exc.code in GONE_CODES):
-                    raise
-                # the ENI or the IPs are gone already: nothing to return
-                log.info("unassign %s from %s: %s (already gone)", chunk, eni_id, exc.code)
+        """Return ``addrs`` to the subnet; the ENI or the IPs gone already is done."""
+        self.d.cloud.unassign_ips(EniId(eni_id), addrs, gone_ok=True)
 
     def exhausted(self, name: str, subnet: str, exc: CloudError) -> None:
         self.d.state.exhausted.add(subnet)
@@ -84,58 +75,83 @@ class EniOps:
     def create_eni(
         self, name: str, facts: NodeFacts, *, want: int, subnet_id: str | None = None
     ) -> Eni | None:
-        st = self.d.state
-        decision = st.decision
+        """Give node ``name`` one more ENI: in ``subnet_id``, else the usable
+        subnet of its zone with the most free IPs. The VpcENI record (the
+        intent) is written before the attach, so a crash in between leaves a
+        record the reconcile loop finishes or undoes. None: nothing created
+        (no decision, no subnet: a Warning event says why)."""
+        decision = self.d.state.decision
         if decision is None:
             return None
         if subnet_id is None:
-            candidates = [
-                (s.subnet_id, s.available_ips)
-                for s in decision.usable_in_zone(facts.zone)
-                if s.subnet_id not in st.exhausted
-            ]
-            subnet_id = pool.choose_subnet(candidates)
-            if subnet_id is None and not decision.usable_in_zone(facts.zone):
-                self.d.events.emit(
-                    ev.node_ref(name),
-                    ev.WARNING,
-                    "NoSubnetInZone",
-                    f"no subnet configured for zone {facts.zone}; no ENI created",
-                )
-                return None
-            if subnet_id is None:
-                self.d.events.emit(
-                    ev.node_ref(name),
-                    ev.WARNING,
-                    "SubnetExhausted",
-                    f"every configured subnet of zone {facts.zone} is out of IPs; no ENI created",
-                )
-                return None
-        sub = st.subnet(subnet_id)
+            subnet_id = self._pick_subnet(name, facts.zone, decision)
+        sub = self.d.state.subnet(subnet_id) if subnet_id else None
         if sub is None:
             return None
         token = str(uuid.uuid4())
+        eni = self._create_in_cloud(
+            name, facts, sub, vpc_id=decision.vpc_id, want=want, token=token
+        )
+        if eni is None:
+            return None
+        status = self._record_intent(name, facts, sub, decision.vpc_id, eni)
+        self._attach(name, facts, eni, token)
+        index = self._record_attached(name, sub, eni, status)
+        self.d.events.emit(
+            ev.node_ref(name),
+            ev.NORMAL,
+            "ENIAttached",
+            f"ENI {eni.eni_id} ({sub.subnet_id}, {len(eni.secondary_ips)} IPs) attached as "
+            f"device {index}",
+        )
+        return eni
+
+    def _pick_subnet(self, name: str, zone: str, decision: SubnetDecision) -> str | None:
+        """The usable subnet of ``zone`` with the most free IPs; None (with a
+        Warning event on the node) when the zone has none or all are exhausted."""
+        usable = decision.usable_in_zone(zone)
+        open_ = [s for s in usable if s.subnet_id not in self.d.state.exhausted]
+        candidates = [(s.subnet_id, s.available_ips) for s in open_]
+        chosen = pool.choose_subnet(candidates)
+        if chosen is None:
+            reason, message = (
+                ("SubnetExhausted", f"every configured subnet of zone {zone} is out of IPs")
+                if usable
+                else ("NoSubnetInZone", f"no subnet configured for zone {zone}")
+            )
+            self.d.events.emit(ev.node_ref(name), ev.WARNING, reason, f"{message}; no ENI created")
+        return chosen
+
+    def _create_in_cloud(
+        self, name: str, facts: NodeFacts, sub: Subnet, *, vpc_id: str, want: int, token: str
+    ) -> Eni | None:
+        """CreateNetworkInterface with the first IPs; None when the subnet is
+        exhausted (marked, with a Warning event)."""
         try:
-            eni = self.d.cloud.create_eni(
-                vpc_id=VpcId(decision.vpc_id),
-                subnet_id=SubnetId(subnet_id),
+            return self.d.cloud.create_eni(
+                vpc_id=VpcId(vpc_id),
+                subnet_id=sub.subnet_id,
                 name=f"{self.d.settings.cluster_id}-{name}"[:60],
                 description=f"{names.COMPONENT_IPAMD} node {name}"[:60],
                 secondary_ip_count=pool.first_batch(want, facts.limits.ips_per_eni),
-                tags={names.TAG_CLUSTER_ID: self.d.settings.cluster_id},
                 client_token=token,
                 instance_id=InstanceId(facts.instance_id),
             )
         except CloudError as exc:
             if exc.code in SUBNET_EXHAUSTED_CODES:
-                self.exhausted(name, subnet_id, exc)
+                self.exhausted(name, sub.subnet_id, exc)
                 return None
             raise
+
+    def _record_intent(
+        self, name: str, facts: NodeFacts, sub: Subnet, vpc_id: str, eni: Eni
+    ) -> m.VpcEniStatus:
+        """The VpcENI record, phase Attaching: written before the attach."""
         spec = m.VpcEniSpec(
             node_name=name,
             instance_id=facts.instance_id,
-            subnet_id=subnet_id,
-            vpc_id=decision.vpc_id,
+            subnet_id=sub.subnet_id,
+            vpc_id=vpc_id,
             zone=sub.zone,
         )
         status = m.VpcEniStatus(
@@ -146,7 +162,11 @@ class EniOps:
             gateway=str(cidr.gateway(sub.cidr)),
             ip_capacity=facts.limits.ips_per_eni,
         )
-        self.d.crds.create_eni(spec, status, eni.eni_id)  # intent before attach
+        self.d.crds.create_eni(spec, status, eni.eni_id)
+        return status
+
+    def _attach(self, name: str, facts: NodeFacts, eni: Eni, token: str) -> None:
+        """Attach; a refusal that will not change (quota, zone) deletes the ENI."""
         try:
             self.d.cloud.attach_eni(
                 eni.eni_id, InstanceId(facts.instance_id), client_token=token + "-attach"
@@ -161,21 +181,20 @@ class EniOps:
             if not exc.retryable:
                 self.delete_eni(eni.eni_id, None)
             raise
+
+    def _record_attached(
+        self, name: str, sub: Subnet, eni: Eni, status: m.VpcEniStatus
+    ) -> int | None:
+        """Phase Attached with the device index the cloud reports, then one
+        VpcIP per secondary IP; returns the device index."""
         described = self.d.cloud.describe_enis(eni_ids=[eni.eni_id])
         index = described[0].device_index if described else None
         status.phase = m.ENI_PHASE_ATTACHED
         status.device_index = index
         self.d.crds.eni_status(eni.eni_id, status)
         for a in eni.secondary_ips:
-            self.d.crds.create_ip(a, ip_spec(name, eni.eni_id, subnet_id, sub.zone))
-        self.d.events.emit(
-            ev.node_ref(name),
-            ev.NORMAL,
-            "ENIAttached",
-            f"ENI {eni.eni_id} ({subnet_id}, {len(eni.secondary_ips)} IPs) attached as "
-            f"device {index}",
-        )
-        return eni
+            self.d.crds.create_ip(a, ip_spec(name, eni.eni_id, sub.subnet_id, sub.zone))
+        return index
 
     # --- deleting an ENI: only what the cloud says is empty ---
     def delete_if_empty(self, rec: EniRec, instance_id: str | None) -> bool:
@@ -266,11 +285,7 @@ class EniOps:
                 # once (its own write) and defeat the failure backoff
                 self.set_phase(rec, m.ENI_PHASE_DETACHING)
             self.detach(eni_id, instance_id)
-        try:
-            self.d.cloud.delete_eni(EniId(eni_id))
-        except CloudError as exc:
-            if not (isinstance(exc, NotFoundError) or exc.code == "ResourceNotFound"):
-                raise
+        self.d.cloud.delete_eni(EniId(eni_id), gone_ok=True)
         self.d.crds.delete_eni(eni_id)
         log.info("deleted ENI %s", eni_id)
 
@@ -279,19 +294,10 @@ class EniOps:
         # answered from the cloud's idempotency cache once the ENI has been
         # re-attached, detaching nothing ("attached, detach it first" forever).
         # A replay after a lost reply needs no token: detaching a detached ENI
-        # is refused as not attached, which counts as done below.
-        try:
-            self.d.cloud.detach_eni(
-                EniId(eni_id), InstanceId(instance_id), client_token=str(uuid.uuid4())
-            )
-        except CloudError as exc:
-            if not (
-                isinstance(exc, NotFoundError)
-                or exc.code in GONE_CODES
-                or exc.code.startswith("UnsupportedOperation")
-            ):
-                raise
-            log.info("detach %s from %s: %s (not attached)", eni_id, instance_id, exc.code)
+        # is refused as not attached, which counts as done (``gone_ok``).
+        self.d.cloud.detach_eni(
+            EniId(eni_id), InstanceId(instance_id), client_token=str(uuid.uuid4()), gone_ok=True
+        )
 
     def set_phase(self, rec: EniRec, phase: str) -> None:
         self.d.crds.eni_status(
@@ -337,9 +343,5 @@ class EniOps:
                 log.info(
                     "migrate %s %s -> %s failed (%s); unassign + assign", ip, src, dst, exc.code
                 )
-                try:
-                    self.d.cloud.unassign_ips(EniId(src), [ip])
-                except CloudError as exc2:
-                    if not isinstance(exc2, NotFoundError) and exc2.code != "ResourceNotFound":
-                        raise
+                self.d.cloud.unassign_ips(EniId(src), [ip], gone_ok=True)
         self.d.cloud.assign_ips(EniId(dst), addresses=[ip], client_token=str(uuid.uuid4()))

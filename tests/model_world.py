@@ -18,6 +18,7 @@ from typing import Any
 
 from cloud.adapter import TencentCloud
 from cloud.errors import CloudError
+from cloud.hooks import CallHooks
 from cloud.settings import CloudSettings
 from cni.agent import checkpoint as ckpt
 from cni.agent.agent import Agent, AgentSettings
@@ -31,7 +32,6 @@ from cni.agent.reconcile import Reconciler as AgentReconciler
 from cni.agent.reporter import Reporter
 from core import names
 from ipamd.app import App
-from ipamd.cloudcalls import InstrumentedCloud
 from ipamd.config import Settings
 from ipamd.kube.api import KubeError
 from ipamd.state import CLAIM, NODE
@@ -91,8 +91,10 @@ def _noop_sleep(_: float) -> None:
     return None
 
 
-def make_cloud(emulator: Emulator, cluster_id: str = CLUSTER) -> tuple[Any, InProcessTransport]:
-    """The cloud as ipamd's CLI builds it (adapter + InstrumentedCloud), in-process."""
+def make_cloud(
+    emulator: Emulator, cluster_id: str = CLUSTER, hooks: CallHooks | None = None
+) -> tuple[TencentCloud, InProcessTransport]:
+    """The cloud as ipamd's CLI builds it (the adapter with the app's hooks), in-process."""
     transport = InProcessTransport(emulator, SECRET_ID, SECRET_KEY, REGION)
     settings = CloudSettings(
         region=REGION,
@@ -103,8 +105,7 @@ def make_cloud(emulator: Emulator, cluster_id: str = CLUSTER) -> tuple[Any, InPr
         backoff_base_s=0.001,
         task_poll_s=0.001,
     )
-    adapter = TencentCloud(settings, transport, sleep=_noop_sleep)
-    return InstrumentedCloud(adapter, attempts=1, sleep=_noop_sleep), transport
+    return TencentCloud(settings, transport, sleep=_noop_sleep, hooks=hooks), transport
 
 
 class TrimGuard(FakeKube):
@@ -139,7 +140,6 @@ class Ipamd:
 
     def __init__(self, store: Store, emulator: Emulator) -> None:
         self.kube = TrimGuard(store)
-        self.cloud, self.transport = make_cloud(emulator)
         settings = Settings(
             cluster_id=CLUSTER,
             min_prebind=MIN_PREBIND,
@@ -151,7 +151,12 @@ class Ipamd:
             claim_expired_duration=None,
             leaked_eni_min_age=timedelta(0),  # the model has no clock: a leak is one at once
         )
-        self.app = App(settings, self.kube, self.cloud)  # type: ignore[arg-type]
+        self.app = App(
+            settings,
+            self.kube,  # type: ignore[arg-type]
+            lambda hooks: make_cloud(emulator, hooks=hooks)[0],
+        )
+        self.transport: InProcessTransport = self.app.deps.cloud.transport  # type: ignore[attr-defined]
         self.retry: set[str] = set()
         self.started = False
 

@@ -24,7 +24,6 @@ import yaml
 from core import models as m
 from core import names
 from ipamd.app import App
-from ipamd.cloudcalls import InstrumentedCloud
 from ipamd.config import load
 from ipamd.kube import paths
 from ipamd.kube.api import KubeApi, KubeError, load_configuration
@@ -541,7 +540,7 @@ def ipamd_inprocess(
     app = App(
         s,
         api or KubeApi(load_configuration(str(kubeconfig))),
-        InstrumentedCloud(TencentCloud.from_settings(s.cloud), attempts=1),
+        lambda hooks: TencentCloud.from_settings(s.cloud, hooks=hooks),
     )
     t = threading.Thread(target=app.run, name="ipamd-app", daemon=True)
     t.start()

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from cloud.adapter import TencentCloud
+from cloud.hooks import CallHooks
 from ipamd.app import App
-from ipamd.cloudcalls import InstrumentedCloud
 from ipamd.kube.api import KubeApi, load_configuration
 from tests.integration.ipamd_harness import settings_for, wait_for
 from vpcsim.testing import EmulatorHandle
@@ -75,10 +75,12 @@ def ipamd_recording(
 ) -> Iterator[tuple[App, list[str]]]:
     """ipamd's App in this process; yields it and the keys it processed (in order)."""
     s = settings_for(emu, kubeconfig, *extra)
-    inner: Any = TencentCloud.from_settings(s.cloud)
-    if wrap is not None:
-        inner = wrap(inner)
-    app = App(s, KubeApi(load_configuration(str(kubeconfig))), InstrumentedCloud(inner, attempts=1))
+
+    def make_cloud(hooks: CallHooks) -> Any:
+        cloud = TencentCloud.from_settings(s.cloud, hooks=hooks)
+        return wrap(cloud) if wrap is not None else cloud
+
+    app = App(s, KubeApi(load_configuration(str(kubeconfig))), make_cloud)
     seen: list[str] = []
     process = app.process
 

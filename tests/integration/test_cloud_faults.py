@@ -7,7 +7,6 @@ import socket
 from collections.abc import Iterator
 
 import pytest
-from prometheus_client import REGISTRY
 
 from cloud.adapter import TencentCloud
 from cloud.errors import CloudError, TaskFailedError, TaskTimeoutError
@@ -27,8 +26,8 @@ def emu() -> Iterator[EmulatorHandle]:
         yield handle
 
 
-def _metric(name: str, **labels: str) -> float:
-    return REGISTRY.get_sample_value(name, labels) or 0.0
+def _metric(cloud: TencentCloud, name: str, **labels: str) -> float:
+    return cloud.metrics.registry.get_sample_value(name, labels) or 0.0
 
 
 @pytest.mark.parametrize(
@@ -43,7 +42,7 @@ def _metric(name: str, **labels: str) -> float:
 def test_transient_faults_are_retried(emu: EmulatorHandle, fault: dict[str, object]) -> None:
     cloud = cloud_for(emu, max_attempts=12)
     emu.set_faults(**fault)
-    before = _metric("tke_cloud_api_calls_total", action="DescribeSubnets")
+    before = _metric(cloud, "tke_cloud_api_calls_total", action="DescribeSubnets")
     for _ in range(10):
         assert len(cloud.describe_subnets(vpc_id=VPC)) == 4
     eni = cloud.create_eni(vpc_id=VPC, subnet_id=POD3, name="f", secondary_ip_count=2)
@@ -52,7 +51,7 @@ def test_transient_faults_are_retried(emu: EmulatorHandle, fault: dict[str, obje
     emu.clear_faults()
     [seen] = cloud.describe_enis(eni_ids=[eni.eni_id])
     assert len(seen.ips) == 6 and seen.instance_id == NODE1
-    calls = _metric("tke_cloud_api_calls_total", action="DescribeSubnets") - before
+    calls = _metric(cloud, "tke_cloud_api_calls_total", action="DescribeSubnets") - before
     assert calls > 10  # some were retried
 
 
@@ -60,11 +59,11 @@ def test_throttle_counted_by_code(emu: EmulatorHandle) -> None:
     cloud = cloud_for(emu, max_attempts=50)
     emu.set_faults(throttle_ratio=0.5, throttle_code="LimitExceeded.ActionLimited",
                    actions=["DescribeNetworkInterfaceLimit"])
-    before = _metric("tke_cloud_api_retries_total", action="DescribeNetworkInterfaceLimit",
+    before = _metric(cloud, "tke_cloud_api_retries_total", action="DescribeNetworkInterfaceLimit",
                      code="LimitExceeded.ActionLimited")
     for _ in range(8):
         assert cloud.eni_limits(NODE1).enis == 4
-    after = _metric("tke_cloud_api_retries_total", action="DescribeNetworkInterfaceLimit",
+    after = _metric(cloud, "tke_cloud_api_retries_total", action="DescribeNetworkInterfaceLimit",
                     code="LimitExceeded.ActionLimited")
     assert after > before
 
@@ -91,25 +90,25 @@ def test_emulator_rate_limit_is_enforced_and_survived(emu: EmulatorHandle) -> No
     # the client ignores the documented limit; the emulator throttles; we retry
     greedy = cloud_for(emu, rate_overrides={"DescribeNetworkInterfaceLimit": 10_000},
                        max_attempts=30)
-    before = _metric("tke_cloud_api_errors_total", action="DescribeNetworkInterfaceLimit",
+    before = _metric(greedy, "tke_cloud_api_errors_total", action="DescribeNetworkInterfaceLimit",
                      code="LimitExceeded.ActionLimited")
     for _ in range(40):
         greedy.eni_limits(NODE1)
-    after = _metric("tke_cloud_api_errors_total", action="DescribeNetworkInterfaceLimit",
+    after = _metric(greedy, "tke_cloud_api_errors_total", action="DescribeNetworkInterfaceLimit",
                     code="LimitExceeded.ActionLimited")
     assert after > before
 
 
 def test_client_side_limit_avoids_server_throttling(emu: EmulatorHandle) -> None:
     polite = cloud_for(emu, rate_fraction=0.5)
-    before = _metric("tke_cloud_api_errors_total", action="DescribeNetworkInterfaceLimit",
+    before = _metric(polite, "tke_cloud_api_errors_total", action="DescribeNetworkInterfaceLimit",
                      code="LimitExceeded.ActionLimited")
     for _ in range(25):
         polite.eni_limits(NODE1)
-    after = _metric("tke_cloud_api_errors_total", action="DescribeNetworkInterfaceLimit",
+    after = _metric(polite, "tke_cloud_api_errors_total", action="DescribeNetworkInterfaceLimit",
                     code="LimitExceeded.ActionLimited")
     assert after == before
-    assert _metric("tke_cloud_ratelimit_wait_seconds_total",
+    assert _metric(polite, "tke_cloud_ratelimit_wait_seconds_total",
                    action="DescribeNetworkInterfaceLimit") > 0
 
 
@@ -208,9 +207,9 @@ def test_pending_states_are_visible_while_running(emu: EmulatorHandle) -> None:
 def test_injected_latency(emu: EmulatorHandle) -> None:
     cloud = cloud_for(emu)
     emu.set_faults(latency_ms=30, actions=["DescribeSubnets"])
-    before = _metric("tke_cloud_api_latency_seconds_sum", action="DescribeSubnets")
+    before = _metric(cloud, "tke_cloud_api_latency_seconds_sum", action="DescribeSubnets")
     cloud.describe_subnets(vpc_id=VPC)
-    after = _metric("tke_cloud_api_latency_seconds_sum", action="DescribeSubnets")
+    after = _metric(cloud, "tke_cloud_api_latency_seconds_sum", action="DescribeSubnets")
     assert after - before >= 0.03
 
 

@@ -1,5 +1,5 @@
-"""ipamd.cloudcalls' write fence and ipamd.leaks' "not ours to delete" rules
-(issue 11 items 6 and 9), without I/O."""
+"""ipamd's write fence (``ipamd.fence``, hooked into the cloud adapter) and
+ipamd.leaks' "not ours to delete" rules (issue 11 items 6 and 9), without I/O."""
 
 from __future__ import annotations
 
@@ -8,38 +8,40 @@ from typing import Any
 
 import pytest
 
+from cloud.adapter import TencentCloud
 from cloud.errors import CloudError
 from cloud.models import Eni
+from cloud.settings import CloudSettings
 from core import names
 from core.ids import EniId, InstanceId, SubnetId, VpcId, Zone
 from ipamd import metrics
-from ipamd.cloudcalls import InstrumentedCloud, NotLeaderError
+from ipamd.fence import LeaderFence, NotLeaderError
 from ipamd.leaks import not_ours_to_delete
 
 CLUSTER, VPC = "cls-kjqul1ir", "vpc-aaaaaaaa"
 
 
-class Inner:
+class Wire:
+    """The transport under the adapter: records the actions sent."""
+
     def __init__(self) -> None:
         self.calls: list[str] = []
         self.fail_first = False
 
-    def delete_eni(self, eni_id: EniId) -> None:
-        self.calls.append("delete_eni")
+    def call(self, service: str, action: str, params: dict[str, Any]) -> dict[str, Any]:
+        self.calls.append(action)
         if self.fail_first:
             self.fail_first = False
-            raise CloudError("DeleteNetworkInterface", "RequestLimitExceeded", "slow down")
-
-    def describe_subnets(self, subnet_ids: Any = (), *, vpc_id: Any = None) -> list[Any]:
-        self.calls.append("describe_subnets")
-        return []
+            raise CloudError(action, "RequestLimitExceeded", "slow down")
+        return {"SubnetSet": [], "TotalCount": 0}
 
 
-def fenced(leader: list[bool]) -> tuple[InstrumentedCloud, Inner]:
-    inner = Inner()
-    cloud = InstrumentedCloud(inner, attempts=3, sleep=lambda s: None)  # type: ignore[arg-type]
-    cloud.fence = lambda: leader[0]
-    return cloud, inner
+def fenced(leader: list[bool]) -> tuple[TencentCloud, Wire]:
+    wire = Wire()
+    settings = CloudSettings(region="ap-guangzhou", max_attempts=3, backoff_base_s=0.001)
+    fence = LeaderFence(lambda: leader[0])
+    cloud = TencentCloud(settings, wire, sleep=lambda s: None, hooks=fence)
+    return cloud, wire
 
 
 def count(action: str) -> float:
@@ -55,7 +57,7 @@ def test_write_refused_when_not_leader_reads_allowed() -> None:
     assert err.value.code == "ipamd.NotLeader" and not err.value.retryable
     assert inner.calls == []  # never reached the cloud
     assert count("DeleteNetworkInterface") == before + 1
-    assert cloud.describe_subnets([]) == [] and inner.calls == ["describe_subnets"]
+    assert cloud.describe_subnets() == [] and inner.calls == ["DescribeSubnets"]
 
 
 def test_fence_checked_again_before_a_retry() -> None:
@@ -66,10 +68,10 @@ def test_fence_checked_again_before_a_retry() -> None:
     def lose(seconds: float) -> None:  # leadership lost while backing off
         leader[0] = False
 
-    cloud.sleep = lose
+    cloud._sleep = lose  # the backoff between attempts
     with pytest.raises(NotLeaderError):
         cloud.delete_eni(EniId("eni-00000001"))
-    assert inner.calls == ["delete_eni"]  # the retry never went out
+    assert inner.calls == ["DeleteNetworkInterface"]  # the retry never went out
 
 
 def eni(**kw: Any) -> Eni:

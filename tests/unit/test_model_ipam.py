@@ -13,7 +13,7 @@ Real (the product logic under test):
 * ipamd: ``ipamd.app.App`` as built for production — informers, ClusterState,
   the work queue, NodeController, ClaimController, SubnetController,
   Reconciler, CrdWriter/ObjectWriter/EventRecorder — over the real cloud
-  adapter (``cloud.adapter.TencentCloud`` + ``InstrumentedCloud``);
+  adapter (``cloud.adapter.TencentCloud`` with ipamd's ``LeaderFence`` hooks);
 * the cloud: the emulator's real request handler and state machine
   (``vpcsim.api.Api`` over ``World``: signatures, faults,
   idempotency tokens, async tasks);
@@ -387,7 +387,7 @@ class IpamModel(RuleBasedStateMachine):
         old, self.old_ipamd = self.old_ipamd, None
         assert old is not None
         FIGURES["stale leader passes"] += 1
-        old.app.deps.cloud.fence = lambda: False  # type: ignore[attr-defined]
+        old.app.fence.may_write = lambda: False
         self._ipamd_step(old.stale_pass)
 
     # --- faults --------------------------------------------------------------------------

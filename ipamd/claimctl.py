@@ -175,9 +175,16 @@ class ClaimController:
         elif step is claims.Step.RELEASE:
             self.release(c, pod, decision.reason)
         elif step is claims.Step.WAIT:
-            self.d.events.emit(self._pod_ref(c, pod), ev.NORMAL, "WaitingForIP", decision.reason)
+            self._waiting(c, pod, decision.reason)
         elif step is claims.Step.NONE and c.phase == m.CLAIM_PHASE_RESERVED:
             self._requeue_at_expiry(c)
+
+    def _waiting(self, c: ClaimRec, pod: PodRec | None, reason: str) -> None:
+        """Why the claim waits: an Event (best effort) and ``status.message``
+        (durable; the claim's next status write clears it)."""
+        self.d.events.emit(self._pod_ref(c, pod), ev.NORMAL, "WaitingForIP", reason)
+        if c.message != reason:
+            self._status(c, message=reason)
 
     def _runs_unclaimed(self, pod: PodRec) -> str:
         """Why ``pod`` must get no claim ("" when it may): its claim was deleted

@@ -135,6 +135,7 @@ class ClaimRec:
     deleting: bool
     has_finalizer: bool
     owner: Owner | None
+    message: str = ""  # status.message: why the claim waits (cleared by the next status write)
 
     @property
     def key(self) -> str:
@@ -174,6 +175,7 @@ def claim_from_obj(obj: JSON) -> ClaimRec:
         deleting=bool(meta.get("deletionTimestamp")),
         has_finalizer=names.FINALIZER_RELEASE_IP in (meta.get("finalizers") or []),
         owner=_owner(meta),
+        message=str(st.get("message", "")),
     )
 
 

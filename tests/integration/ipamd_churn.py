@@ -213,11 +213,18 @@ def settled_violations(kube: Kube, emu: EmulatorHandle) -> list[str]:
 
 
 def waits_for_old_pod(kube: Kube, name: str, uid: str, ip: str) -> bool:
-    """ipamd said (event WaitingForIP on the new pod) that the old pod still uses ``ip``."""
-    return any(
-        (e.get("involvedObject") or {}).get("uid") == uid
-        and (e.get("involvedObject") or {}).get("name") == name
-        and ip in (e.get("message") or "")
-        and "still uses" in (e.get("message") or "")
-        for e in kube.events("default", "WaitingForIP")
-    )
+    """ipamd recorded that pod ``name`` (now the new pod ``uid``) waits because
+    the old pod still uses ``ip``: the claim's ``status.message`` (written with
+    the decision, cleared by the claim's next status write; the WaitingForIP
+    Event says the same but is best effort and may be lost), and the record of
+    ``ip`` still shows the old pod using it."""
+    claim = kube.claim(name)
+    msg = ((claim or {}).get("status") or {}).get("message") or ""
+    if "still uses" not in msg or not msg.endswith(f" {ip}"):
+        return False
+    pod = kube.api.get_or_none(paths.pod("default", name))
+    if pod is None or pod["metadata"]["uid"] != uid:
+        return False
+    rec = next((o for o in kube.vpcips() if o["metadata"]["name"] == ip), None)
+    st = (rec or {}).get("status") or {}
+    return st.get("phase") == m.IP_PHASE_IN_USE and st.get("podUid") not in ("", None, uid)

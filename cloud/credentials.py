@@ -13,13 +13,12 @@ import logging
 import os
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from cloud.metadata import MetadataClient, MetadataError
 from cloud.settings import CloudSettings
 
 log = logging.getLogger(__name__)
@@ -55,19 +54,16 @@ class RoleProvider:
     """Temporary credentials of the CVM role, from the metadata service."""
 
     def __init__(self, metadata_url: str, role: str | None = None, timeout_s: float = 2.0) -> None:
-        self.base = metadata_url.rstrip("/") + "/"
+        self.metadata = MetadataClient(metadata_url, timeout_s)
         self.role = role
-        self.timeout_s = timeout_s
         self._cached: Creds | None = None
         self._lock = threading.Lock()
 
     def _fetch(self, path: str) -> str:
-        url = self.base + path
         try:
-            with urllib.request.urlopen(url, timeout=self.timeout_s) as resp:  # noqa: S310
-                return str(resp.read().decode())
-        except (urllib.error.URLError, OSError) as exc:
-            raise CredentialsError(f"metadata service {url}: {exc}") from exc
+            return self.metadata.get(path)
+        except MetadataError as exc:
+            raise CredentialsError(str(exc)) from exc
 
     def get(self) -> Creds:
         with self._lock:

@@ -54,7 +54,9 @@ reused, so a mark left after its pod is gone means nothing.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Collection
+from dataclasses import asdict, dataclass, fields
+from datetime import UTC, datetime
 from typing import Any, Final, Self
 
 # --- VpcIP ---
@@ -104,6 +106,16 @@ class _Wire:
     def to_dict(self) -> dict[str, Any]:
         raw = asdict(self)  # type: ignore[call-overload]
         return {_camel(k): v for k, v in raw.items() if v is not None and v != ""}
+
+    def to_patch(self, *, keep: Collection[str] = ()) -> dict[str, Any]:
+        """Every field, for a merge patch that replaces what is there: an empty
+        value is ``None`` (deletes the key), except the fields named in
+        ``keep`` (sent as they are, e.g. required ones)."""
+        raw = asdict(self)  # type: ignore[call-overload]
+        return {
+            _camel(k): v if (k in keep or (v is not None and v != "")) else None
+            for k, v in raw.items()
+        }
 
 
 def _camel(name: str) -> str:
@@ -207,6 +219,24 @@ class SubnetStatus(_Wire):
     reason: str = ""
 
 
+def rfc3339(t: datetime | float) -> str:
+    """A timestamp field of the CRDs (``lastSeen``, ``expiresAt``,
+    ``cooldownUntil``, ``updated``): UTC, whole seconds, ``Z``. ``t``: an
+    aware datetime or unix time."""
+    when = datetime.fromtimestamp(t, UTC) if isinstance(t, int | float) else t.astimezone(UTC)
+    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_rfc3339(text: str) -> datetime | None:
+    """A timestamp field read back (any RFC 3339 form); None when empty or malformed."""
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
 def dump_subnet_statuses(items: list[SubnetStatus]) -> str:
     return json.dumps([s.to_dict() for s in items], sort_keys=True)
 
@@ -216,15 +246,3 @@ def load_subnet_statuses(text: str) -> list[SubnetStatus]:
     if not isinstance(data, list):
         raise ValueError(f"{SUBNET_STATUS_KEY}: expected a JSON list")
     return [SubnetStatus.from_dict(d) for d in data if isinstance(d, dict)]
-
-
-@dataclass(slots=True)
-class Meta:
-    """The subset of ObjectMeta the components use."""
-
-    name: str
-    namespace: str = ""
-    uid: str = ""
-    resource_version: str = ""
-    labels: dict[str, str] = field(default_factory=dict)
-    annotations: dict[str, str] = field(default_factory=dict)

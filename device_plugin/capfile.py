@@ -1,55 +1,18 @@
-"""The standalone capacity feed: an optional file of ``key=value`` lines
-(``max_pods`` (0 = no cap), ``unavailable_enis``, ``usable_ips``; ``#``
-comments), re-read
-whenever it changes. A key absent from the file falls back to its flag/env
-value (``usable_ips``: not reported). A node agent in another process, or an
-operator, can write it (atomically: write a temp file, then rename)."""
+"""The standalone capacity feed: the optional capacity file (its format, and
+its parser, are ``core.capacityfile``), re-read whenever it changes. A key
+absent from the file falls back to its flag/env value (``usable_ips``: not
+reported). The node agent in another process, or an operator, writes it."""
 
 from __future__ import annotations
 
 import logging
 import os
 import threading
-from dataclasses import dataclass
 
+from core.capacityfile import CapacityFileError, CapacityOverrides, parse_capacity_file
 from device_plugin.state import CapacityState
 
 log = logging.getLogger(__name__)
-KEYS = ("max_pods", "unavailable_enis", "usable_ips")
-
-
-class CapacityFileError(ValueError):
-    """The file has a line we cannot use; the message names file and line."""
-
-
-@dataclass(frozen=True, slots=True)
-class CapacityOverrides:
-    max_pods: int | None = None
-    unavailable_enis: int | None = None
-    usable_ips: int | None = None
-
-
-def parse_capacity_file(text: str, path: str = "<capacity file>") -> CapacityOverrides:
-    values: dict[str, int] = {}
-    for lineno, raw in enumerate(text.splitlines(), 1):
-        line = raw.split("#", 1)[0].strip()
-        if not line:
-            continue
-        key, eq, value = (p.strip() for p in line.partition("="))
-        if not eq or key not in KEYS:
-            raise CapacityFileError(
-                f"{path}:{lineno}: expected one of {', '.join(KEYS)} = <integer>, got {raw!r}"
-            )
-        try:
-            number = int(value)
-        except ValueError:
-            number = -1
-        if number < 0:
-            raise CapacityFileError(
-                f"{path}:{lineno}: {key} must be an integer >= 0, got {value!r}"
-            )
-        values[key] = number
-    return CapacityOverrides(**values)
 
 
 class CapacityFileWatcher:

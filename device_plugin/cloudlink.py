@@ -17,6 +17,8 @@ import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from prometheus_client import CollectorRegistry
+
 from cloud.adapter import TencentCloud
 from cloud.ports import InstanceReader
 from cloud.settings import CloudSettings, from_env
@@ -42,5 +44,11 @@ def cloud_settings(
     return dataclasses.replace(base, **changes)
 
 
-def make_instance_reader(identity: NodeIdentity, settings: Settings) -> InstanceReader:
-    return TencentCloud.from_settings(cloud_settings(identity, settings))
+def make_instance_reader(registry: CollectorRegistry | None) -> ReaderFactory:
+    """The reader factory: the adapter, its ``tke_cloud_*`` metrics in
+    ``registry`` (the plugin's, served on its ``/metrics``)."""
+
+    def make(identity: NodeIdentity, settings: Settings) -> InstanceReader:
+        return TencentCloud.from_settings(cloud_settings(identity, settings), registry=registry)
+
+    return make

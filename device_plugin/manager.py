@@ -20,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from cloud.metadata import MetadataClient
 from core.limits import EniLimits
 from device_plugin.capacity import CapacityInputs
 from device_plugin.capfile import CapacityFileWatcher
@@ -34,7 +35,6 @@ from device_plugin.kubelet import (
     socket_id,
 )
 from device_plugin.limits import LimitsResolver
-from device_plugin.metadata import MetadataClient
 from device_plugin.metrics import Metrics
 from device_plugin.servicer import DevicePluginServicer
 from device_plugin.settings import Settings
@@ -53,7 +53,7 @@ class DevicePluginManager:
         settings: Settings,
         *,
         metadata: MetadataReader | None = None,
-        reader_factory: ReaderFactory = make_instance_reader,
+        reader_factory: ReaderFactory | None = None,
         state: CapacityState | None = None,
     ) -> None:
         plugin_dir = os.path.abspath(settings.device_plugin_dir)
@@ -68,7 +68,7 @@ class DevicePluginManager:
         self.limits = LimitsResolver(
             settings,
             metadata or MetadataClient(settings.metadata_url, settings.metadata_timeout),
-            reader_factory,
+            reader_factory or make_instance_reader(self.metrics.registry),
             on_limits=self._on_limits,
             on_api_error=self.metrics.limits_api_errors.inc,
         )

@@ -20,11 +20,12 @@ from cloud.models import Eni
 from core import claimpolicy, names
 from core import models as m
 from core.ids import EniId, VpcId
+from core.models import ENI_PHASE_DETACHED, parse_rfc3339, rfc3339
 from ipamd import claims, metrics
-from ipamd.deps import ENI_PHASE_DETACHED, Deps
+from ipamd.deps import Deps
 from ipamd.enis import ip_spec
 from ipamd.kube import events as ev
-from ipamd.nodes import NodeController, parse_time
+from ipamd.nodes import NodeController
 from ipamd.records import ClaimRec, IpRec, PodRec
 from ipamd.state import CLAIM, NODE, NodeFacts
 
@@ -40,10 +41,6 @@ def _where(rec: IpRec | None) -> tuple[str, ...] | None:
     if rec is None:
         return None
     return (rec.node, rec.eni, rec.claim, rec.state, rec.release_id, rec.granted_id, rec.phase)
-
-
-def rfc3339(t: datetime) -> str:
-    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class ClaimController:
@@ -140,7 +137,7 @@ class ClaimController:
             zone=c.zone,
             node_name=c.node,
             pod_uid=c.pod_uid,
-            last_seen=parse_time(c.last_seen),
+            last_seen=parse_rfc3339(c.last_seen),
             expired_duration=c.expired_duration,
             deleting=c.deleting,
         )
@@ -382,7 +379,7 @@ class ClaimController:
         if c.phase == m.CLAIM_PHASE_BOUND:
             # ipamd may have been down when the pod went: the agent's last update is older
             rec = self.d.state.ip(c.ip)
-            seen = parse_time(rec.updated) if rec and rec.pod_uid == c.pod_uid else None
+            seen = parse_rfc3339(rec.updated) if rec and rec.pod_uid == c.pod_uid else None
             if seen is not None and seen < now:
                 last = seen
         duration = claims.effective_duration(
@@ -405,11 +402,11 @@ class ClaimController:
             self.d.state.queue.add_after(CLAIM + c.key, max(0.0, (at - now).total_seconds()) + 0.05)
 
     def _requeue_at_expiry(self, c: ClaimRec) -> None:
-        at = parse_time(c.expires_at)
+        at = parse_rfc3339(c.expires_at)
         duration = claims.effective_duration(
             c.expired_duration, self.d.settings.claim_expired_duration
         )
-        want = claims.expires_at(parse_time(c.last_seen), duration)
+        want = claims.expires_at(parse_rfc3339(c.last_seen), duration)
         if want is not None and (at is None or abs((want - at).total_seconds()) > 1):
             self._status(c, expires_at=rfc3339(want))  # the flag changed since
             at = want

@@ -6,14 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cloud.ports import CloudApi
-from core.models import ENI_PHASE_DETACHED
 from ipamd.config import Settings
 from ipamd.kube.crds import CrdWriter
 from ipamd.kube.events import EventRecorder
 from ipamd.kube.objects import ObjectWriter
 from ipamd.state import ClusterState
-
-__all__ = ["ENI_PHASE_DETACHED", "Deps"]
 
 
 @dataclass(slots=True)

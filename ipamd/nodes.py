@@ -17,8 +17,9 @@ from core import models as m
 from core import names
 from core.ids import EniId, InstanceId
 from core.limits import limits_for_type
+from core.models import ENI_PHASE_DETACHED, parse_rfc3339
 from ipamd import metrics, pool
-from ipamd.deps import ENI_PHASE_DETACHED, Deps
+from ipamd.deps import Deps
 from ipamd.enis import SUBNET_EXHAUSTED_CODES, EniOps, ip_spec
 from ipamd.kube import events as ev
 from ipamd.records import EniRec, IpRec, NodeRec
@@ -29,15 +30,6 @@ log = logging.getLogger(__name__)
 
 def free_phase(ip: IpRec) -> bool:
     return ip.phase in ("", m.IP_PHASE_FREE)
-
-
-def parse_time(text: str) -> datetime | None:
-    if not text:
-        return None
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
 
 
 class NodeController:
@@ -369,7 +361,7 @@ class NodeController:
         for ip in dynamic:
             if not free_phase(ip):
                 continue
-            updated = parse_time(ip.updated)
+            updated = parse_rfc3339(ip.updated)
             if updated is not None and wall - updated < cooldown:
                 continue  # freed too recently: conntrack entries may still point at it
             free.append(pool.FreeIp(ip.ip, ip.eni))

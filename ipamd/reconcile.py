@@ -24,8 +24,9 @@ from cloud.models import Eni
 from core import cidr, names
 from core import models as m
 from core.ids import EniId, InstanceId
+from core.models import ENI_PHASE_DETACHED
 from ipamd import metrics
-from ipamd.deps import ENI_PHASE_DETACHED, Deps
+from ipamd.deps import Deps
 from ipamd.enis import ip_spec
 from ipamd.leaks import LeakSweeper
 from ipamd.nodes import NodeController

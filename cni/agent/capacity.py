@@ -30,6 +30,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
+from core.capacityfile import CapacityOverrides, render_capacity_file
 from core.models import IP_STATE_ASSIGNED, SUBNET_ACTIVE, SubnetStatus
 
 from .ipsource import NodeIpView
@@ -40,8 +41,6 @@ REASON_EXHAUSTED: Final = "subnets-exhausted"
 REASON_FREE: Final = "subnet-has-free-ips"
 REASON_NO_STATUS: Final = "no-subnet-status"
 REASON_ZONE_UNKNOWN: Final = "zone-unknown"
-
-CAPACITY_KEY: Final = "usable_ips"
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,11 +85,11 @@ def render(verdict: CapacityVerdict) -> str:
     """The capacity file's text (``key = value`` lines, ``#`` comments). It
     changes only when the verdict does (the held count is not in a comment),
     so the file is not rewritten on every pod start."""
-    lines = [
-        '# written by tke-eni-agent (docs/cni.md, "Device plugin capacity")',
-        f"# reason: {verdict.reason}"
-        + (f"; zone(s) {','.join(verdict.zones)}" if verdict.zones else ""),
-    ]
-    if verdict.usable_ips is not None:
-        lines.append(f"{CAPACITY_KEY} = {verdict.usable_ips}")
-    return "\n".join(lines) + "\n"
+    return render_capacity_file(
+        CapacityOverrides(usable_ips=verdict.usable_ips),
+        [
+            'written by tke-eni-agent (docs/cni.md, "Device plugin capacity")',
+            f"reason: {verdict.reason}"
+            + (f"; zone(s) {','.join(verdict.zones)}" if verdict.zones else ""),
+        ],
+    )

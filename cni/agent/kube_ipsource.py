@@ -10,7 +10,6 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import Any, cast
 
 from kubernetes import client, config, watch
@@ -23,6 +22,7 @@ from core.models import (
     VpcEniStatus,
     VpcIpSpec,
     VpcIpStatus,
+    rfc3339,
     unclaimed_uid,
 )
 from core.names import CRD_GROUP, CRD_VERSION, NODE_LABEL, PLURAL_VPC_ENI, PLURAL_VPC_IP
@@ -41,12 +41,6 @@ def load_kube_config(path: str) -> Any:
     return client.ApiClient()
 
 
-def _rfc3339(ts: float | None) -> str | None:
-    if ts is None:
-        return None
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def status_patch(u: IpUsage) -> dict[str, Any]:
     """A merge patch of ``VpcIP.status`` (``core.models.VpcIpStatus``); the pod
     fields of a previous user are cleared with explicit nulls. A grant
@@ -58,13 +52,11 @@ def status_patch(u: IpUsage) -> dict[str, Any]:
         pod_name=u.pod_name,
         pod_uid=u.pod_uid,
         container_id=u.container_id,
-        cooldown_until=_rfc3339(u.cooldown_until) or "",
-        updated=_rfc3339(time.time()) or "",
+        cooldown_until="" if u.cooldown_until is None else rfc3339(u.cooldown_until),
+        updated=rfc3339(time.time()),
         release_id=u.release_id if u.phase == IP_PHASE_RELEASED else "",
-    ).to_dict()
-    for key in ("podNamespace", "podName", "podUid", "containerId", "cooldownUntil", "releaseId"):
-        status.setdefault(key, None)
-    return {"status": status}
+    )
+    return {"status": status.to_patch()}
 
 
 def eni_of(obj: dict[str, Any]) -> EniInfo | None:

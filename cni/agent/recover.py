@@ -21,10 +21,9 @@ import logging
 import threading
 import time
 from collections.abc import Iterable
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from core.models import IP_PHASE_COOLDOWN
+from core.models import IP_PHASE_COOLDOWN, parse_rfc3339
 
 from .held import held_status
 from .podnet import PRIO_FROM_POD, veth_mac
@@ -159,14 +158,11 @@ def cooldown_end(status: dict[str, Any], now: float) -> float | None:
     if status.get("phase") != IP_PHASE_COOLDOWN:
         return None
     raw = status.get("cooldownUntil")
-    try:
-        if isinstance(raw, int | float):
-            until = float(raw)
-        elif isinstance(raw, str) and raw:
-            until = datetime.fromisoformat(raw.replace("Z", "+00:00")).timestamp()
-        else:
-            return None
-    except ValueError:
+    if isinstance(raw, int | float):
+        until = float(raw)
+    elif isinstance(raw, str) and (parsed := parse_rfc3339(raw)) is not None:
+        until = parsed.timestamp()
+    else:
         return None
     return until if until > now else None
 

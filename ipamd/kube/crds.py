@@ -10,6 +10,10 @@ from core import names
 from ipamd.kube import paths
 from ipamd.kube.api import JSON, KubeApi, KubeError
 
+#: VpcIP spec fields sent as they are in a re-pointing patch (the others, when
+#: empty, are deleted: nothing of the previous holder's spec is left)
+IP_SPEC_REQUIRED = ("node_name", "eni_id", "subnet_id", "zone", "state")
+
 
 class Applies(Protocol):
     def apply(self, obj: JSON | None, *, deleted_key: str = "") -> None: ...
@@ -71,7 +75,10 @@ class CrdWriter:
             self.api.patch(paths.vpc_ip(ip) + "/status", {"status": None})
             obj = self.api.patch(
                 paths.vpc_ip(ip),
-                {"metadata": {"labels": body["metadata"]["labels"]}, "spec": _full_ip_spec(spec)},
+                {
+                    "metadata": {"labels": body["metadata"]["labels"]},
+                    "spec": spec.to_patch(keep=IP_SPEC_REQUIRED),
+                },
             )
         self.ips.apply(obj)
         return obj
@@ -104,7 +111,7 @@ class CrdWriter:
         return obj
 
     def claim_status(self, namespace: str, name: str, status: m.VpcIpClaimStatus) -> JSON:
-        body = {"status": _full_claim_status(status)}
+        body = {"status": status.to_patch()}
         obj = self.api.patch(paths.claim(namespace, name) + "/status", body)
         self.claims.apply(obj)
         return obj
@@ -143,35 +150,3 @@ class CrdWriter:
 
     def delete_claim(self, namespace: str, name: str) -> None:
         self.api.delete(paths.claim(namespace, name))
-
-
-def _full_ip_spec(spec: m.VpcIpSpec) -> JSON:
-    """All spec fields (merge patch: empty strings clear old values)."""
-    return {
-        "nodeName": spec.node_name,
-        "eniId": spec.eni_id,
-        "subnetId": spec.subnet_id,
-        "zone": spec.zone,
-        "state": spec.state,
-        "claim": spec.claim or None,
-        "reservedPodUid": spec.reserved_pod_uid or None,
-        "releaseId": spec.release_id or None,
-        "unclaimedPodUid": spec.unclaimed_pod_uid or None,
-    }
-
-
-def _full_claim_status(st: m.VpcIpClaimStatus) -> JSON:
-    out: JSON = {}
-    for key, value in {
-        "phase": st.phase,
-        "ip": st.ip,
-        "subnetId": st.subnet_id,
-        "zone": st.zone,
-        "nodeName": st.node_name,
-        "podUid": st.pod_uid,
-        "lastSeen": st.last_seen,
-        "expiresAt": st.expires_at,
-        "message": st.message,
-    }.items():
-        out[key] = value if value else None  # None deletes the key in a merge patch
-    return out

@@ -23,6 +23,7 @@ import pytest
 import yaml
 from kubernetes import client
 
+from core.capacityfile import parse_capacity_file
 from core.models import (
     SUBNET_STATUS_KEY,
     SubnetStatus,
@@ -36,7 +37,6 @@ from core.names import (
     PLURAL_VPC_IP,
     RESOURCE_ENI_IP,
 )
-from device_plugin.capfile import parse_capacity_file
 from localcluster.controlplane import ControlPlane
 from tests.deploy_support import DEPLOY, create_crds, load_docs, yaml_files
 from tests.fixtures_netns import AgentFactory, NetnsTcpProxy, Vpc

@@ -237,25 +237,31 @@ def test_console_script_state_file_and_bad_files(tmp_path: Path) -> None:
 
 
 def test_metadata_client(emu: EmulatorHandle) -> None:
-    from cloud.metadata_client import MetadataClient, MetadataError
+    from cloud.metadata import MetadataClient, MetadataError
 
     md = MetadataClient(emu.metadata_url("ins-sim00001"))
-    assert md.instance_id() == "ins-sim00001"
-    assert md.zone() == "ap-guangzhou-3" and md.region() == "ap-guangzhou"
-    assert md.instance_type() == "S5.LARGE8"
+    assert md.get("instance-id") == "ins-sim00001"
+    assert md.get("placement/zone") == "ap-guangzhou-3"
+    assert md.get("placement/region") == "ap-guangzhou"
+    assert md.get("instance/instance-type") == "S5.LARGE8"
     cloud = cloud_for(emu)
     eni = cloud.create_eni(vpc_id=VpcId("vpc-sim00001"), subnet_id=SubnetId("subnet-sim00033"),
                            name="mdc", secondary_ip_count=2)
     cloud.attach_eni(eni.eni_id, InstanceId("ins-sim00001"))
-    assert set(md.macs()) == {md.primary_mac(), eni.mac}
-    info = md.interface(eni.mac.upper())
-    assert info.primary_ip == eni.primary_ip and info.subnet_id == "subnet-sim00033"
-    assert set(info.ips) == {ip.address for ip in eni.ips}
-    assert (info.gateway, info.netmask) == ("10.0.32.1", "255.255.240.0")
+    macs = {line.strip().rstrip("/") for line in md.get("network/interfaces/macs/").splitlines()}
+    assert macs == {md.get("mac").lower(), eni.mac}
+    base = f"network/interfaces/macs/{eni.mac}/"
+    assert md.get(base + "primary-local-ipv4") == eni.primary_ip
+    assert md.get(base + "subnet-id") == "subnet-sim00033"
+    ips = {line.strip().rstrip("/") for line in md.get(base + "local-ipv4s/").splitlines()}
+    assert ips == {ip.address for ip in eni.ips}
+    gateway = md.get(base + f"local-ipv4s/{eni.primary_ip}/gateway")
+    netmask = md.get(base + f"local-ipv4s/{eni.primary_ip}/subnet-mask")
+    assert (gateway, netmask) == ("10.0.32.1", "255.255.240.0")
     with pytest.raises(MetadataError, match="HTTP 404"):
         md.get("nope")
     with pytest.raises(MetadataError):
-        MetadataClient("http://127.0.0.1:1/").instance_id()
+        MetadataClient("http://127.0.0.1:1/").get("instance-id")
 
 
 @pytest.mark.parametrize("bad_id", ["node-1", "ins-SIM00001", "ins-abc", 7])

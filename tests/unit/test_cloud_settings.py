@@ -89,7 +89,7 @@ def test_chain_falls_back_to_role(tmp_path: Path) -> None:
     p = provider_for(CloudSettings(credentials_file=str(f), metadata_url="http://127.0.0.1:9/m/"),
                      {})
     assert isinstance(p, RoleProvider)
-    assert p.base == "http://127.0.0.1:9/m/"
+    assert p.metadata.base_url == "http://127.0.0.1:9/m/"
 
 
 def test_creds_repr_hides_secret() -> None:

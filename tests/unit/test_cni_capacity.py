@@ -13,6 +13,7 @@ from cni.agent import capacity as cap
 from cni.agent import config
 from cni.agent.capacity_file import CapacityFilePublisher, write_atomic_if_changed
 from cni.agent.ipsource import EniInfo, MemoryNodeIpSource, NodeIp, NodeIpView
+from core.capacityfile import parse_capacity_file
 from core.ids import EniId, IPv4
 from core.models import (
     IP_STATE_ASSIGNED,
@@ -22,7 +23,6 @@ from core.models import (
     SUBNET_INVALID,
     SubnetStatus,
 )
-from device_plugin.capfile import parse_capacity_file
 
 ZONE = "ap-guangzhou-3"
 OTHER = "ap-guangzhou-4"

@@ -7,9 +7,9 @@ import threading
 
 import pytest
 
+from core.capacityfile import CapacityFileError, CapacityOverrides, parse_capacity_file
 from core.limits import EniLimits, limits_for_type
 from device_plugin.capacity import CapacityInputs, device_set
-from device_plugin.capfile import CapacityFileError, CapacityOverrides, parse_capacity_file
 from device_plugin.devices import DeviceSet, device_id, device_index
 from device_plugin.state import CapacityState
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from cloud.metadata import MetadataClient, MetadataError
 from core.ids import InstanceId, Zone
 from core.names import RESOURCE_ENI_IP
 from device_plugin.identity import resolve_identity
-from device_plugin.metadata import MetadataClient, MetadataError
 from device_plugin.settings import OPTIONS, Settings, SettingsError, build_parser, load
 
 

@@ -1,5 +1,9 @@
-"""A tiny client of the instance metadata service: plain-text GETs with
-urllib, 404 for unknown paths. Used only until the cloud layer ships one."""
+"""The one client of the CVM instance metadata service
+(``http://metadata.tencentyun.com/latest/meta-data/``, or the emulator's
+``http://127.0.0.1:PORT/meta/<instance-id>/latest/meta-data/``): plain-text
+GETs with urllib, never through a proxy. Used by the device plugin (its
+node's identity) and by the CVM-role credentials. Any failure, a 404
+included, is ``MetadataError`` naming the URL."""
 
 from __future__ import annotations
 
@@ -19,6 +23,7 @@ class MetadataClient:
         self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
     def get(self, path: str) -> str:
+        """The text at ``path`` (relative to the base URL), stripped."""
         url = self.base_url + path.lstrip("/")
         if not url.startswith(("http://", "https://")):
             raise MetadataError(f"metadata URL {url!r} is not http(s)")

@@ -111,9 +111,6 @@ class ClusterState:
     def on_claim(self, key: str, old: ClaimRec | None, new: ClaimRec | None) -> None:
         self.queue.add(CLAIM + key)
 
-    def on_configmap(self, key: str, old: object, new: object) -> None:
-        self.queue.add(SUBNETS)
-
     # --- reads ---
     def node(self, name: str) -> NodeRec | None:
         return self.nodes.get(name) if self.nodes else None

@@ -36,6 +36,7 @@ from cni.agent.cnitypes import PodAttachment
 from cni.agent.ipsource import EniInfo
 from cni.agent.netops import EniLink
 from cni.agent.podnet import PRIO_FROM_POD, PRIO_TO_POD, veth_mac
+from cni.agent.pods import PodInfo
 from cni.agent.pool import Allocation
 from cni.agent.rtnl import RT_TABLE_MAIN
 from ipamd.kube.api import JSON, KubeError
@@ -45,6 +46,19 @@ from vpcsim.server import Emulator
 
 #: kinds whose status is a subresource (a main-resource write never sets it)
 STATUS_SUBRESOURCE = {"vpcips", "vpcenis", "vpcipclaims", "pods", "nodes"}
+
+
+@dataclass
+class MemoryPodSource:
+    """The agent's ``PodSource`` over a dict: the pods as kubelet sees them."""
+
+    pods: dict[tuple[str, str], PodInfo] = field(default_factory=dict)
+
+    def add(self, pod: PodInfo) -> None:
+        self.pods[(pod.namespace, pod.name)] = pod
+
+    def get(self, namespace: str, name: str, uid: str = "") -> PodInfo | None:
+        return self.pods.get((namespace, name))
 
 
 class Crash(BaseException):

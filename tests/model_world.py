@@ -27,7 +27,6 @@ from cni.agent.cnitypes import CniError, CniRequest
 from cni.agent.config import AgentConfig
 from cni.agent.ipsource import IpUsage, NodeIpView
 from cni.agent.kube_ipsource import eni_of, ip_of, status_patch
-from cni.agent.pods import MemoryPodSource
 from cni.agent.reconcile import Reconciler as AgentReconciler
 from cni.agent.reporter import Reporter
 from core import names
@@ -35,7 +34,15 @@ from ipamd.app import App
 from ipamd.config import Settings
 from ipamd.kube.api import KubeError
 from ipamd.state import CLAIM, NODE
-from tests.model_fakes import Crash, FakeKube, FakeNet, InProcessTransport, Store, merge_patch
+from tests.model_fakes import (
+    Crash,
+    FakeKube,
+    FakeNet,
+    InProcessTransport,
+    MemoryPodSource,
+    Store,
+    merge_patch,
+)
 from vpcsim.faults import Faults
 from vpcsim.server import Emulator
 from vpcsim.spec import build

@@ -34,17 +34,6 @@ class PodSource(Protocol):
         ...
 
 
-@dataclass
-class MemoryPodSource:
-    pods: dict[tuple[str, str], PodInfo] = field(default_factory=dict)
-
-    def add(self, pod: PodInfo) -> None:
-        self.pods[(pod.namespace, pod.name)] = pod
-
-    def get(self, namespace: str, name: str, uid: str = "") -> PodInfo | None:
-        return self.pods.get((namespace, name))
-
-
 class FilePodSource:
     """Pods from a JSON file ``{"<ns>/<name>": {"uid": ..., "annotations": {...},
     "ownerReferences": [...]}}``,

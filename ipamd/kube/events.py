@@ -42,10 +42,6 @@ def configmap_ref() -> ObjectRef:
     return ObjectRef("ConfigMap", names.CONFIGMAP_NAME, names.CONFIGMAP_NAMESPACE)
 
 
-def claim_ref(namespace: str, name: str, uid: str = "") -> ObjectRef:
-    return ObjectRef(names.KIND_VPC_IP_CLAIM, name, namespace, uid, names.CRD_API_VERSION)
-
-
 class EventRecorder:
     def __init__(self, api: KubeApi | None, *, component: str = names.COMPONENT_IPAMD) -> None:
         self.api = api

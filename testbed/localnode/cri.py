@@ -154,11 +154,6 @@ class CriClient:
         self.runtime.StartContainer(self.pb.StartContainerRequest(container_id=container_id),
                                     timeout=self.timeout)
 
-    def container_status(self, container_id: str) -> Any:
-        return self.runtime.ContainerStatus(
-            self.pb.ContainerStatusRequest(container_id=container_id), timeout=self.timeout
-        ).status
-
     def exec_sync(self, container_id: str, cmd: list[str], timeout: int = 10) -> tuple[int, str]:
         resp = self.runtime.ExecSync(self.pb.ExecSyncRequest(
             container_id=container_id, cmd=cmd, timeout=timeout), timeout=self.timeout)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import shutil
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -399,10 +398,6 @@ class Node:
     def _remove_sandboxes(self) -> list[str]:
         with self.cri() as c:
             return c.remove_all()
-
-    def purge(self) -> None:
-        """Remove the node's workdir (after stop)."""
-        shutil.rmtree(self.workdir, ignore_errors=True)
 
     def __enter__(self) -> Node:
         return self.start()

@@ -17,7 +17,6 @@ import functools
 import json
 import logging
 import os
-import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -333,13 +332,6 @@ class Environment:
                 return d
         raise KeyError(f"no daemon {name} on {node}")
 
-    def restart_node_daemon(self, node: str, name: str) -> Daemon:
-        """Stop (TERM) one of a node's daemons and start it again with the same command."""
-        d = self.node_daemon(node, name)
-        d.stop()
-        d.start()
-        return d
-
     def wait_node_networking(self, name: str, timeout: float = 180.0) -> None:
         """An ENI of the node is Attached (VpcENI), plugged in its netns, and the node
         advertises eni-ip."""
@@ -426,7 +418,3 @@ class Environment:
         self.emulator = None
         step("fabric netns", lambda: netns.delete(self.fabric))
         return problems
-
-    def purge(self) -> None:
-        shutil.rmtree(self.workdir, ignore_errors=True)
-

@@ -77,10 +77,6 @@ class Plumber:
         with self._lock:
             self.nodes[instance_id] = netns
 
-    def remove_node(self, instance_id: str) -> None:
-        with self._lock:
-            self.nodes.pop(instance_id, None)
-
     def start(self) -> None:
         for key in ("ip_forward=1", "conf.all.rp_filter=0", "conf.default.rp_filter=0"):
             run(["sysctl", "-qw", f"net.ipv4.{key}"], netns=self.fabric)

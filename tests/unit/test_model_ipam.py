@@ -80,10 +80,10 @@ from pyroute2.netlink.exceptions import NetlinkError
 import cni.agent.reconcile as agent_reconcile
 from cni.agent.checkpoint import CheckpointError
 from cni.agent.cnitypes import CniError
-from cni.agent.pods import MemoryPodSource, PodInfo
+from cni.agent.pods import PodInfo
 from core import names
 from ipamd.kube import paths
-from tests.model_fakes import Crash, FakeKube, FakeNet, KubeFaultPlan, Store
+from tests.model_fakes import Crash, FakeKube, FakeNet, KubeFaultPlan, MemoryPodSource, Store
 from tests.model_world import (
     CLUSTER,
     CONFIGMAP,

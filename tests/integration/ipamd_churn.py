@@ -11,7 +11,14 @@ Invariants, checked after every step (``step_violations``):
   that node;
 * every claim's IP is still its own: in the cloud on one of our ENIs, not named
   by another claim, and its VpcIP (when present: a move re-creates it) carries
-  the claim.
+  the claim;
+
+and in the kernel (``netns_violations``: the agent stand-in binds each running
+pod's address in a network namespace of its own, tests/integration/podnetns.py):
+
+* no address in two running pods' namespaces;
+* each running pod's namespace holds exactly its recorded IP (the ledger's),
+  and no namespace is left of a pod that is gone.
 
 and once the cluster has settled (``settled_violations``, faults paused):
 
@@ -32,6 +39,7 @@ from core import names
 from ipamd.kube import paths
 from localcluster.apifaults import FaultRule, rule
 from tests.integration.ipamd_harness import CLUSTER, Kube
+from tests.integration.podnetns import PodNetns
 from vpcsim.testing import EmulatorHandle
 
 CRDS = "vpcips,vpcips/status,vpcenis,vpcenis/status,vpcipclaims,vpcipclaims/status"
@@ -173,6 +181,31 @@ def step_violations(
         o = vips.get(ip)
         if o is not None and (o["spec"].get("claim") or "") != key:
             out.append(f"claim {key}: VpcIP {ip} carries claim {o['spec'].get('claim')!r}")
+    return out
+
+
+def netns_violations(ledger: Ledger, netns: PodNetns) -> list[str]:
+    """The invariants as the kernel shows them (``ip -n NS -j addr``)."""
+    out: list[str] = []
+    seen = netns.addresses()  # pod UID -> (namespace, its addresses)
+    holders: dict[str, list[str]] = defaultdict(list)
+    for uid, (ns, addrs) in seen.items():
+        for a in addrs:
+            holders[a].append(f"{ns} (pod {uid[:8]})")
+    out += [f"address {a} is in two pods' netns: {h}" for a, h in holders.items() if len(h) > 1]
+    running = {r.uid: (ip, r) for ip, r in ledger.by_ip.items()}
+    for uid, (ip, r) in running.items():
+        got = seen.get(uid)
+        where = f"running pod {r.name} ({uid[:8]}) on {r.node}"
+        if got is None:
+            out.append(f"{where}: no netns")
+        elif got[1] != {ip}:
+            out.append(f"{where}: netns {got[0]} holds {sorted(got[1])}, recorded IP {ip}")
+    out += [
+        f"netns {ns} of pod {uid[:8]} is left, the pod is gone"
+        for uid, (ns, _) in seen.items()
+        if uid not in running
+    ]
     return out
 
 

@@ -29,6 +29,7 @@ from ipamd.kube import paths
 from ipamd.kube.api import KubeApi, KubeError, load_configuration
 from ipamd.kube.informer import Informer
 from ipamd.records import IpRec, ip_from_obj
+from tests.integration.podnetns import PodNetns
 from vpcsim.testing import EmulatorHandle
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -292,10 +293,17 @@ class AgentStandIn:
 
     Every grant is written by ``_grant_status`` (the one place that knows the
     shape of the answer); ``_answered`` says whether a record already carries
-    the answer to its open request."""
+    the answer to its open request.
 
-    def __init__(self, kube: Kube) -> None:
+    With ``netns`` (tests/integration/podnetns.py) the stand-in really binds:
+    each ADD (``use``, ``take_free``) puts the address in a network namespace
+    of the pod's own, each DEL (``free``) deletes it, and a granted release
+    takes the address out of any namespace still holding it."""
+
+    def __init__(self, kube: Kube, netns: PodNetns | None = None) -> None:
         self.kube = kube
+        self.netns = netns
+        self.taken_by_grant: list[tuple[str, list[str]]] = []  # (ip, namespaces it was in)
         self.stop = threading.Event()
         self.granted = 0
         self.refused = 0
@@ -416,6 +424,8 @@ class AgentStandIn:
             if self._status(ip, self._grant_status(rec)):
                 self.granted += 1
                 self.grants.append((ip, rec.node))
+                if self.netns is not None and (taken := self.netns.drop_address(ip)):
+                    self.taken_by_grant.append((ip, taken))
 
     # --- CNI ADD/DEL ---
     def _alive(self, node: str, what: str) -> None:
@@ -437,6 +447,8 @@ class AgentStandIn:
                     "updated": now3339(),
                 },
             )
+            if self.netns is not None:
+                self.netns.bind(meta["uid"], ip)
 
     def free(self, ip: str) -> None:
         with self.lock:
@@ -452,6 +464,8 @@ class AgentStandIn:
                     "updated": "2000-01-01T00:00:00Z",
                 },
             )
+            if self.netns is not None:
+                self.netns.unbind_ip(ip)
             rec = self.informer.get(ip)
         if rec is not None and rec.state == m.IP_STATE_RELEASING and not self._answered(rec):
             self._consider(rec)
@@ -477,6 +491,8 @@ class AgentStandIn:
                             "updated": now3339(),
                         },
                     )
+                    if self.netns is not None:
+                        self.netns.bind(pod["metadata"]["uid"], rec.ip)
                     return rec.ip
         return None
 

@@ -41,6 +41,7 @@ from tests.integration.ipamd_churn import (
     Ledger,
     Running,
     api_fault_rules,
+    netns_violations,
     settled_violations,
     step_violations,
     waits_for_old_pod,
@@ -54,6 +55,7 @@ from tests.integration.ipamd_harness import (
     Kube,
     wait_for,
 )
+from tests.integration.podnetns import PodNetns, require_root, sweep
 from vpcsim.testing import EmulatorHandle, run_emulator
 
 LEASE_FLAGS = (
@@ -80,6 +82,22 @@ def kube(control_plane: ControlPlane) -> Iterator[Kube]:
 def emu() -> Iterator[EmulatorHandle]:
     with run_emulator(SPEC) as handle:
         yield handle
+
+
+@pytest.fixture
+def pod_netns() -> Iterator[PodNetns]:
+    """The pods' network namespaces: an interrupted earlier run's leftovers are
+    swept first; this run's are deleted at the end, also on failure."""
+    if why := require_root():
+        pytest.fail(why)
+    sweep()
+    ns = PodNetns()
+    try:
+        yield ns
+    finally:
+        ns.close()
+        left = ns.own_leftovers()
+        assert not left, f"network namespaces left behind: {left}"
 
 
 def holder(kube: Kube) -> str:
@@ -132,8 +150,13 @@ class Churn:
     stand-in, the ledger, the figures."""
 
     def __init__(
-        self, kube: Kube, emu: EmulatorHandle, proxy: FaultProxy, agent: AgentStandIn,
-        procs: dict[str, IpamdProcess], seed: int,
+        self,
+        kube: Kube,
+        emu: EmulatorHandle,
+        proxy: FaultProxy,
+        agent: AgentStandIn,
+        procs: dict[str, IpamdProcess],
+        seed: int,
     ) -> None:
         self.kube, self.emu, self.proxy, self.agent, self.procs = kube, emu, proxy, agent, procs
         self.seed = seed
@@ -144,6 +167,7 @@ class Churn:
         self.steps: Counter[str] = Counter()
         self.events: Counter[str] = Counter()
         self.step_checks = 0
+        self.netns_checks = 0
         self.settled_checks = 0
         self.serial = 0
         self.cloud = CloudFaultCounter(emu)
@@ -162,6 +186,15 @@ class Churn:
         broken = step_violations(self.kube, self.emu, self.ledger, NODES)
         assert not broken, f"seed {self.seed}, {step}: invariants broken:\n" + "\n".join(broken)
         self.step_checks += 1
+        netns = self.agent.netns
+        assert netns is not None
+        broken = netns_violations(self.ledger, netns)
+        assert not broken, (
+            f"seed {self.seed}, {step}: invariants broken in the pods' netns:\n"
+            + "\n".join(broken)
+            + (f"\n(addresses taken out by grants: {self.agent.taken_by_grant})")
+        )
+        self.netns_checks += 1
 
     def settle(self, step: str) -> None:
         """Faults off, wait for the cluster to converge, check the leak invariants."""
@@ -361,6 +394,8 @@ class Churn:
             f"(of {self.proxy.plan.requests} ipamd requests); "
             f"cloud faults injected {dict(self.cloud.counts)}; "
             f"invariant checks passed: {self.step_checks} after-step checks (3 invariants each), "
+            f"{self.netns_checks} netns checks (2 invariants each, read from the kernel; "
+            f"netns {dict(self.agent.netns.ops) if self.agent.netns else {}}), "
             f"{self.settled_checks} settled checks (2 more)"
         )
 
@@ -369,7 +404,11 @@ NODES = {"n1": "ins-sim00001", "n3": "ins-sim00003"}
 
 
 def test_churn_with_cloud_and_apiserver_faults(
-    kube: Kube, emu: EmulatorHandle, control_plane: ControlPlane, tmp_path: Path
+    kube: Kube,
+    emu: EmulatorHandle,
+    control_plane: ControlPlane,
+    tmp_path: Path,
+    pod_netns: PodNetns,
 ) -> None:
     cycles = int(os.environ.get("IPAMD_FAULT_CYCLES", "14"))
     seed = int(os.environ.get("IPAMD_FAULT_SEED", "7"))
@@ -387,7 +426,7 @@ def test_churn_with_cloud_and_apiserver_faults(
     }
     churn: Churn | None = None
     try:
-        with AgentStandIn(kube) as agent:
+        with AgentStandIn(kube, pod_netns) as agent:
             churn = Churn(kube, emu, proxy, agent, procs, seed)
             for p in procs.values():
                 p.start()

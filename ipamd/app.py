@@ -56,49 +56,23 @@ def _configmap_summary(obj: JSON) -> dict[str, str] | None:
 
 class App:
     def __init__(self, settings: Settings, kube: KubeApi, make_cloud: CloudFactory) -> None:
+        """Build everything, start nothing: the cluster view and its informers,
+        the leader elector and the write fence, the shared deps (with the cloud
+        client ``make_cloud`` builds around the fence), the controllers."""
         self.settings = settings
         self.kube = kube
         self.stop = threading.Event()
         self.queue = WorkQueue()
-        self.state = st = ClusterState(self.queue)
-        st.nodes = Informer(kube, paths.NODES, "nodes", node_from_obj, st.on_node)
-        st.pods = Informer(kube, paths.PODS, "pods", pod_from_obj, st.on_pod)
-        st.ips = Informer(kube, paths.VPC_IPS, "vpcips", ip_from_obj, st.on_ip)
-        st.enis = Informer(kube, paths.VPC_ENIS, "vpcenis", eni_from_obj, st.on_eni)
-        st.claims = Informer(kube, paths.CLAIMS, "vpcipclaims", claim_from_obj, st.on_claim)
+        self.state = ClusterState(self.queue)
         self.configmaps: Informer[dict[str, str]] = Informer(
             kube, paths.KUBE_SYSTEM_CONFIGMAPS, "configmaps", _configmap_summary, self._on_configmap
         )
-        self.informers: list[Informer[Any]] = [
-            st.nodes,
-            st.pods,
-            st.ips,
-            st.enis,
-            st.claims,
-            self.configmaps,
-        ]
+        self.informers: list[Informer[Any]] = [*self._cluster_informers(kube), self.configmaps]
         self.fence = LeaderFence(self.may_write)
-        self.elector: LeaderElector | None = None
-        if settings.leader_elect:
-            self.elector = LeaderElector(
-                LeaseClient(kube, settings.lease_namespace, settings.lease_name),
-                settings.identity,
-                lease_duration=settings.lease_duration.total_seconds(),
-                renew_deadline=settings.renew_deadline.total_seconds(),
-                retry_period=settings.retry_period.total_seconds(),
-                on_started=self._start_leading,
-                on_stopped=self._lost,
-            )
+        self.elector = self._elector(kube) if settings.leader_elect else None
         self._elector_stop = threading.Event()
         self._elector_thread: threading.Thread | None = None
-        self.deps = Deps(
-            settings=settings,
-            state=st,
-            cloud=make_cloud(self.fence),
-            crds=CrdWriter(kube, st.ips, st.enis, st.claims),
-            objects=ObjectWriter(kube),
-            events=EventRecorder(kube),
-        )
+        self.deps = self._deps(kube, make_cloud)
         self.nodes = NodeController(self.deps)
         self.claims = ClaimController(self.deps, self.nodes)
         self.subnets = SubnetController(self.deps)
@@ -107,6 +81,41 @@ class App:
         self.ready = threading.Event()
         self._threads: list[threading.Thread] = []
         self.lost_leadership = False
+
+    def _cluster_informers(self, kube: KubeApi) -> list[Informer[Any]]:
+        """The cluster view's informers (each feeds one of its handlers)."""
+        st = self.state
+        st.nodes = Informer(kube, paths.NODES, "nodes", node_from_obj, st.on_node)
+        st.pods = Informer(kube, paths.PODS, "pods", pod_from_obj, st.on_pod)
+        st.ips = Informer(kube, paths.VPC_IPS, "vpcips", ip_from_obj, st.on_ip)
+        st.enis = Informer(kube, paths.VPC_ENIS, "vpcenis", eni_from_obj, st.on_eni)
+        st.claims = Informer(kube, paths.CLAIMS, "vpcipclaims", claim_from_obj, st.on_claim)
+        return [st.nodes, st.pods, st.ips, st.enis, st.claims]
+
+    def _elector(self, kube: KubeApi) -> LeaderElector:
+        s = self.settings
+        return LeaderElector(
+            LeaseClient(kube, s.lease_namespace, s.lease_name),
+            s.identity,
+            lease_duration=s.lease_duration.total_seconds(),
+            renew_deadline=s.renew_deadline.total_seconds(),
+            retry_period=s.retry_period.total_seconds(),
+            on_started=self._start_leading,
+            on_stopped=self._lost,
+        )
+
+    def _deps(self, kube: KubeApi, make_cloud: CloudFactory) -> Deps:
+        """What the controllers share; the cloud client gets the write fence."""
+        st = self.state
+        assert st.ips is not None and st.enis is not None and st.claims is not None
+        return Deps(
+            settings=self.settings,
+            state=st,
+            cloud=make_cloud(self.fence),
+            crds=CrdWriter(kube, st.ips, st.enis, st.claims),
+            objects=ObjectWriter(kube),
+            events=EventRecorder(kube),
+        )
 
     def _on_configmap(
         self, key: str, old: dict[str, str] | None, new: dict[str, str] | None

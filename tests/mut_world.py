@@ -6,12 +6,17 @@ each of which pins one rule a surviving mutant broke unnoticed."""
 
 from __future__ import annotations
 
+import copy
+import types
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 import cni.agent.reconcile as agent_reconcile
+from core import names
+from tests import model_world
+from tests.model_fakes import FakeKube
 from tests.model_world import NODES, NS
 from tests.unit.test_model_ipam import IpamModel
 
@@ -68,4 +73,66 @@ def node_ips(w: IpamModel, node: str) -> dict[str, dict[str, Any]]:
     }
 
 
-__all__ = ["NODES", "NS", "IpamModel", "world"]
+__all__ = ["NODES", "NS", "IpamModel", "wide_world", "world"]
+
+
+POD2_SUBNET = "subnet-sim00034"  # a second pod subnet in the nodes' zone
+ZONE4, ZONE4_SUBNET, ZONE4_INSTANCE = "ap-guangzhou-4", "subnet-sim00044", "ins-sim00004"
+
+
+@pytest.fixture
+def wide_world(monkeypatch: pytest.MonkeyPatch) -> Iterator[IpamModel]:
+    """``world`` in a VPC with a second pod subnet in the nodes' zone and an
+    instance in a zone no pod subnet is configured for (not yet a node)."""
+    spec_ = copy.deepcopy(model_world.SPEC)
+    vpc = spec_["vpcs"][0]
+    vpc["subnets"] += [
+        {"id": POD2_SUBNET, "name": "pod2", "cidr": "10.0.32.64/26", "zone": model_world.ZONE},
+        {"id": ZONE4_SUBNET, "name": "node4", "cidr": "10.0.4.0/24", "zone": ZONE4},
+    ]
+    vpc["instances"].append({"id": ZONE4_INSTANCE, "type": "S5.LARGE8", "subnet": "node4"})
+    monkeypatch.setattr(model_world, "SPEC", spec_)
+    monkeypatch.setattr(agent_reconcile, "ensure_sysctl", lambda name, value: [])
+    w = IpamModel()
+    try:
+        yield w
+    finally:
+        w.teardown()
+
+
+def add_node(w: IpamModel, name: str, zone: str, instance: str) -> None:
+    """A Node object only (no agent runs there)."""
+    w.store.put(
+        "nodes",
+        {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {
+                "name": name,
+                "labels": {names.ZONE_LABEL: zone, names.INSTANCE_TYPE_LABEL: "S5.LARGE8"},
+            },
+            "spec": {"providerID": f"qcloud:///{zone}/{instance}"},
+        },
+    )
+
+
+def set_subnet(w: IpamModel, subnet: str) -> None:
+    cm = w.store.get("configmaps", names.CONFIGMAP_NAMESPACE, names.CONFIGMAP_NAME)
+    assert cm is not None
+    cm["data"][names.CM_SUBNET_ID] = subnet
+    w.store.put("configmaps", cm)
+
+
+def cloud_enis_in(w: IpamModel, subnet: str, instance: str) -> list[str]:
+    return sorted(
+        e.eni_id
+        for e in w._cloud_enis().values()
+        if e.subnet_id == subnet and e.instance_id == instance and not e.primary
+    )
+
+
+def unguarded(w: IpamModel) -> None:
+    """Switch off the model's trim guard (``TrimGuard``: a warm IP is asked back
+    only as a trim) for a scenario that drains a subnet on purpose."""
+    kube = w._live_ipamd().kube
+    kube.patch = types.MethodType(FakeKube.patch, kube)  # type: ignore[method-assign]

@@ -8,22 +8,44 @@ random model's short setting.
   the cloud and its record deleted, while the node keeps its warm IPs;
 * a request left open without an id (an older ipamd made it) is re-opened
   with one, or no answer could ever count;
-* the IPs of a node that is gone are released without asking."""
+* the IPs of a node that is gone are released without asking;
+* a subnet taken out of the ConfigMap is drained: its free dynamic IPs are
+  asked back (not the used ones, not a claim's), and an ENI left empty is
+  deleted, while nodes get ENIs in the new subnet;
+* free IPs in an active subnet the cloud says is full are kept, not drained;
+* the node condition says whether the node's zone has a subnet."""
 
 from __future__ import annotations
 
+from typing import Any
+
+import pytest
+
 from ipamd.kube import paths
+from ipamd.state import NODE
+from tests.model_fakes import FakeKube
+from tests.model_world import POD_SUBNET
 from tests.mut_world import (
     NODES,
+    POD2_SUBNET,
+    ZONE4,
+    ZONE4_INSTANCE,
     IpamModel,
+    add_node,
+    claim_obj,
+    cloud_enis_in,
     cloud_holder,
+    events,
     node_ips,
+    set_subnet,
     spec,
     tick,
+    unguarded,
+    wide_world,
     world,
 )
 
-__all__ = ["world"]  # the fixture
+__all__ = ["wide_world", "world"]  # the fixtures
 
 
 def _free_surplus(w: IpamModel, node: str) -> set[str]:
@@ -94,3 +116,80 @@ def test_a_gone_nodes_ips_are_released_without_asking(world: IpamModel) -> None:
     for ip in held:
         assert cloud_holder(w, ip) is None, f"{ip} of the gone node is still assigned"
     assert not node_ips(w, "n3")
+
+
+def test_a_subnet_taken_out_is_drained_and_its_empty_enis_deleted(wide_world: IpamModel) -> None:
+    w = wide_world
+    web0_ip = claim_obj(w, "web-0")["status"]["ip"]  # type: ignore[index]
+    w._delete(w.pods["web-0"])  # its claim keeps the IP reserved (not used)
+    tick(w)
+    used = w.pods["dyn-a"].ip
+    assert spec(w, used).get("state") == "Assigned"
+    free = {
+        ip
+        for n in NODES
+        for ip, o in node_ips(w, n).items()
+        if o["spec"].get("subnetId") == POD_SUBNET and not o["spec"].get("claim") and ip != used
+    }
+    assert free, "no free warm IP in the old subnet"
+    unguarded(w)
+    set_subnet(w, POD2_SUBNET)
+    tick(w)
+    for ip in free:
+        assert spec(w, ip).get("state") == "Releasing", f"free {ip} of the old subnet kept"
+    assert spec(w, used).get("state") == "Assigned", "the running pod's IP was asked back"
+    assert spec(w, web0_ip).get("state") == "Assigned", "the claim's reserved IP was asked back"
+    n3_old = cloud_enis_in(w, POD_SUBNET, NODES["n3"])
+    assert n3_old, "n3 had no ENI in the old subnet"
+    w.settle()
+    assert cloud_enis_in(w, POD_SUBNET, NODES["n3"]) == [], "n3's emptied ENI was kept"
+    assert cloud_enis_in(w, POD2_SUBNET, NODES["n3"]), "n3 got no ENI in the new subnet"
+    assert cloud_holder(w, used) == NODES["n1"]  # the used ENI stays with its pod
+    assert cloud_holder(w, web0_ip) == NODES["n2"]  # and the claim's
+    assert w.pods["dyn-a"].ip == used
+
+
+def test_free_ips_of_a_full_active_subnet_are_kept(world: IpamModel) -> None:
+    w = world
+    ipamd = w._live_ipamd()
+    before = {n: set(node_ips(w, n)) for n in NODES}
+    ipamd.app.state.exhausted.add(POD_SUBNET)  # the cloud said the subnet is full
+    for n in NODES:
+        ipamd.app.queue.add(NODE + n)
+    ipamd.drain()  # the node syncs, without the periodic refresh of the counts
+    for n in NODES:
+        assert set(node_ips(w, n)) == before[n]
+        assert not [ip for ip, o in node_ips(w, n).items() if o["spec"].get("state") == "Releasing"]
+
+
+def test_node_condition_says_whether_its_zone_has_a_subnet(
+    wide_world: IpamModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    w = wide_world
+    writes: list[tuple[str, dict[str, Any]]] = []
+
+    def record(self: FakeKube, path: str, body: dict[str, Any], **_: Any) -> dict[str, Any]:
+        writes.append((path, body))
+        return {}
+
+    monkeypatch.setattr(FakeKube, "patch_strategic", record)  # conditions: not in the store
+    add_node(w, "n4", ZONE4, ZONE4_INSTANCE)
+    w.ipamd = None
+    w._live_ipamd()  # a fresh ipamd writes every node's condition once
+
+    def cond(node: str) -> dict[str, Any]:
+        got = [b for p, b in writes if p == f"/api/v1/nodes/{node}/status"]
+        assert len(got) == 1, f"{node}: {got}"
+        (c,) = got[0]["status"]["conditions"]
+        assert c["type"] == "TKEENIReady"
+        return dict(c)
+
+    ok = cond("n1")
+    assert (ok["status"], ok["reason"]) == ("True", "ENIReady")
+    assert ok["message"] == "subnets for zone ap-guangzhou-3 are configured"
+    bad = cond("n4")
+    assert (bad["status"], bad["reason"]) == ("False", "NoSubnetInZone"), bad
+    assert f"zone {ZONE4}" in bad["message"]
+    warned = [e for e in events(w, "NoSubnetInZone") if e["involvedObject"]["name"] == "n4"]
+    assert warned and warned[0]["type"] == "Warning"
+    assert cloud_enis_in(w, POD_SUBNET, ZONE4_INSTANCE) == []  # no ENI for it

@@ -10,10 +10,21 @@
 * the release handshake reports a change when a request is taken back;
 * DEL frees the container's IP at once (no reconcile pass needed), leaves the
   veth to die with the netns, and a DEL of a container the agent does not
-  know goes to the configured delegate chain unchanged."""
+  know goes to the configured delegate chain unchanged;
+* ADD plumbs into the ENI's own table (resolving the ENI's link when it is not
+  known yet), answers in the request's CNI version merged onto a previous
+  result, records the pod UID (from the runtime, else from the pod), and a
+  failed ADD takes its plumbing and its IP back (no cooldown);
+* every ADD that ends, failed or not, clears its in-flight mark (another ADD's
+  mark of the same IP stays) and moves the ADD epoch forward, the reconcile
+  loop's guards against cleaning up a pod mid-ADD;
+* a pod that takes no ENI IP goes to the delegate chain, or is refused with a
+  clear error when there is none;
+* CNI GC deletes the stale attachment's veth too."""
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +33,16 @@ import pytest
 import cni.agent.agent as agent_mod
 from cni.agent import delegate
 from cni.agent.agent import Agent, AgentSettings
-from cni.agent.cnitypes import CniRequest, PodAttachment
+from cni.agent.cnitypes import (
+    ERR_INVALID_CONFIG,
+    VALID_ATTACHMENTS_KEY,
+    CniError,
+    CniRequest,
+    PodAttachment,
+)
 from cni.agent.ipsource import EniInfo, MemoryNodeIpSource, NodeIp, NodeIpView
 from cni.agent.netops import EniLink
+from cni.agent.pods import PodInfo
 from cni.agent.pool import (
     Allocation,
     PoolState,
@@ -35,6 +53,7 @@ from cni.agent.pool import (
 )
 from core.ids import EniId, IPv4
 from core.models import IP_STATE_ASSIGNED, IP_STATE_RELEASING
+from tests.model_fakes import MemoryPodSource
 
 ENI = EniInfo(
     EniId("eni-1"), "02:00:00:00:aa:01", "10.0.0.0/24", IPv4("10.0.0.1"), IPv4("10.0.0.2")
@@ -109,44 +128,72 @@ def test_a_request_taken_back_is_a_change() -> None:
 
 
 class Net:
+    """The data plane's surface the agent uses: records what it was asked."""
+
     def __init__(self) -> None:
         self.deleted: list[tuple[str, str, bool]] = []
+        self.tables: list[int] = []
+        self.fail_add = False
+
+    def links_by_mac(self) -> dict[str, tuple[str, int, int, bool]]:
+        return {}
+
+    def ensure_eni(self, eni: EniInfo, links: Any) -> tuple[EniLink | None, list[str]]:
+        return EniLink(str(eni.eni_id), "eth1", 3, 2003), []
 
     def add_pod(self, a: Allocation, table: int) -> PodAttachment:
+        self.tables.append(table)
+        if self.fail_add:
+            raise OSError(errno.EEXIST, "File exists")
         return PodAttachment(a.ip, a.host_veth, "02:00:00:00:00:01", a.ifname, "", a.netns, 1500)
 
     def del_pod(self, ip: str, host_veth: str, delete_link: bool = False) -> None:
         self.deleted.append((ip, host_veth, delete_link))
 
 
-def req(command: str, container: str, conf: dict[str, Any] | None = None) -> CniRequest:
+def req(
+    command: str,
+    container: str,
+    conf: dict[str, Any] | None = None,
+    uid: str | None = "u1",
+    prev: dict[str, Any] | None = None,
+) -> CniRequest:
+    args = {"K8S_POD_NAMESPACE": "default", "K8S_POD_NAME": "p"}
+    if uid is not None:
+        args["K8S_POD_UID"] = uid
+    c = dict(conf or {"cniVersion": "1.0.0", "name": "n", "type": "tke-route-eni"})
+    if prev is not None:
+        c["prevResult"] = prev
     return CniRequest(
         command=command,
         container_id=container,
         netns=f"/run/netns/{container}",
         ifname="eth0",
-        args={"K8S_POD_NAMESPACE": "default", "K8S_POD_NAME": "p", "K8S_POD_UID": "u1"},
+        args=args,
         path="/opt/cni/bin",
-        conf=conf or {"cniVersion": "1.0.0", "name": "n", "type": "tke-route-eni"},
+        conf=c,
     )
 
 
-@pytest.fixture
-def agent(tmp_path: Path) -> tuple[Agent, Net]:
+def make_agent(tmp_path: Path, *, eni_only: bool = True, pods: Any = None) -> tuple[Agent, Net]:
     source = MemoryNodeIpSource()
     source.set_view([ENI], [NodeIp(IPv4("10.0.0.10"), EniId("eni-1"))])
     net = Net()
     a = Agent(
-        AgentSettings(eni_only=True, cooldown=30.0),
+        AgentSettings(eni_only=eni_only, cooldown=30.0),
         source=source,
-        pods=None,
+        pods=pods,
         netops=net,  # type: ignore[arg-type]
         state=PoolState(),
         checkpoint_path=str(tmp_path / "checkpoint.json"),
     )
-    a.eni_links["eni-1"] = EniLink("eni-1", "eth1", 3, 2003)
     a.ready.set()
     return a, net
+
+
+@pytest.fixture
+def agent(tmp_path: Path) -> tuple[Agent, Net]:
+    return make_agent(tmp_path)
 
 
 def test_del_frees_the_ip_at_once_and_leaves_the_veth_to_the_netns(
@@ -182,3 +229,111 @@ def test_del_of_an_unknown_container_goes_to_the_delegates(
     assert ran == [(r, chain)] and net.deleted == []
     a.handle(req("DEL", "unknown"))  # no delegates configured: nothing to do
     assert len(ran) == 1
+
+
+# --- agent: ADD -------------------------------------------------------------------------
+
+
+def test_add_resolves_the_eni_link_and_plumbs_into_its_table(agent: tuple[Agent, Net]) -> None:
+    a, net = agent
+    assert a.eni_links == {}
+    a.handle(req("ADD", "c1"))
+    assert net.tables == [2003] and a.eni_links["eni-1"].table == 2003
+
+
+def test_add_answers_in_the_requests_version_merged_onto_the_previous_result(
+    agent: tuple[Agent, Net],
+) -> None:
+    a, _ = agent
+    prev = {"cniVersion": "0.4.0", "interfaces": [{"name": "lo0"}], "ips": [], "dns": {}}
+    conf = {"cniVersion": "0.4.0", "name": "n", "type": "tke-route-eni"}
+    result = a.handle(req("ADD", "c1", conf, prev=prev))
+    assert result is not None and result["cniVersion"] == "0.4.0"
+    assert result["interfaces"][0]["name"] == "lo0"
+    assert result["ips"][0]["version"] == "4" and result["ips"][0]["interface"] == 2
+
+
+def test_add_records_the_pod_uid_from_the_runtime_or_the_pod(tmp_path: Path) -> None:
+    pods = MemoryPodSource()
+    pods.add(PodInfo("default", "p", "uid-from-api", {}, ()))
+    a, _ = make_agent(tmp_path, pods=pods)
+    a.handle(req("ADD", "c1", uid="uid-from-runtime"))
+    assert a.state.allocations["10.0.0.10"].pod_uid == "uid-from-runtime"
+    a.handle(req("DEL", "c1"))
+    a.state.cooldown.clear()
+    a.handle(req("ADD", "c2", uid=None))  # an older runtime passes no K8S_POD_UID
+    assert a.state.allocations["10.0.0.10"].pod_uid == "uid-from-api"
+
+
+def test_add_without_any_pod_uid_records_none(tmp_path: Path) -> None:
+    a, _ = make_agent(tmp_path)
+    a.handle(req("ADD", "c1", uid=None))
+    assert a.state.allocations["10.0.0.10"].pod_uid == ""
+
+
+def test_a_failed_add_takes_its_plumbing_and_ip_back(agent: tuple[Agent, Net]) -> None:
+    a, net = agent
+    net.fail_add = True
+    with pytest.raises(CniError):
+        a.handle(req("ADD", "c1"))
+    veth = net.deleted[0][1]
+    assert net.deleted == [("10.0.0.10", veth, True)]  # the half-made veth goes too
+    assert a.state.allocations == {} and a.state.cooldown == {}  # free at once
+    assert a.in_flight == {}
+    net.fail_add = False
+    result = a.handle(req("ADD", "c2"))
+    assert result is not None and result["ips"][0]["address"] == "10.0.0.10/32"
+
+
+def test_every_add_clears_its_in_flight_mark_and_moves_the_epoch(agent: tuple[Agent, Net]) -> None:
+    a, net = agent
+    epoch = a.add_epoch
+    a.handle(req("ADD", "c1"))
+    assert a.in_flight == {}
+    assert a.add_epoch > epoch and a.add_ended["10.0.0.10"] == a.add_epoch
+    first = a.add_epoch
+    a.handle(req("DEL", "c1"))
+    a.state.cooldown.clear()
+    net.fail_add = True
+    with pytest.raises(CniError):
+        a.handle(req("ADD", "c2"))
+    assert a.in_flight == {}
+    assert a.add_epoch > first and a.add_ended["10.0.0.10"] == a.add_epoch
+
+
+def test_an_add_that_ends_leaves_another_adds_mark_of_the_same_ip(
+    agent: tuple[Agent, Net],
+) -> None:
+    a, _ = agent
+    a.in_flight["10.0.0.10"] = 1  # another ADD of this IP is still under way
+    a.handle(req("ADD", "c1"))
+    assert a.in_flight == {"10.0.0.10": 1}
+
+
+def test_a_pod_without_an_eni_ip_goes_to_the_delegates_or_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, net = make_agent(tmp_path, eni_only=False)  # the pod has no ENI annotation
+    with pytest.raises(CniError) as err:
+        a.handle(req("ADD", "c1"))
+    assert err.value.code == ERR_INVALID_CONFIG
+    assert "does not ask for an ENI IP" in err.value.msg and "default/p" in err.value.msg
+    assert err.value.details == (
+        "annotate the pod, run the agent with --eni-only, or set --delegate-file"
+    )
+    ran: list[tuple[CniRequest, Any]] = []
+    monkeypatch.setattr(agent_mod.delegate, "run", lambda r, d: ran.append((r, d)) or {"ok": 1})
+    chain = [{"type": "other-ipam"}]
+    r = req("ADD", "c1", {"cniVersion": "1.0.0", "name": "n", delegate.DELEGATE_KEY: chain})
+    assert a.handle(r) == {"ok": 1}
+    assert ran == [(r, chain)] and a.state.allocations == {} and net.tables == []
+
+
+def test_cni_gc_deletes_the_stale_attachments_veth(agent: tuple[Agent, Net]) -> None:
+    a, net = agent
+    a.handle(req("ADD", "c1"))
+    veth = a.state.allocations["10.0.0.10"].host_veth
+    conf = {"cniVersion": "1.1.0", "name": "n", "type": "tke-route-eni"}
+    a.handle(req("GC", "", {**conf, VALID_ATTACHMENTS_KEY: []}))
+    assert net.deleted == [("10.0.0.10", veth, True)]
+    assert a.state.allocations == {}

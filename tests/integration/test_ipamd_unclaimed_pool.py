@@ -129,3 +129,28 @@ def test_drain_keeps_an_unclaimed_address_while_its_pod_exists(
             wait_for(
                 f"{ip} drained once its pod is gone", lambda: ip not in cloud_ips(emu), timeout=90
             )
+
+
+def test_a_release_request_open_on_an_unclaimed_address_is_taken_back(
+    kube: Kube, emu: EmulatorHandle
+) -> None:
+    """An address asked back (by an ipamd that did not honour the mark) while
+    the marked pod exists: the request is taken back, never finished, even
+    when the agent answers it."""
+    with AgentStandIn(kube) as agent:
+        uid, ip, warm = unclaimed_without_sandbox(kube, emu, agent)
+        kube.api.patch(
+            paths.vpc_ip(ip), {"spec": {"state": m.IP_STATE_RELEASING, "releaseId": "older-ipamd"}}
+        )
+        wait_for(f"the agent's grant of {ip}", lambda: agent.grants and agent.grants[-1][0] == ip)
+        with ipamd_inprocess(emu, kube.kubeconfig, *ONE_WARM):
+            wait_for(
+                "the request taken back",
+                lambda: (
+                    (o := vpcip(kube, ip)) is not None
+                    and o["spec"].get("state") == m.IP_STATE_ASSIGNED
+                ),
+            )
+            assert_kept(kube, emu, ip, uid, "an open request")
+            assert not (vpcip(kube, ip) or {})["spec"].get("releaseId")
+            assert vpcip(kube, warm) is not None  # the warm pool is as it was

@@ -136,3 +136,22 @@ def unguarded(w: IpamModel) -> None:
     only as a trim) for a scenario that drains a subnet on purpose."""
     kube = w._live_ipamd().kube
     kube.patch = types.MethodType(FakeKube.patch, kube)  # type: ignore[method-assign]
+
+
+def skips_first(w: IpamModel) -> None:
+    """Make the live ipamd walk a node's records with the ones its rules skip
+    first (claimed, not Assigned, marked as a pod's own), then by address. The
+    index it walks is a set (its order follows string hashing), so a loop that
+    stopped at the first skipped record instead of going on would otherwise be
+    caught only when the hash order happened to put a skipped record first."""
+    st = w._live_ipamd().app.state
+    walk = st.node_ips
+
+    def ordered(name: str) -> list[Any]:
+        recs = walk(name)
+        return sorted(
+            recs,
+            key=lambda r: (not r.claim, r.state == "Assigned", not r.unclaimed_uid, r.ip),
+        )
+
+    st.node_ips = ordered  # type: ignore[method-assign]

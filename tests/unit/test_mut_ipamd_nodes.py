@@ -13,6 +13,10 @@ random model's short setting.
   asked back (not the used ones, not a claim's), and an ENI left empty is
   deleted, while nodes get ENIs in the new subnet;
 * free IPs in an active subnet the cloud says is full are kept, not drained;
+  a draining subnet is drained also when the cloud said it is full;
+* an address marked as a pod's own (its claim was deleted while it ran) is
+  never drained nor asked back while the pod exists, also without a sandbox;
+  a request left open on it is taken back; when the node is gone it goes;
 * the node condition says whether the node's zone has a subnet."""
 
 from __future__ import annotations
@@ -21,12 +25,14 @@ from typing import Any
 
 import pytest
 
+from core import names
 from ipamd.kube import paths
 from ipamd.state import NODE
 from tests.model_fakes import FakeKube
 from tests.model_world import POD_SUBNET
 from tests.mut_world import (
     NODES,
+    NS,
     POD2_SUBNET,
     ZONE4,
     ZONE4_INSTANCE,
@@ -38,9 +44,11 @@ from tests.mut_world import (
     events,
     node_ips,
     set_subnet,
+    skips_first,
     spec,
     tick,
     unguarded,
+    vpcip,
     wide_world,
     world,
 )
@@ -72,6 +80,7 @@ def _releasing(w: IpamModel, node: str) -> dict[str, str]:
 def test_trim_waits_for_the_agents_grant_of_its_own_request(world: IpamModel) -> None:
     w = world
     _free_surplus(w, "n2")  # n2 also holds web-0's claimed IP
+    skips_first(w)
     before = set(node_ips(w, "n2"))
     tick(w)
     asked = _releasing(w, "n2")
@@ -133,6 +142,7 @@ def test_a_subnet_taken_out_is_drained_and_its_empty_enis_deleted(wide_world: Ip
     }
     assert free, "no free warm IP in the old subnet"
     unguarded(w)
+    skips_first(w)
     set_subnet(w, POD2_SUBNET)
     tick(w)
     for ip in free:
@@ -193,3 +203,81 @@ def test_node_condition_says_whether_its_zone_has_a_subnet(
     warned = [e for e in events(w, "NoSubnetInZone") if e["involvedObject"]["name"] == "n4"]
     assert warned and warned[0]["type"] == "Warning"
     assert cloud_enis_in(w, POD_SUBNET, ZONE4_INSTANCE) == []  # no ENI for it
+
+
+def _unclaim_web0(w: IpamModel) -> tuple[str, str]:
+    """``kubectl delete vipc`` of the running web-0: its IP becomes its own."""
+    c = claim_obj(w, "web-0")
+    assert c is not None
+    ip, uid = c["status"]["ip"], w.pods["web-0"].uid
+    w.user.delete(paths.claim(NS, "web-0"))
+    tick(w)
+    assert spec(w, ip).get("unclaimedPodUid") == uid
+    return ip, uid
+
+
+def test_a_request_left_open_on_a_pods_own_ip_is_taken_back(world: IpamModel) -> None:
+    w = world
+    ip, _ = _unclaim_web0(w)
+    skips_first(w)
+    w.user.patch(paths.vpc_ip(ip), {"spec": {"state": "Releasing", "releaseId": "old-1"}})
+    tick(w)
+    s = spec(w, ip)
+    assert s.get("state") == "Assigned" and not s.get("releaseId"), s
+    w._agent_pass("n2")
+    tick(w)
+    assert cloud_holder(w, ip) == NODES["n2"]
+
+
+def test_a_gone_nodes_ip_goes_even_when_marked_as_a_pods_own(world: IpamModel) -> None:
+    w = world
+    ip, _ = _unclaim_web0(w)
+    w.user.delete("/api/v1/nodes/n2")
+    tick(w)
+    assert cloud_holder(w, ip) is None
+
+
+def test_drain_keeps_a_pods_own_ip_while_the_pod_has_no_sandbox(wide_world: IpamModel) -> None:
+    w = wide_world
+    ip, _ = _unclaim_web0(w)
+    p = w.pods["web-0"]
+    w._netns_gone(p)  # the sandbox died; the pod object stays
+    p.container, p.ip = "", ""
+    w._agent_pass("n2")  # the agent finds the link gone and reports the IP free
+    assert (vpcip(w, ip) or {}).get("status", {}).get("phase") != "InUse"
+    unguarded(w)
+    skips_first(w)
+    set_subnet(w, POD2_SUBNET)
+    tick(w)
+    s = spec(w, ip)
+    assert s.get("state") == "Assigned" and not s.get("releaseId"), s
+    others = [
+        a
+        for a, o in node_ips(w, "n2").items()
+        if a != ip and o["spec"].get("subnetId") == POD_SUBNET and not o["spec"].get("claim")
+    ]
+    assert others and all(spec(w, a).get("state") == "Releasing" for a in others)
+
+
+def test_a_draining_subnet_is_drained_also_when_full(wide_world: IpamModel) -> None:
+    w = wide_world
+    unguarded(w)
+    ipamd = w._live_ipamd()
+    app = ipamd.app
+    set_subnet(w, POD2_SUBNET)
+    ipamd.relist()
+    app.state.configmap_data = app.configmaps.get(
+        f"{names.CONFIGMAP_NAMESPACE}/{names.CONFIGMAP_NAME}"
+    )
+    app.subnets.sync()  # the old subnet drains
+    app.state.exhausted.add(POD_SUBNET)  # and the cloud said it is full
+    skips_first(w)
+    for n in NODES:
+        app.queue.add(NODE + n)
+    ipamd.drain()
+    free = [
+        a
+        for a, o in node_ips(w, "n3").items()
+        if o["spec"].get("subnetId") == POD_SUBNET and not o["spec"].get("claim")
+    ]
+    assert free and all(spec(w, a).get("state") == "Releasing" for a in free)

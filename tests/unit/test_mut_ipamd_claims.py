@@ -14,6 +14,9 @@ each rule gets a scenario of its own.
 from __future__ import annotations
 
 from ipamd.kube import paths
+from ipamd.state import CLAIM
+from tests.model_fakes import KubeFaultPlan
+from tests.model_world import POD_SUBNET
 from tests.mut_world import (
     NODES,
     NS,
@@ -21,6 +24,7 @@ from tests.mut_world import (
     claim_obj,
     cloud_holder,
     events,
+    node_ips,
     spec,
     tick,
     vpcip,
@@ -241,3 +245,119 @@ def test_pod_back_on_the_node_a_move_started_from_takes_the_request_back(
     assert cloud_holder(w, ip) == NODES["n2"]
     w.settle()
     assert w.pods["web-0"].ip == ip
+
+
+# --- allocation ---------------------------------------------------------------------
+
+
+def _claim_with_finalizer(w: IpamModel, name: str, node: str) -> None:
+    """A new StatefulSet pod: ipamd makes its claim and puts its finalizer on
+    (one sync each); the next sync allocates."""
+    w._create(name, node, "sts")
+    for _ in range(4):
+        c = claim_obj(w, name)
+        if c is not None and c["metadata"].get("finalizers"):
+            return
+        tick(w)
+    raise AssertionError(f"claim {name} never got its finalizer")
+
+
+def _cloud_vs_records(w: IpamModel, node: str) -> tuple[set[str], set[str]]:
+    inst = NODES[node]
+    cloud = {
+        a.address
+        for e in w._cloud_enis().values()
+        if e.instance_id == inst and not e.primary
+        for a in e.ips
+        if not a.primary
+    }
+    return cloud, set(node_ips(w, node))
+
+
+def test_allocation_writes_the_whole_claim_and_record_at_once(world: IpamModel) -> None:
+    w = world
+    _claim_with_finalizer(w, "web-1", "n1")
+    w.emu.faults.update({"lost_reply_ratio": 1.0, "actions": ["AssignPrivateIpAddresses"]})
+    try:
+        tick(w)  # allocates; the cloud's reply to the first try is lost
+    finally:
+        w.emu.faults.update({"lost_reply_ratio": 0.0, "actions": []})
+    c = claim_obj(w, "web-1")
+    assert c is not None
+    st_ = c["status"]
+    ip, uid = st_.get("ip"), w.pods["web-1"].uid
+    assert ip and st_.get("phase") == "Bound" and st_.get("podUid") == uid, st_
+    assert st_.get("nodeName") == "n1" and st_.get("subnetId") == POD_SUBNET, st_
+    assert st_.get("zone") == "ap-guangzhou-3" and st_.get("lastSeen"), st_
+    assert not st_.get("expiresAt"), st_
+    s = spec(w, ip)
+    assert s.get("claim") == f"{NS}/web-1" and s.get("reservedPodUid") == uid, s
+    assert s.get("nodeName") == "n1" and s.get("subnetId") == POD_SUBNET, s
+    assert s.get("zone") == "ap-guangzhou-3" and s.get("eniId"), s
+    assert cloud_holder(w, ip) == NODES["n1"]
+    cloud, records = _cloud_vs_records(w, "n1")
+    assert cloud == records, f"assigned but unrecorded: {sorted(cloud - records)}"
+    assigned = [e for e in events(w, "IPAssigned") if e["involvedObject"]["name"] == "web-1"]
+    assert len(assigned) == 1 and assigned[0]["type"] == "Normal"
+    assert assigned[0]["message"].startswith(f"static IP {ip} ({POD_SUBNET}, ap-guangzhou-3)")
+
+
+def test_a_failed_claim_status_write_after_allocation_gives_no_second_ip(
+    world: IpamModel,
+) -> None:
+    w = world
+    # the second status write of web-1's claim (after "Pending": the allocation's) fails
+    w._live_ipamd().kube.faults = KubeFaultPlan(1, "error", "/vpcipclaims/web-1/status")
+    w._create("web-1", "n1", "sts")
+    for _ in range(4):
+        held = [o for o in w.store.items("vpcips") if o["spec"].get("claim") == f"{NS}/web-1"]
+        if held:
+            break
+        tick(w)  # claim, finalizer, then the IP: assigned and recorded, the status fails
+    assert len(held) == 1
+    tick(w)  # the retry (also within the same pass) finds the record and adopts it
+    held = [o for o in w.store.items("vpcips") if o["spec"].get("claim") == f"{NS}/web-1"]
+    assert len(held) == 1, "a second IP for the claim"
+    ip = held[0]["metadata"]["name"]
+    c = claim_obj(w, "web-1")
+    assert c is not None
+    st_ = c["status"]
+    assert st_.get("ip") == ip and st_.get("phase") == "Bound" and st_.get("nodeName") == "n1"
+    assert st_.get("podUid") == w.pods["web-1"].uid and st_.get("subnetId") == POD_SUBNET
+    cloud, records = _cloud_vs_records(w, "n1")
+    assert cloud == records
+    w.settle()
+    assert w.pods["web-1"].ip == ip
+
+
+def test_a_full_subnet_makes_the_static_ip_wait(world: IpamModel) -> None:
+    w = world
+    world_ = w.emu.world
+    with world_.lock:
+        taken = world_.allocate(POD_SUBNET, world_.available_count(POD_SUBNET))
+    _claim_with_finalizer(w, "web-1", "n1")
+    c = claim_obj(w, "web-1")
+    assert c is not None and not (c.get("status") or {}).get("ip")
+    assert not [o for o in w.store.items("vpcips") if o["spec"].get("claim") == f"{NS}/web-1"]
+    waiting = [e for e in events(w, "WaitingForSubnet") if e["involvedObject"]["name"] == "web-1"]
+    assert waiting and waiting[0]["type"] == "Warning"
+    msgs = [e["message"] for e in waiting]
+    assert f"subnet {POD_SUBNET} is out of IPs: ResourceInsufficient.Subnet" in msgs, msgs
+    assert POD_SUBNET in w._live_ipamd().app.state.exhausted
+    ipamd = w._live_ipamd()
+    ipamd.app.queue.add(CLAIM + f"{NS}/web-1")
+    ipamd.drain()  # marked full: no further try, the claim waits for a subnet
+    msgs = [
+        e["message"]
+        for e in events(w, "WaitingForSubnet")
+        if e["involvedObject"]["name"] == "web-1"
+    ]
+    assert any(m.startswith("no ENI with room on node n1") for m in msgs), msgs
+    with world_.lock:
+        world_.used[POD_SUBNET] -= set(taken)
+    tick(w)  # the refresh sees room again
+    assert POD_SUBNET not in ipamd.app.state.exhausted
+    ipamd.app.queue.add(CLAIM + f"{NS}/web-1")  # (nothing re-queues it by itself: docs/mutation.md)
+    ipamd.drain()
+    c = claim_obj(w, "web-1")
+    assert c is not None and c["status"].get("ip")

@@ -3,6 +3,11 @@ wheel of ``pip wheel .`` and the wheel built from an sdist. Each time every cons
 script answers ``--help`` from outside the repository, and the installed device plugin
 imports its (committed) gRPC stubs and registers with the kubelet stand-in.
 
+What goes into which wheel, built from a copy of the whole clone (tests/, bench/ and
+testbed/ included): the product's wheel holds the packages of setup.cfg and nothing of
+the test bed, tests/ or bench/; the test bed's wheel (``pip wheel ./testbed``) holds
+exactly the test bed's packages.
+
 Needs python3's venv module and pip's package registry (or its cache) for the
 dependencies: hack/setup.sh."""
 
@@ -29,8 +34,12 @@ REPO = Path(__file__).resolve().parents[2]
 S5_LARGE8 = 27  # (4 − 1) × (10 − 1) ENI IPs of the limits table
 STUBS = ("protos/v1beta1/api.proto", "protos/v1beta1/api_pb2.py",
          "protos/v1beta1/api_pb2_grpc.py", "protos/v1beta1/api_pb2.pyi")
-SKIP = shutil.ignore_patterns(".git", ".venv", "_out", "build", "dist", "*.egg-info",
-                              "__pycache__", ".*_cache", "tests", "bench")
+#: The test bed's packages (testbed/pyproject.toml): never in the product's wheel.
+TEST_BED_PACKAGES = {"vpcsim", "localcluster", "localnode", "localrun"}
+#: Neither in any wheel.
+NOT_PACKAGED = {"tests", "bench", "testbed", "hack", "deploy", "docs"}
+GENERATED = (".git", ".venv", "_out", "build", "dist", "*.egg-info", "__pycache__",
+             ".*_cache", "mutants")
 
 
 def run(argv: list[str], what: str, cwd: Path, timeout: float = 600) -> str:
@@ -57,23 +66,57 @@ def work() -> Iterator[Path]:
     shutil.rmtree(d, ignore_errors=True)
 
 
-@pytest.fixture(scope="module")
-def source(work: Path) -> Path:
+def copy_clone(dest: Path, *, skip: tuple[str, ...]) -> Path:
     """What a clone holds (the files git tracks or would track: never a generated file
-    that .gitignore hides), copied so that builds write nothing into the repository."""
-    src = work / "src"
+    that .gitignore hides) but the top-level folders ``skip``, copied so that builds
+    write nothing into the repository."""
     if not (REPO / ".git").exists():  # e.g. an unpacked sdist
-        shutil.copytree(REPO, src, ignore=SKIP, symlinks=True)
-        return src
+        shutil.copytree(REPO, dest, ignore=shutil.ignore_patterns(*GENERATED, *skip),
+                        symlinks=True)
+        return dest
     listed = run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
                  "git ls-files", REPO)
     for name in filter(None, listed.split("\0")):
         path = REPO / name
-        if name.startswith(("tests/", "bench/")) or not path.is_file():
+        if name.split("/", 1)[0] in skip or not path.is_file():
             continue
-        (src / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(path, src / name)
-    return src
+        (dest / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, dest / name)
+    return dest
+
+
+@pytest.fixture(scope="module")
+def source(work: Path) -> Path:
+    """The clone without tests/ and bench/ (what a user installs from)."""
+    return copy_clone(work / "src", skip=("tests", "bench"))
+
+
+@pytest.fixture(scope="module")
+def whole_clone(work: Path) -> Path:
+    """The clone with everything, tests/, bench/ and testbed/ too: a wheel built from it
+    shows what the packaging itself picks up."""
+    return copy_clone(work / "clone", skip=())
+
+
+def top_level(wheel: Path) -> set[str]:
+    """The top-level names of a wheel (packages and modules), its .dist-info left out."""
+    with zipfile.ZipFile(wheel) as z:
+        tops = {n.split("/", 1)[0] for n in z.namelist()}
+    return {t.removesuffix(".py") for t in tops if not t.endswith(".dist-info")}
+
+
+def product_packages() -> set[str]:
+    cfg = configparser.ConfigParser()
+    cfg.read(REPO / "setup.cfg")
+    names = cfg["options.packages.find"]["include"].split()
+    return {n for n in names if "." not in n and "*" not in n}
+
+
+def build_wheel(project: Path, out: Path, work: Path) -> Path:
+    run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(out),
+         str(project)], f"pip wheel --no-deps {project}", work)
+    (wheel,) = out.glob("*.whl")
+    return wheel
 
 
 @pytest.fixture(scope="module")
@@ -170,3 +213,21 @@ def test_wheel(kind: str, wheels: dict[str, Path], venv: Path, work: Path,
         f"pip install {wheel.name}", work)
     monkeypatch.setenv("VENV", str(venv))
     check_installed(venv, work)
+
+
+def test_product_wheel_holds_no_test_bed(whole_clone: Path, work: Path) -> None:
+    wheel = build_wheel(whole_clone, work / "product-wheel", work)
+    tops = top_level(wheel)
+    assert not tops & TEST_BED_PACKAGES, (
+        f"{wheel.name}: test-bed packages in the product's wheel: {tops & TEST_BED_PACKAGES}")
+    assert not tops & NOT_PACKAGED, f"{wheel.name}: {tops & NOT_PACKAGED} in the wheel"
+    assert tops == product_packages(), (
+        f"{wheel.name} holds {sorted(tops)}; setup.cfg names {sorted(product_packages())}")
+
+
+def test_test_bed_wheel_holds_exactly_the_test_bed(whole_clone: Path, work: Path) -> None:
+    wheel = build_wheel(whole_clone / "testbed", work / "testbed-wheel", work)
+    assert wheel.name.startswith("tke_vpc_cni_testbed-"), wheel.name
+    tops = top_level(wheel)
+    assert tops == TEST_BED_PACKAGES, (
+        f"{wheel.name} holds {sorted(tops)}, the test bed is {sorted(TEST_BED_PACKAGES)}")

@@ -51,8 +51,8 @@ from pathlib import Path
 from typing import Any
 
 from core.models import IP_PHASE_COOLDOWN, IP_PHASE_IN_USE
+from localcluster import objects as ex
 from scheduler_extender import decide
-from scheduler_extender import examples as ex
 from scheduler_extender.pod import pod_facts
 from scheduler_extender.store import (
     KIND_CLAIMS,

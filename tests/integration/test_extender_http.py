@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import requests
 
-from scheduler_extender import examples as ex
+from localcluster import objects as ex
 from scheduler_extender.app import create_app
 from scheduler_extender.cli import ServerThread
 from scheduler_extender.config import Settings

@@ -26,11 +26,11 @@ import yaml
 from kubernetes import client
 
 from core.names import CRD_GROUP, CRD_VERSION, PLURAL_VPC_IP, PLURAL_VPC_IP_CLAIM, ZONE_LABEL
+from localcluster import objects as ex
 from localcluster.controlplane import ControlPlane
 from localcluster.extender_pki import ExtenderPKI, make_extender_pki
 from localcluster.fakenodes import FakeNode
 from localcluster.ports import free_ports
-from scheduler_extender import examples as ex
 from tests.fixtures_controlplane import ControlPlaneFactory
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -23,8 +23,8 @@ from typing import Any
 
 import pytest
 
+from localcluster import objects as ex
 from localcluster.extender_pki import ExtenderPKI, issue_server, make_extender_pki
-from scheduler_extender import examples as ex
 from scheduler_extender.app import create_app
 from scheduler_extender.cli import ServerThread, health_listener
 from scheduler_extender.config import Settings

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
+from localcluster import objects as ex
 from scheduler_extender import config
-from scheduler_extender import examples as ex
 from scheduler_extender.store import KIND_CONFIGMAPS, KIND_NODES, Store
 from scheduler_extender.watch import Reflector, Resource
 

@@ -14,8 +14,8 @@ from core.models import (
     SUBNET_DRAINING,
     SUBNET_INVALID,
 )
+from localcluster import objects as ex
 from scheduler_extender import decide
-from scheduler_extender import examples as ex
 from scheduler_extender.pod import pod_facts
 from scheduler_extender.snapshot import Snapshot
 from scheduler_extender.store import (

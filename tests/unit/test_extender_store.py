@@ -4,7 +4,7 @@ node, subnet plan, sync and staleness."""
 from __future__ import annotations
 
 from core.models import ENI_PHASE_DETACHING, IP_PHASE_COOLDOWN, IP_PHASE_FREE, IP_PHASE_IN_USE
-from scheduler_extender import examples as ex
+from localcluster import objects as ex
 from scheduler_extender.snapshot import NodeIps
 from scheduler_extender.store import (
     ADDED,

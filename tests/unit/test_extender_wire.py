@@ -9,7 +9,7 @@ import random
 
 import pytest
 
-from scheduler_extender import examples as ex
+from localcluster import objects as ex
 from scheduler_extender import wire
 from scheduler_extender.pod import PodError, pod_facts
 

@@ -1,41 +1,45 @@
-"""Builders of the Kubernetes objects the extender reads (Node, VpcIP,
-VpcENI, VpcIPClaim, the two ConfigMaps, Pod), as plain dicts shaped like the
-API server's JSON. Used by the tests and the benchmark; pure."""
+"""Kubernetes objects as plain dicts shaped like the API server's JSON: a Node (bare,
+or ``full`` as a kubelet or kwok writes it), the CRDs' VpcIP, VpcENI and VpcIPClaim,
+the subnet ConfigMap an operator writes and the status ConfigMap ipamd writes, a Pod
+as the user's guide writes it, and the ExtenderArgs body a scheduler sends. For the
+scheduler extender's tests and benchmark; pure.
+
+The test bed knows the product only by its wire: every name below (annotations, the
+eni-ip resource, the CRD group, the ConfigMaps and their keys, the phases) is spelled
+here as users and the API see it; tests/unit/test_testbed_objects.py checks that the
+product's core spells them the same way.
+"""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
-from core.models import (
-    ENI_PHASE_ATTACHED,
-    IP_PHASE_FREE,
-    IP_STATE_ASSIGNED,
-    SUBNET_ACTIVE,
-    SUBNET_STATUS_CONFIGMAP,
-    SUBNET_STATUS_KEY,
-    SubnetStatus,
-    dump_subnet_statuses,
-)
-from core.names import (
-    ANNOTATION_CLAIM_DELETE_POLICY,
-    ANNOTATION_NETWORKS,
-    CLAIM_POLICY_NEVER,
-    CM_SUBNET_ID,
-    CM_VPC_ID,
-    CONFIGMAP_NAME,
-    CONFIGMAP_NAMESPACE,
-    CRD_API_VERSION,
-    KIND_VPC_ENI,
-    KIND_VPC_IP,
-    KIND_VPC_IP_CLAIM,
-    NETWORK_ROUTE_ENI,
-    NODE_LABEL,
-    RESOURCE_ENI_IP,
-    ZONE_LABEL,
-)
-
 Obj = dict[str, Any]
+
+#: The product's wire names, as users and the API server see them.
+RESOURCE_ENI_IP = "tke.cloud.tencent.com/eni-ip"
+ANNOTATION_NETWORKS = "tke.cloud.tencent.com/networks"
+NETWORK_ROUTE_ENI = "tke-route-eni"
+ANNOTATION_CLAIM_DELETE_POLICY = "tke.cloud.tencent.com/vpc-ip-claim-delete-policy"
+CLAIM_POLICY_NEVER = "Never"
+CONFIGMAP_NAMESPACE = "kube-system"
+CONFIGMAP_NAME = "tke-eni-ipamd"
+CM_SUBNET_ID = "TKE_ENI_IPAMD_SUBNET_ID"
+CM_VPC_ID = "TKE_ENI_IPAMD_VPC_ID"
+SUBNET_STATUS_CONFIGMAP = "tke-eni-ipamd-status"
+SUBNET_STATUS_KEY = "subnets.json"
+CRD_API_VERSION = "networking.tke.cloud.tencent.com/v1"
+KIND_VPC_IP = "VpcIP"
+KIND_VPC_ENI = "VpcENI"
+KIND_VPC_IP_CLAIM = "VpcIPClaim"
+NODE_LABEL = "tke.cloud.tencent.com/node"
+ZONE_LABEL = "topology.kubernetes.io/zone"
+LEGACY_ZONE_LABEL = "failure-domain.beta.kubernetes.io/zone"
+IP_STATE_ASSIGNED = "Assigned"
+IP_PHASE_FREE = "Free"
+ENI_PHASE_ATTACHED = "Attached"
+SUBNET_ACTIVE = "Active"
 
 
 def node(
@@ -50,7 +54,7 @@ def node(
     scheduler sends when nodeCacheCapable is false)."""
     labels = {"kubernetes.io/hostname": name, "type": "kwok"}
     if zone is not None:
-        labels["failure-domain.beta.kubernetes.io/zone" if legacy_zone else ZONE_LABEL] = zone
+        labels[LEGACY_ZONE_LABEL if legacy_zone else ZONE_LABEL] = zone
     allocatable = {"cpu": "8", "memory": "32Gi", "pods": "110"}
     if eni_ip is not None:
         allocatable[RESOURCE_ENI_IP] = str(eni_ip)
@@ -201,25 +205,29 @@ def subnet(
     *,
     state: str = SUBNET_ACTIVE,
     reason: str = "",
-) -> SubnetStatus:
-    return SubnetStatus(
-        subnet_id=subnet_id,
-        vpc_id="vpc-test",
-        zone=zone,
-        cidr="10.0.0.0/24",
-        available=available,
-        total=total,
-        state=state,
-        reason=reason,
-    )
+) -> Obj:
+    """One entry of the status ConfigMap's ``subnets.json`` (camelCase; an empty
+    reason is left out, as ipamd writes it)."""
+    entry: Obj = {
+        "subnetId": subnet_id,
+        "vpcId": "vpc-test",
+        "zone": zone,
+        "cidr": "10.0.0.0/24",
+        "available": available,
+        "total": total,
+        "state": state,
+    }
+    if reason:
+        entry["reason"] = reason
+    return entry
 
 
-def status_configmap(*subnets: SubnetStatus, namespace: str = CONFIGMAP_NAMESPACE) -> Obj:
+def status_configmap(*subnets: Obj, namespace: str = CONFIGMAP_NAMESPACE) -> Obj:
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": {"name": SUBNET_STATUS_CONFIGMAP, "namespace": namespace},
-        "data": {SUBNET_STATUS_KEY: dump_subnet_statuses(list(subnets))},
+        "data": {SUBNET_STATUS_KEY: json.dumps(list(subnets), sort_keys=True)},
     }
 
 
@@ -246,7 +254,7 @@ def pod(
         "uid": uid or f"uid-{namespace}-{name}",
         "annotations": annotations,
     }
-    if static:  # static IPs are for StatefulSet pods (core.claimpolicy)
+    if static:  # static IPs are for StatefulSet pods
         meta["ownerReferences"] = [
             {
                 "apiVersion": "apps/v1",

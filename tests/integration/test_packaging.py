@@ -6,7 +6,7 @@ imports its (committed) gRPC stubs and registers with the kubelet stand-in.
 What goes into which wheel, built from a copy of the whole clone (tests/, bench/ and
 testbed/ included): the product's wheel holds the packages of setup.cfg and nothing of
 the test bed, tests/ or bench/; the test bed's wheel (``pip wheel ./testbed``) holds
-exactly the test bed's packages.
+exactly the test bed's packages (every package folder under testbed/).
 
 Needs python3's venv module and pip's package registry (or its cache) for the
 dependencies: hack/setup.sh."""
@@ -35,7 +35,7 @@ S5_LARGE8 = 27  # (4 − 1) × (10 − 1) ENI IPs of the limits table
 STUBS = ("protos/v1beta1/api.proto", "protos/v1beta1/api_pb2.py",
          "protos/v1beta1/api_pb2_grpc.py", "protos/v1beta1/api_pb2.pyi")
 #: The test bed's packages (testbed/pyproject.toml): never in the product's wheel.
-TEST_BED_PACKAGES = {"vpcsim", "localcluster", "localnode", "localrun"}
+TEST_BED_PACKAGES = {p.parent.name for p in (REPO / "testbed").glob("*/__init__.py")}
 #: Neither in any wheel.
 NOT_PACKAGED = {"tests", "bench", "testbed", "hack", "deploy", "docs"}
 GENERATED = (".git", ".venv", "_out", "build", "dist", "*.egg-info", "__pycache__",
@@ -216,6 +216,7 @@ def test_wheel(kind: str, wheels: dict[str, Path], venv: Path, work: Path,
 
 
 def test_product_wheel_holds_no_test_bed(whole_clone: Path, work: Path) -> None:
+    assert {"vpcsim", "localcluster", "localnode", "localrun"} <= TEST_BED_PACKAGES
     wheel = build_wheel(whole_clone, work / "product-wheel", work)
     tops = top_level(wheel)
     assert not tops & TEST_BED_PACKAGES, (

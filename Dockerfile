@@ -39,6 +39,7 @@ RUN touch README.md \
 # its own and is never copied.
 COPY README.md ./
 COPY core/ core/
+COPY kit/ kit/
 COPY cloud/ cloud/
 COPY device_plugin/ device_plugin/
 COPY cni/ cni/

@@ -20,18 +20,26 @@
   loop's guards against cleaning up a pod mid-ADD;
 * a pod that takes no ENI IP goes to the delegate chain, or is refused with a
   clear error when there is none;
-* CNI GC deletes the stale attachment's veth too."""
+* CNI GC deletes the stale attachment's veth too;
+* the checkpoint: a torn last line falls back to the one before (also with
+  only two lines), the file is private (0600) and its rename made durable by
+  syncing its own directory, ``flush`` leaves one compacted snapshot, the
+  writer thread never holds the process up, and a wait for a write that
+  cannot finish ends in an error, not a hang."""
 
 from __future__ import annotations
 
 import errno
+import json
+import os
+import stat
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 import cni.agent.agent as agent_mod
-from cni.agent import delegate
+from cni.agent import checkpoint, delegate
 from cni.agent.agent import Agent, AgentSettings
 from cni.agent.cnitypes import (
     ERR_INVALID_CONFIG,
@@ -337,3 +345,61 @@ def test_cni_gc_deletes_the_stale_attachments_veth(agent: tuple[Agent, Net]) -> 
     a.handle(req("GC", "", {**conf, VALID_ATTACHMENTS_KEY: []}))
     assert net.deleted == [("10.0.0.10", veth, True)]
     assert a.state.allocations == {}
+
+
+# --- checkpoint ---------------------------------------------------------------------------
+
+
+def test_a_torn_second_line_falls_back_to_the_first(tmp_path: Path) -> None:
+    path = tmp_path / "checkpoint.json"
+    good = PoolState(allocations={"10.0.0.10": alloc("10.0.0.10")})
+    path.write_bytes(json.dumps(good.to_dict()).encode() + b'\n{"version": 1, "alloc')
+    loaded = checkpoint.load_checked(str(path))
+    assert not loaded.unreadable and set(loaded.state.allocations) == {"10.0.0.10"}
+
+
+def test_the_checkpoint_file_is_private_and_its_rename_durable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(checkpoint.os, "fsync", fsync)
+    path = tmp_path / "state" / "checkpoint.json"
+    cp = checkpoint.Checkpoint(str(path), lambda: PoolState().to_dict())
+    cp.flush()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert str(path.parent) in synced, f"the directory was not synced: {synced}"
+    monkeypatch.chdir(tmp_path)  # a bare file name: its directory is the current one
+    checkpoint.write_atomic("bare.json", b"{}")
+    assert synced[-1] == str(tmp_path)
+
+
+def test_flush_leaves_one_compacted_snapshot(tmp_path: Path) -> None:
+    path = tmp_path / "checkpoint.json"
+    state = PoolState()
+    cp = checkpoint.Checkpoint(str(path), state.to_dict)
+    for i in range(3):
+        state.cooldown[f"10.0.0.{i}"] = 1.0
+        cp.wait(cp.mark())
+    assert len(path.read_bytes().splitlines()) > 1  # a log of snapshots
+    assert cp._thread is not None and cp._thread.daemon  # never holds the process up
+    cp.flush()
+    lines = path.read_bytes().splitlines()
+    assert len(lines) == 1 and set(json.loads(lines[0])["cooldown"]) == {
+        "10.0.0.0",
+        "10.0.0.1",
+        "10.0.0.2",
+    }
+
+
+def test_a_wait_for_a_write_that_cannot_finish_ends_in_an_error(tmp_path: Path) -> None:
+    cp = checkpoint.Checkpoint(str(tmp_path / "checkpoint.json"), lambda: PoolState().to_dict())
+    with cp._write_lock:  # the disk hangs
+        seq = cp.mark()
+        with pytest.raises(checkpoint.CheckpointError, match="write timed out"):
+            cp.wait(seq, timeout=0.2)

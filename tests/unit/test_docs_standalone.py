@@ -96,8 +96,8 @@ def test_repository_paths_exist(page: Path) -> None:
     tops = {p.name for p in ROOT.iterdir() if p.is_dir() and not p.name.startswith(".")}
     bad = []
     for span in CODE_SPAN.findall(prose(page)):
-        for word in span.split():
-            word = word.strip("(),;:'\"").split("::", 1)[0]
+        for raw in span.split():
+            word = raw.strip("(),;:'\"").split("::", 1)[0]
             if "/" not in word or re.search(r"[<>*{}$=\[\]]|\.\.\.|…", word):
                 continue
             first = word.split("/", 1)[0]

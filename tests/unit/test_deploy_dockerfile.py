@@ -56,6 +56,8 @@ def dockerignore() -> list[str]:
 
 
 TEST_BED = ("testbed",)
+#: The test bed's packages (testbed/pyproject.toml), by name wherever they might be copied from.
+TEST_BED_PACKAGES = {p.parent.name for p in (ROOT / "testbed").glob("*/__init__.py")}
 TEST_BED_SCRIPTS = ("tke-localcluster", "tke-vpcsim")
 
 
@@ -122,6 +124,9 @@ def test_every_copy_source_exists_and_every_package_is_copied() -> None:
     missing = [p for p in packages() if p not in copied and p not in TEST_BED]
     assert not missing, f"packages of setup.cfg not copied into the image: {missing}"
     assert not copied & set(TEST_BED), f"the test bed is copied into the image: {copied}"
+    into_test_bed = [c for c in copied if c.split("/")[0] in TEST_BED
+                     or c.split("/")[-1] in TEST_BED_PACKAGES]
+    assert not into_test_bed, f"test-bed paths copied into the image: {into_test_bed}"
     assert set(TEST_BED) <= set(ignored), "the test bed stays out of the build context"
     assert "setup.cfg" in copied and "pyproject.toml" in copied and "README.md" in copied
     for must in (".venv", ".git"):

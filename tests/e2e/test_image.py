@@ -1,6 +1,6 @@
 """The component image for real: ``hack/image/build.sh`` builds the Dockerfile with
 buildah on a bookworm base made by debootstrap, exports it where the nodes' registries
-serve local images (localnode/registry.py), and a real node's kubelet pulls it through
+serve local images (testbed/localnode/registry.py), and a real node's kubelet pulls it through
 its registry mirror and runs it as a pod: every console script starts, the device
 plugin's stubs import, the test bed is absent, and the image's own user is non-root
 (the pod says ``runAsNonRoot`` without a ``runAsUser``, as deploy/ does for ipamd and
@@ -26,8 +26,8 @@ pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[2]
 POD_IMAGE = "tke-vpc-cni:dev"  # what a manifest would say
 SERVED_AS = "docker.io/library/tke-vpc-cni:dev"  # hack/image/build.sh's SERVE_AS
-TEST_BED = ("localcluster", "localnode", "localrun")
-TEST_BED_SCRIPTS = {"tke-localcluster"}
+TEST_BED = ("vpcsim", "localcluster", "localnode", "localrun")  # testbed/'s packages
+TEST_BED_SCRIPTS = {"tke-localcluster", "tke-vpcsim"}
 
 
 def component_scripts() -> list[str]:
@@ -67,7 +67,7 @@ def pod_script() -> str:
         "  python -c \"import importlib.util, sys; sys.exit(importlib.util.find_spec('$m') "
         "is not None)\" || { echo \"test bed $m in the image\"; exit 14; }",
         "done",
-        "! command -v tke-localcluster || exit 15",
+        *[f"! command -v {s} || exit 15" for s in sorted(TEST_BED_SCRIPTS)],
     ])
 
 

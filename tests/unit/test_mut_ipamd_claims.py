@@ -372,3 +372,75 @@ def test_a_full_subnet_makes_the_static_ip_wait(world: IpamModel) -> None:
     ipamd.drain()
     c = claim_obj(w, "web-1")
     assert c is not None and c["status"].get("ip")
+
+
+# --- moves --------------------------------------------------------------------------
+
+
+def _move_web0(w: IpamModel, to: str) -> tuple[str, str]:
+    """web-0 goes and comes back on node ``to``; its old node reported it gone."""
+    ip, _ = _web0(w)
+    w._delete(w.pods["web-0"])
+    w._agent_pass("n2")
+    tick(w)
+    w._create("web-0", to, "sts")
+    return ip, w.pods["web-0"].uid
+
+
+def test_a_move_waits_for_the_old_nodes_grant_then_follows_in_cloud_and_records(
+    world: IpamModel,
+) -> None:
+    w = world
+    moved_before = _histogram_count("move")
+    ip, uid = _move_web0(w, "n1")
+    tick(w)
+    s = spec(w, ip)
+    assert s.get("state") == "Releasing" and s.get("releaseId") and s.get("nodeName") == "n2", s
+    c = claim_obj(w, "web-0")
+    assert c is not None and c["status"]["phase"] == "Migrating" and c["status"]["nodeName"] == "n1"
+    moving = [e for e in events(w, "IPMoving") if e["involvedObject"]["name"] == "web-0"]
+    assert moving and moving[-1]["message"] == f"moving static IP {ip} from n2 to n1"
+    tick(w, 2)  # not granted yet: the address stays where it is
+    assert cloud_holder(w, ip) == NODES["n2"] and spec(w, ip).get("nodeName") == "n2"
+    w._agent_pass("n2")  # the old node's agent lets go
+    tick(w)
+    assert cloud_holder(w, ip) == NODES["n1"]
+    s = spec(w, ip)
+    assert s.get("nodeName") == "n1" and s.get("claim") == f"{NS}/web-0", s
+    assert s.get("reservedPodUid") == uid and s.get("state") == "Assigned", s
+    assert s.get("subnetId") == POD_SUBNET and s.get("zone") == "ap-guangzhou-3", s
+    eni = s.get("eniId")
+    enis = w._cloud_enis().values()
+    assert eni and any(e.eni_id == eni and e.instance_id == NODES["n1"] for e in enis)
+    c = claim_obj(w, "web-0")
+    assert c is not None and c["status"]["phase"] == "Bound" and c["status"]["podUid"] == uid
+    moved = [e for e in events(w, "IPMoved") if e["involvedObject"]["name"] == "web-0"]
+    assert moved and moved[-1]["message"] == f"static IP {ip} moved to n1 ({eni}) for pod uid {uid}"
+    assert _histogram_count("move") == moved_before + 1
+    w.settle()
+    assert w.pods["web-0"].ip == ip
+
+
+def test_a_move_from_a_gone_node_does_not_wait(world: IpamModel) -> None:
+    w = world
+    ip, _ = _move_web0(w, "n1")
+    w.user.delete("/api/v1/nodes/n2")
+    tick(w, 2)
+    assert cloud_holder(w, ip) == NODES["n1"]
+    assert spec(w, ip).get("nodeName") == "n1"
+
+
+def test_an_address_recorded_as_someone_elses_is_never_moved(world: IpamModel) -> None:
+    w = world
+    ip, _ = _move_web0(w, "n1")
+    w.user.patch(paths.vpc_ip(ip), {"spec": {"claim": f"{NS}/web-9"}})
+    tick(w, 2)
+    w._agent_pass("n2")
+    tick(w, 2)
+    assert cloud_holder(w, ip) == NODES["n2"], "another claim's address was moved"
+    assert spec(w, ip).get("claim") == f"{NS}/web-9"
+    refused = [e for e in events(w, "StaticIPConflict") if e["involvedObject"]["name"] == "web-0"]
+    assert refused and refused[0]["type"] == "Warning"
+    assert f"recorded as claim {NS}/web-9 on node n2" in refused[0]["message"]
+    s = spec(w, ip)
+    assert s.get("state") != "Releasing" or not s.get("releaseId"), s

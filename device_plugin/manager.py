@@ -25,7 +25,6 @@ from core.limits import EniLimits
 from device_plugin.capacity import CapacityInputs
 from device_plugin.capfile import CapacityFileWatcher
 from device_plugin.cloudlink import ReaderFactory, make_instance_reader
-from device_plugin.httpserver import StatusServer
 from device_plugin.identity import MetadataReader
 from device_plugin.kubelet import (
     RegistrationError,
@@ -39,6 +38,7 @@ from device_plugin.metrics import Metrics
 from device_plugin.servicer import DevicePluginServicer
 from device_plugin.settings import Settings
 from device_plugin.state import CapacityFeed, CapacityState
+from kit.httpserve import StatusServer
 from protos.v1beta1 import api_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -103,9 +103,10 @@ class DevicePluginManager:
         if self.settings.metrics_bind_address:
             self.status = StatusServer(
                 self.settings.metrics_bind_address,
-                self.metrics.registry,
+                registries=[self.metrics.registry],
                 healthy=self._healthz,
                 ready=self._readyz,
+                name="device-plugin",
             )
             self.status.start()
         if self.capfile is not None:

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from types import FrameType
 
 from ipamd.config import ConfigError, Settings, load
+from kit.httpserve import StatusServer
 
 
 class JsonFormatter(logging.Formatter):
@@ -61,9 +62,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     log = logging.getLogger("ipamd")
     log.info("effective config: %s", json.dumps(settings.redacted(), default=str))
 
-    from ipamd import server
     from ipamd.app import App
     from ipamd.kube.api import KubeApi, load_configuration
+    from ipamd.metrics import REGISTRY
 
     try:
         kube = KubeApi(load_configuration(settings.kubeconfig))
@@ -83,14 +84,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return ok, {"synced": synced, "leading": leading, "subnets": app.subnets.condition}
 
     try:
-        metrics_srv = server.serve(settings.metrics_address, {"/metrics": server.metrics_route})
-        health_srv = server.serve(
+        metrics_srv = StatusServer(settings.metrics_address, registries=[REGISTRY], name="metrics")
+        health_srv = StatusServer(
             settings.health_address,
-            {
-                "/healthz": server.json_route(lambda: (not app.stop.is_set(), {"ok": True})),
-                "/readyz": server.json_route(ready),
-            },
+            healthy=lambda: (not app.stop.is_set(), {"ok": not app.stop.is_set()}),
+            ready=ready,
+            name="health",
         )
+        metrics_srv.start()
+        health_srv.start()
     except (OSError, ValueError) as exc:
         log.error("cannot serve metrics/health: %s", exc)
         return 1
@@ -105,8 +107,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         rc = app.run()
     finally:
-        metrics_srv.shutdown()
-        health_srv.shutdown()
+        metrics_srv.stop()
+        health_srv.stop()
         kube.close()
     return rc
 

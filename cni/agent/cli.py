@@ -14,10 +14,11 @@ from collections.abc import Sequence
 from types import FrameType
 from typing import Protocol
 
+from kit.httpserve import StatusServer
+
 from . import checkpoint, config, install, logs, recover
 from .agent import Agent, AgentSettings
 from .capacity_file import CapacityFilePublisher
-from .health import HealthServer
 from .ipsource import FileNodeIpSource, NodeIpSource
 from .metrics import Metrics
 from .netops import NetOps
@@ -207,12 +208,18 @@ def run(cfg: config.AgentConfig, stop: threading.Event) -> int:
     health = None
     if cfg.health_address:
 
-        def healthy() -> bool:
+        def healthy() -> tuple[bool, str]:
             fresh = time.monotonic() - reconciler.last_pass < 3 * cfg.reconcile_interval + 30
-            return reconciler.alive() and fresh
+            ok = reconciler.alive() and fresh
+            return ok, "ok" if ok else "loops stalled"
 
-        health = HealthServer(cfg.health_address, metrics.registry, healthy, agent.ready.is_set)
-        health.start()
+        health = StatusServer(
+            cfg.health_address,
+            registries=[metrics.registry],
+            healthy=healthy,
+            ready=lambda: (agent.ready.is_set(), "ready" if agent.ready.is_set() else "not ready"),
+            name="agent",
+        ).start()
     server.start()
     reporter.start()
     reporter.poke()

@@ -61,9 +61,9 @@ def log_only(name: str, path: str) -> bool:
     if mutant is None or orig is None:
         return False
 
-    def body(fn: ast.FunctionDef) -> str:
+    def body(fn: ast.FunctionDef) -> str:  # signature (defaults too) and body, logs stubbed
         stripped = _StripLogs().visit(ast.Module(body=list(fn.body), type_ignores=[]))
-        return ast.dump(stripped)
+        return ast.dump(fn.args) + ast.dump(stripped)
 
     return body(mutant) == body(orig)
 

@@ -113,7 +113,7 @@ def _serve(n: int, codec: str, conn: Any) -> None:
     """Server process: cache of n nodes, its server on a free port."""
     import logging
 
-    from scheduler_extender import logs
+    from kit import logs
     from scheduler_extender.app import create_app
     from scheduler_extender.cli import verbs_listener
     from scheduler_extender.config import Settings
@@ -186,7 +186,7 @@ def cpu_per_request(
     what one request costs the server, independent of other load."""
     import logging
 
-    from scheduler_extender import logs
+    from kit import logs
     from scheduler_extender.app import create_app
     from scheduler_extender.config import Settings
 

@@ -10,9 +10,10 @@ import threading
 from collections.abc import Sequence
 from types import FrameType
 
-from device_plugin.logs import setup_logging
 from device_plugin.manager import DevicePluginManager
 from device_plugin.settings import SettingsError, load
+from kit import logs
+from kit.settings import log_effective
 
 log = logging.getLogger("device_plugin")
 
@@ -23,7 +24,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"tke-eni-device-plugin: {exc}", file=sys.stderr)
         return 2
-    setup_logging(settings.log_level, settings.log_format)
+    logs.setup(settings.log_level, settings.log_format)
+    log_effective(log, "tke-eni-device-plugin", settings)
     manager = DevicePluginManager(settings)
     stop = threading.Event()
 

@@ -99,7 +99,7 @@ class DevicePluginManager:
 
     # --- lifecycle ---
     def start(self) -> None:
-        log.info("device plugin starting", extra={"config": self.settings.redacted()})
+        log.info("device plugin starting")
         if self.settings.metrics_bind_address:
             self.status = StatusServer(
                 self.settings.metrics_bind_address,

@@ -1,26 +1,25 @@
 """Settings of the device plugin: every value a CLI flag, an env var and a
-default (flag > env > default). ``OPTIONS`` is the one table the parser,
-``--help`` and docs/device-plugin.md are made from.
+default (flag > env > default, ``kit.settings``). ``OPTIONS`` is the one table
+the parser, ``--help`` and docs/device-plugin.md are made from.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from core.names import RESOURCE_ENI_IP
+from kit import logs
+from kit.settings import Flag, Parse, SettingsError, Spec, at_least, effective, one_of
 
 ENV_PREFIX = "TKE_ENI_DP_"
 DEFAULT_METADATA_URL = "http://metadata.tencentyun.com/latest/meta-data/"
 DEFAULT_DEVICE_PLUGIN_DIR = "/var/lib/kubelet/device-plugins"
 
 
-class SettingsError(ValueError):
-    """A flag or env var has a value we cannot use; the message names it."""
+__all__ = ["OPTIONS", "SPEC", "Settings", "SettingsError", "build_parser", "load", "validate"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,112 +64,68 @@ class Settings:
     def redacted(self) -> dict[str, object]:
         """The effective configuration for the start-up log (no secrets here;
         cloud credentials come from the SDK's own sources and are never read)."""
-        return dataclasses.asdict(self)
+        return effective(self)
 
 
-@dataclass(frozen=True, slots=True)
-class Option:
-    field: str
-    help: str
-    choices: tuple[str, ...] = ()
-
-    @property
-    def flag(self) -> str:
-        return "--" + self.field.replace("_", "-")
-
-    @property
-    def env(self) -> str:
-        return ENV_PREFIX + self.field.upper()
+def _option(field: str, help: str, parse: Parse | None = None) -> Flag:
+    default = getattr(Settings(), field)
+    check = at_least(0) if isinstance(default, int | float) else None
+    return Flag(field, ENV_PREFIX + field.upper(), default, help, parse=parse, check=check)
 
 
-OPTIONS: tuple[Option, ...] = (
-    Option("device_plugin_dir", "kubelet device-plugin directory (kubelet.sock and our socket)"),
-    Option("kubelet_socket", "file name of the kubelet's registration socket in that directory"),
-    Option("socket_name", "file name of this plugin's socket in that directory"),
-    Option("resource_name", "extended resource advertised to the kubelet"),
-    Option("metadata_url", "base URL of the instance metadata service"),
-    Option("metadata_timeout", "seconds per metadata request"),
-    Option("instance_id", "instance id override (else from the metadata service)"),
-    Option("instance_type", "instance type override, e.g. S5.LARGE8 (else from metadata)"),
-    Option("zone", "zone override (else from the metadata service)"),
-    Option("region", "cloud API region (else placement/region from metadata)"),
-    Option(
+OPTIONS: tuple[Flag, ...] = (
+    _option("device_plugin_dir", "kubelet device-plugin directory (kubelet.sock and our socket)"),
+    _option("kubelet_socket", "file name of the kubelet's registration socket in that directory"),
+    _option("socket_name", "file name of this plugin's socket in that directory"),
+    _option("resource_name", "extended resource advertised to the kubelet"),
+    _option("metadata_url", "base URL of the instance metadata service"),
+    _option("metadata_timeout", "seconds per metadata request"),
+    _option("instance_id", "instance id override (else from the metadata service)"),
+    _option("instance_type", "instance type override, e.g. S5.LARGE8 (else from metadata)"),
+    _option("zone", "zone override (else from the metadata service)"),
+    _option("region", "cloud API region (else placement/region from metadata)"),
+    _option(
         "cloud_endpoint",
         "VPC/CVM API endpoint host[:port]; an http:// prefix means plain HTTP (the emulator); "
         "default: the cloud layer's (TKE_CLOUD_VPC_ENDPOINT, else vpc.tencentcloudapi.com)",
     ),
-    Option(
+    _option(
         "limits_source",
         "api: DescribeNetworkInterfaceLimit, falling back to the built-in table while "
         "the API is unreachable; table: the built-in table only (no cloud calls)",
-        ("api", "table"),
+        one_of("api", "table"),
     ),
-    Option("max_pods", "operator cap on advertised capacity (0 = no cap)"),
-    Option("unavailable_enis", "secondary ENIs not usable by pods (lowers Healthy devices)"),
-    Option(
+    _option("max_pods", "operator cap on advertised capacity (0 = no cap)"),
+    _option("unavailable_enis", "secondary ENIs not usable by pods (lowers Healthy devices)"),
+    _option(
         "capacity_file",
         "optional file of key=value lines (max_pods, unavailable_enis, usable_ips), "
         "re-read when it changes",
     ),
-    Option("limits_retry_interval", "first retry delay (s) of the limits API after a failure"),
-    Option("limits_retry_max", "longest retry delay (s) of the limits API"),
-    Option("watch_interval", "seconds between checks for a kubelet restart"),
-    Option("register_timeout", "seconds allowed for one Register call"),
-    Option("register_backoff_max", "longest wait (s) between failed registrations"),
-    Option("grpc_workers", "gRPC server worker threads"),
-    Option("metrics_bind_address", "host:port for /metrics, /healthz, /readyz ('' = off)"),
-    Option("log_level", "debug, info, warning or error", ("debug", "info", "warning", "error")),
-    Option("log_format", "json or text", ("json", "text")),
+    _option("limits_retry_interval", "first retry delay (s) of the limits API after a failure"),
+    _option("limits_retry_max", "longest retry delay (s) of the limits API"),
+    _option("watch_interval", "seconds between checks for a kubelet restart"),
+    _option("register_timeout", "seconds allowed for one Register call"),
+    _option("register_backoff_max", "longest wait (s) between failed registrations"),
+    _option("grpc_workers", "gRPC server worker threads"),
+    _option("metrics_bind_address", "host:port for /metrics, /healthz, /readyz ('' = off)"),
+    *logs.flags(ENV_PREFIX),
 )
 
-_FIELD_TYPES: dict[str, Callable[[str], Any]] = {
-    f.name: {"int": int, "float": float}.get(str(f.type), str) for f in dataclasses.fields(Settings)
-}
+SPEC = Spec(
+    "tke-eni-device-plugin",
+    f"Kubelet device plugin advertising this node's ENI IPs ({RESOURCE_ENI_IP}).",
+    OPTIONS,
+)
 
 
-def build_parser(prog: str = "tke-eni-device-plugin") -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog=prog,
-        description="Kubelet device plugin advertising this node's ENI IPs "
-        f"({RESOURCE_ENI_IP}). Every flag also reads the env var shown.",
-    )
-    defaults = Settings()
-    for opt in OPTIONS:
-        parser.add_argument(
-            opt.flag,
-            dest=opt.field,
-            default=None,
-            metavar=opt.field.upper(),
-            help=f"{opt.help} [env {opt.env}; default {getattr(defaults, opt.field)!r}]",
-        )
-    return parser
-
-
-def _convert(opt: Option, raw: str, source: str) -> Any:
-    conv = _FIELD_TYPES[opt.field]
-    try:
-        value = conv(raw.strip())
-    except ValueError as exc:
-        raise SettingsError(f"{source}: invalid value {raw!r}: {exc}") from exc
-    if opt.choices and value not in opt.choices:
-        raise SettingsError(f"{source}: {raw!r} is not one of {', '.join(opt.choices)}")
-    if isinstance(value, int | float) and value < 0:
-        raise SettingsError(f"{source}: must be >= 0, got {raw!r}")
-    return value
+def build_parser() -> argparse.ArgumentParser:
+    return SPEC.parser()
 
 
 def load(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
     """Flags, then env vars, then defaults. Raises SettingsError naming the source."""
-    env = os.environ if environ is None else environ
-    args = build_parser().parse_args(argv)
-    values: dict[str, Any] = {}
-    for opt in OPTIONS:
-        flag_value = getattr(args, opt.field)
-        if flag_value is not None:
-            values[opt.field] = _convert(opt, flag_value, opt.flag)
-        elif env.get(opt.env, "") != "":
-            values[opt.field] = _convert(opt, env[opt.env], opt.env)
-    settings = Settings(**values)
+    settings = Settings(**SPEC.load(argv, environ).values)
     validate(settings)
     return settings
 

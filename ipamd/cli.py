@@ -4,7 +4,6 @@ stops cleanly on SIGTERM/SIGINT within a time limit."""
 
 from __future__ import annotations
 
-import json
 import logging
 import signal
 import sys
@@ -13,30 +12,12 @@ from collections.abc import Sequence
 from types import FrameType
 
 from ipamd.config import ConfigError, Settings, load
+from kit import logs
 from kit.httpserve import StatusServer
+from kit.settings import log_effective
 
-
-class JsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        out = {
-            "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
-            "level": record.levelname,
-            "logger": record.name,
-            "msg": record.getMessage(),
-        }
-        if record.exc_info:
-            out["exc"] = self.formatException(record.exc_info)
-        return json.dumps(out)
-
-
-def setup_logging(level: str) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter())
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())
-    for noisy in ("urllib3", "kubernetes", "tencentcloud"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+#: libraries that log every request at INFO
+QUIET = ("urllib3", "kubernetes", "tencentcloud")
 
 
 def build_cloud(settings: Settings):  # type: ignore[no-untyped-def]
@@ -58,9 +39,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"tke-eni-ipamd: {exc}", file=sys.stderr)
         return 2
-    setup_logging(settings.log_level)
+    logs.setup(settings.log_level, settings.log_format, quiet=QUIET)
     log = logging.getLogger("ipamd")
-    log.info("effective config: %s", json.dumps(settings.redacted(), default=str))
+    log_effective(log, "tke-eni-ipamd", settings.redacted())
 
     from ipamd.app import App
     from ipamd.kube.api import KubeApi, load_configuration

@@ -1,11 +1,13 @@
 """ipamd settings: one documented dataclass; every value has a CLI flag, an
 environment variable (``TKE_IPAMD_<FLAG>`` with dashes as underscores) and a
-default. Flags accept both ``--flag value`` and ``--flag=value`` (argparse).
+default, declared once in ``SPEC`` (``kit.settings``). Flags accept both
+``--flag value`` and ``--flag=value``.
 
-Precedence: flag > environment > default. Cloud settings are the shared
-``--cloud-*`` flags of ``cloud.settings``; credentials come from the
-environment (``TENCENTCLOUD_SECRET_ID`` / ``TENCENTCLOUD_SECRET_KEY``) or the
-credential chain and are redacted when the config is logged."""
+Precedence: flag > environment (an empty value counts as unset) > default.
+Cloud settings are the shared ``--cloud-*`` flags of ``cloud.settings``;
+credentials come from the environment (``TENCENTCLOUD_SECRET_ID`` /
+``TENCENTCLOUD_SECRET_KEY``) or the credential chain and are redacted when the
+config is logged."""
 
 from __future__ import annotations
 
@@ -14,14 +16,15 @@ import os
 import re
 import socket
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
 
 from cloud.settings import CloudSettings
 from cloud.settings import add_arguments as add_cloud_arguments
 from cloud.settings import from_args as cloud_from_args
-from core.duration import DurationError, format_duration, parse_duration
+from kit import logs
+from kit.settings import Flag, SettingsError, Spec, at_least, duration_or_never, effective
 
 ENV_PREFIX = "TKE_IPAMD_"
 NEVER = "never"
@@ -66,64 +69,19 @@ class Settings:
     # endpoints
     metrics_address: str = "0.0.0.0:9103"
     health_address: str = "0.0.0.0:9104"
-    log_level: str = "INFO"
+    log_level: str = "info"
+    log_format: str = "json"
 
     def redacted(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, CloudSettings):
-                value = value.redacted()
-            elif isinstance(value, timedelta):
-                value = format_duration(value)
-            elif isinstance(value, tuple):
-                value = list(value)
-            out[f.name] = value
+        """The effective configuration for the start-up log (credentials redacted)."""
+        out = effective(self)
         if self.claim_expired_duration is None:
             out["claim_expired_duration"] = NEVER
         return out
 
 
-class ConfigError(ValueError):
-    """A flag or environment value that cannot be used; names the flag and value."""
-
-
-def _duration(text: str, flag: str, *, allow_never: bool = False) -> timedelta | None:
-    if allow_never and text.strip().lower() in ("", NEVER):
-        return None
-    try:
-        return parse_duration(text, what=f"--{flag}")
-    except DurationError as exc:
-        raise ConfigError(str(exc)) from exc
-
-
-def _bool(text: str, flag: str) -> bool:
-    low = text.strip().lower()
-    if low in ("1", "true", "yes", "on"):
-        return True
-    if low in ("0", "false", "no", "off"):
-        return False
-    raise ConfigError(f"invalid --{flag} {text!r}: expected true or false")
-
-
-def _int(text: str, flag: str, minimum: int = 0) -> int:
-    try:
-        value = int(text)
-    except ValueError as exc:
-        raise ConfigError(f"invalid --{flag} {text!r}: expected an integer") from exc
-    if value < minimum:
-        raise ConfigError(f"invalid --{flag} {text!r}: must be >= {minimum}")
-    return value
-
-
-def _float(text: str, flag: str) -> float:
-    try:
-        value = float(text)
-    except ValueError as exc:
-        raise ConfigError(f"invalid --{flag} {text!r}: expected a number") from exc
-    if value <= 0:
-        raise ConfigError(f"invalid --{flag} {text!r}: must be > 0")
-    return value
+#: a flag or environment value that cannot be used; names the flag and env var
+ConfigError = SettingsError
 
 
 # flag name -> (Settings field, help)
@@ -163,7 +121,6 @@ _FLAGS: dict[str, tuple[str, str]] = {
     "identity": ("identity", "leader identity (default: hostname_pid)"),
     "metrics-address": ("metrics_address", "host:port of /metrics"),
     "health-address": ("health_address", "host:port of /healthz and /readyz"),
-    "log-level": ("log_level", "DEBUG, INFO, WARNING, ERROR"),
 }
 
 
@@ -171,38 +128,29 @@ def env_name(flag: str) -> str:
     return ENV_PREFIX + flag.upper().replace("-", "_")
 
 
-def _convert(field_name: str, flag: str, text: str) -> Any:  # noqa: PLR0911
+def _flag(flag: str, field_name: str, help_text: str) -> Flag:
     default = getattr(Settings(), field_name)
     if field_name == "claim_expired_duration":
-        return _duration(text, flag, allow_never=True)
-    if isinstance(default, bool):
-        return _bool(text, flag)
-    if isinstance(default, int):
-        return _int(text, flag, minimum=1 if field_name == "workers" else 0)
-    if isinstance(default, float):
-        return _float(text, flag)
-    if isinstance(default, timedelta):
-        return _duration(text, flag)
-    if isinstance(default, tuple):
-        return tuple(p.strip() for p in text.split(",") if p.strip())
-    return text
+        return Flag(field_name, env_name(flag), default, help_text, flag="--" + flag,
+                    parse=duration_or_never, metavar="VALUE")
+    check = None
+    if isinstance(default, int) and not isinstance(default, bool):
+        check = at_least(1 if field_name == "workers" else 0)
+    return Flag(field_name, env_name(flag), default, help_text, flag="--" + flag, check=check,
+                metavar="VALUE")
+
+
+SPEC = Spec(
+    "tke-eni-ipamd",
+    "TKE VPC-CNI ipamd: ENI and IP lifecycle, static IP claims, subnets.",
+    tuple(_flag(flag, name, text) for flag, (name, text) in _FLAGS.items())
+    + logs.flags(ENV_PREFIX),
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="tke-eni-ipamd",
-        description="TKE VPC-CNI ipamd: ENI and IP lifecycle, static IP claims, subnets.",
-    )
-    for flag, (field_name, help_text) in _FLAGS.items():
-        is_bool = isinstance(getattr(Settings(), field_name), bool)
-        parser.add_argument(
-            f"--{flag}",
-            dest=flag.replace("-", "_"),
-            metavar="VALUE",
-            nargs="?" if is_bool else None,
-            const="true" if is_bool else None,
-            help=f"{help_text} [env {env_name(flag)}]",
-        )
+    """ipamd's flags and the shared ``--cloud-*`` flags of ``cloud.settings``."""
+    parser = SPEC.parser()
     add_cloud_arguments(parser)
     return parser
 
@@ -210,17 +158,10 @@ def build_parser() -> argparse.ArgumentParser:
 def load(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> Settings:
     """Settings from flags, then env, then defaults. Raises ConfigError."""
     env = os.environ if env is None else env
-    ns = build_parser().parse_args(list(argv) if argv is not None else None)
-    values: dict[str, Any] = {}
-    for flag, (field_name, _) in _FLAGS.items():
-        raw = getattr(ns, flag.replace("-", "_"))
-        if raw is None:
-            raw = env.get(env_name(flag))
-        if raw is None:
-            continue
-        values[field_name] = _convert(field_name, flag, raw)
+    loaded = SPEC.load(argv, env, parser=build_parser())
+    values = dict(loaded.values)
     try:
-        cloud = cloud_from_args(ns, env)
+        cloud = cloud_from_args(loaded.namespace, env)
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
     cluster_id = values.get("cluster_id") or cloud.cluster_id
@@ -265,8 +206,6 @@ def validate(s: Settings) -> Settings:
         raise ConfigError(
             "--leader-elect-renew-deadline must be shorter than --leader-elect-lease-duration"
         )
-    if s.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
-        raise ConfigError(f"invalid --log-level {s.log_level!r}")
     if not s.identity:
         s = replace(s, identity=f"{socket.gethostname()}_{os.getpid()}")
     return s

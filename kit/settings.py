@@ -107,6 +107,10 @@ def at_least(minimum: float) -> Check:
     return check
 
 
+def positive(value: Any) -> str | None:
+    return None if value > 0 else "must be positive"
+
+
 def above(minimum: float) -> Check:
     def check(value: Any) -> str | None:
         return None if value > minimum else f"must be > {minimum}"

@@ -17,9 +17,10 @@ from typing import Any
 from flask import Flask, Request, Response, request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from kit.logs import event
+
 from . import decide, wire
 from .config import Settings
-from .logs import event
 from .metrics import Metrics
 from .snapshot import Snapshot
 from .store import Store

@@ -20,7 +20,10 @@ from collections.abc import Callable, Sequence
 from types import FrameType
 from typing import Any
 
-from . import config, logs
+from kit import logs
+from kit.settings import log_effective
+
+from . import config
 from .app import create_app
 from .metrics import Metrics
 from .store import Store
@@ -218,8 +221,10 @@ def listeners(settings: config.Settings, store: Store) -> tuple[Listener, Listen
 
 def main(argv: Sequence[str] | None = None) -> int:
     settings = config.parse(argv)
-    logs.setup(settings.log_level, settings.log_format)
-    logs.event(log, logging.INFO, "starting tke-eni-ip-scheduler", config=settings.effective())
+    # cheroot's per-connection notes (a client that went away) are not worth a line
+    logs.setup(settings.log_level, settings.log_format,
+               quiet=("tke_eni_extender.server", "tke_eni_extender.health"))
+    log_effective(log, "tke-eni-ip-scheduler", settings)
     try:
         check_tls(settings)
         try:

@@ -1,16 +1,18 @@
 """Settings: every value has a CLI flag, an environment variable and a
-default (flag > env > default). Documented in docs/scheduler-extender.md."""
+default (flag > env > default, ``kit.settings``). Documented in
+docs/scheduler-extender.md."""
 
 from __future__ import annotations
 
-import argparse
-import os
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 from core.models import SUBNET_STATUS_CONFIGMAP, SUBNET_STATUS_KEY
 from core.names import CONFIGMAP_NAME, CONFIGMAP_NAMESPACE
+from kit import logs
+from kit.settings import Flag, SettingsError, Spec, one_of, positive
+from kit.settings import effective as effective_config
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +46,7 @@ class Settings:
 
     def effective(self) -> dict[str, Any]:
         """For the start-up log (nothing secret in here: the kubeconfig is a path)."""
-        return asdict(self)
+        return effective_config(self)
 
 
 _HELP = {
@@ -74,8 +76,6 @@ _HELP = {
     "stale_after": "seconds a watch may be down before its cache counts as stale",
     "watch_timeout": "seconds per watch request before it is renewed",
     "list_page_size": "objects per list page (limit/continue)",
-    "log_level": "debug, info, warning or error",
-    "log_format": "json or text",
 }
 
 
@@ -89,75 +89,54 @@ def flag_name(field: str) -> str:
     return "--" + field.replace("_", "-")
 
 
-_TRUE = ("1", "true", "yes", "on")
-_FALSE = ("0", "false", "no", "off")
-
-
-def _bool(raw: str) -> bool:
-    low = raw.strip().lower()
-    if low in _TRUE:
-        return True
-    if low in _FALSE:
-        return False
-    raise ValueError(raw)
-
-
 TLS_FLAGS = ("tls_cert_file", "tls_key_file", "client_ca_file")
 
 
-def _check_serving(parser: argparse.ArgumentParser, values: dict[str, Any]) -> None:
+_CHECKS = {"read_timeout": positive, "max_body_bytes": positive, "threads": positive}
+_PARSE = {"json_codec": one_of("auto", "msgspec", "stdlib")}
+
+
+def _flags() -> tuple[Flag, ...]:
+    defaults = Settings()
+    return tuple(
+        Flag(name, env_name(name), getattr(defaults, name), help_text,
+             parse=_PARSE.get(name), check=_CHECKS.get(name))
+        for name, help_text in _HELP.items()
+    ) + logs.flags("TKE_EXTENDER_")
+
+
+SPEC = Spec(
+    "tke-eni-scheduler-extender",
+    "kube-scheduler extender for TKE VPC-CNI (tke-eni-ip-scheduler).",
+    _flags(),
+)
+
+
+def _check_serving(values: dict[str, Any]) -> None:
     """TLS is the default: all three files, or --insecure-http and none of them."""
-    if values["read_timeout"] <= 0:
-        parser.error("--read-timeout must be positive")
     tls_set = [flag_name(k) for k in TLS_FLAGS if values[k]]
     if values["insecure_http"]:
         if tls_set:
-            parser.error(f"--insecure-http and {', '.join(tls_set)} together: choose one")
+            raise SettingsError(f"--insecure-http and {', '.join(tls_set)} together: choose one")
     elif len(tls_set) != len(TLS_FLAGS):
         missing = [flag_name(k) for k in TLS_FLAGS if not values[k]]
-        parser.error(
+        raise SettingsError(
             f"{', '.join(missing)} not set: the extender serves TLS and requires "
             "kube-scheduler's client certificate (--tls-cert-file, --tls-key-file, "
             "--client-ca-file or their env vars); --insecure-http serves plain HTTP, "
             "for local debugging only"
         )
     if values["port"] != 0 and values["health_port"] == values["port"]:
-        parser.error("--health-port must differ from --port")
+        raise SettingsError("--health-port must differ from --port")
 
 
-def parse(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> Settings:
-    env = os.environ if env is None else env
-    parser = argparse.ArgumentParser(
-        prog="tke-eni-scheduler-extender",
-        description="kube-scheduler extender for TKE VPC-CNI (tke-eni-ip-scheduler)",
-    )
-    defaults = Settings()
-    values: dict[str, Any] = {}
-    for f in fields(Settings):
-        default = getattr(defaults, f.name)
-        kind = type(default)
-        raw = env.get(env_name(f.name))
-        if raw is not None and raw != "":
-            try:
-                default = _bool(raw) if kind is bool else kind(raw)
-            except ValueError:
-                parser.error(f"{env_name(f.name)}={raw!r}: expected {kind.__name__}")
-        text = f"{_HELP[f.name]} (env {env_name(f.name)}, default {getattr(defaults, f.name)!r})"
-        if kind is bool:
-            parser.add_argument(flag_name(f.name), dest=f.name, default=default, help=text,
-                                action=argparse.BooleanOptionalAction)
-            continue
-        parser.add_argument(flag_name(f.name), dest=f.name, type=kind, default=default, help=text)
-    ns = parser.parse_args(argv)
-    values = vars(ns)
-    if values["log_format"] not in ("json", "text"):
-        parser.error("--log-format: json or text")
-    if values["json_codec"] not in ("auto", "msgspec", "stdlib"):
-        parser.error("--json-codec: auto, msgspec or stdlib")
+def _check(values: dict[str, Any]) -> None:
     for path in ("filter_path", "prioritize_path"):
         if not values[path].startswith("/"):
             values[path] = "/" + values[path]
-    if values["max_body_bytes"] <= 0 or values["threads"] <= 0:
-        parser.error("--max-body-bytes and --threads must be positive")
-    _check_serving(parser, values)
-    return Settings(**values)
+    _check_serving(values)
+
+
+def parse(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> Settings:
+    """Flag > env > default; a bad value exits 2 with the usage and the reason."""
+    return Settings(**SPEC.load_or_exit(argv, env, check=_check).values)

@@ -18,9 +18,10 @@ import time
 from flask import Flask, Request, Response, request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from kit.logs import event
+
 from . import decide, review
 from .config import Settings
-from .logs import event
 from .metrics import Metrics
 from .warnings import warnings_for
 

@@ -17,7 +17,10 @@ import sys
 from collections.abc import Sequence
 from types import FrameType
 
-from . import config, logs, provision, provision_config
+from kit import logs
+from kit.settings import log_effective
+
+from . import config, provision, provision_config
 from .app import create_app
 from .metrics import Metrics
 
@@ -28,7 +31,7 @@ def serve(settings: config.Settings) -> int:
     from .server import TLSConfigError, admission_listener, health_listener
 
     logs.setup(settings.log_level, settings.log_format)
-    logs.event(log, logging.INFO, "starting tke-eni-ip-webhook", config=settings.effective())
+    log_effective(log, "tke-eni-ip-webhook", settings)
     if settings.insecure_http:
         logs.event(log, logging.WARNING, "--insecure-http: plain HTTP (benchmarks and "
                    "debugging only; the API server calls webhooks over HTTPS only)")

@@ -1,15 +1,17 @@
 """Settings of the server: every value has a CLI flag, an environment variable
-(``TKE_WEBHOOK_*``) and a default (flag > env > default); the effective
-settings are logged at start. Documented in docs/webhook.md. The ``certs``
-subcommand's settings are in ``webhook.provision_config``."""
+(``TKE_WEBHOOK_*``) and a default (flag > env > default, ``kit.settings``); the
+effective settings are logged at start. Documented in docs/webhook.md. The
+``certs`` subcommand's settings are in ``webhook.provision_config``."""
 
 from __future__ import annotations
 
-import argparse
-import os
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from typing import Any
+
+from kit import logs
+from kit.settings import Flag, SettingsError, Spec, positive
+from kit.settings import effective as effective_config
 
 ENV_PREFIX = "TKE_WEBHOOK_"
 
@@ -33,7 +35,7 @@ class Settings:
 
     def effective(self) -> dict[str, Any]:
         """For the start-up log (nothing secret: the key is a path)."""
-        return asdict(self)
+        return effective_config(self)
 
 
 _HELP = {
@@ -57,9 +59,8 @@ _HELP = {
     "Off: only pods annotated tke.cloud.tencent.com/networks: tke-route-eni",
     "max_body_bytes": "larger request bodies are refused with HTTP 413",
     "threads": "worker threads of the admission server",
-    "log_level": "debug, info, warning or error",
-    "log_format": "json or text",
 }
+_POSITIVE = ("read_timeout", "idle_timeout", "max_body_bytes", "threads")
 
 
 def env_name(field: str) -> str:
@@ -70,69 +71,31 @@ def flag_name(field: str) -> str:
     return "--" + field.replace("_", "-")
 
 
-_TRUE = ("1", "true", "yes", "on")
-_FALSE = ("0", "false", "no", "off")
+SPEC = Spec(
+    "tke-eni-ip-webhook",
+    "Mutating admission webhook of TKE VPC-CNI (add-pod-eni-ip-limit-webhook): adds "
+    "tke.cloud.tencent.com/eni-ip to the requests and limits of every new pod that takes "
+    "an ENI IP. Subcommand: `tke-eni-ip-webhook certs --help` provisions the serving "
+    "certificate (Secret + caBundle).",
+    tuple(
+        Flag(name, env_name(name), getattr(Settings(), name), text,
+             check=positive if name in _POSITIVE else None)
+        for name, text in _HELP.items()
+    ) + logs.flags(ENV_PREFIX),
+)
 
 
-def parse_bool(raw: str) -> bool:
-    low = raw.strip().lower()
-    if low in _TRUE:
-        return True
-    if low in _FALSE:
-        return False
-    raise ValueError(raw)
-
-
-def _flag_bool(raw: str) -> bool:
-    try:
-        return parse_bool(raw)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a boolean: {raw!r} (true or false)") from None
-
-
-def add_fields(parser: argparse.ArgumentParser, cls: type, helps: Mapping[str, str],
-               env: Mapping[str, str], env_of: Any) -> None:
-    """One flag per dataclass field; the env var (if set) replaces the default."""
-    defaults = cls()
-    for f in fields(cls):
-        default = getattr(defaults, f.name)
-        kind = type(default)
-        raw = env.get(env_of(f.name))
-        if raw is not None and raw != "":
-            try:
-                default = parse_bool(raw) if kind is bool else kind(raw)
-            except ValueError:
-                parser.error(f"{env_of(f.name)}={raw!r}: expected {kind.__name__}")
-        text = f"{helps[f.name]} (env {env_of(f.name)}, default {getattr(defaults, f.name)!r})"
-        if kind is bool:  # --flag, --flag=true|false, --no-flag
-            parser.add_argument(flag_name(f.name), dest=f.name, default=default, help=text,
-                                type=_flag_bool, nargs="?", const=True)
-            parser.add_argument("--no-" + f.name.replace("_", "-"), dest=f.name,
-                                action="store_false", help=argparse.SUPPRESS)
-        else:
-            parser.add_argument(flag_name(f.name), dest=f.name, type=kind, default=default,
-                                help=text)
-
-
-def _check(parser: argparse.ArgumentParser, values: dict[str, Any]) -> None:
-    if values["log_format"] not in ("json", "text"):
-        parser.error("--log-format: json or text")
-    if values["log_level"].lower() not in ("debug", "info", "warning", "error"):
-        parser.error("--log-level: debug, info, warning or error")
-    if values["read_timeout"] <= 0 or values["idle_timeout"] <= 0:
-        parser.error("--read-timeout and --idle-timeout must be positive")
-    if values["max_body_bytes"] <= 0 or values["threads"] <= 0:
-        parser.error("--max-body-bytes and --threads must be positive")
+def _check(values: dict[str, Any]) -> None:
     if not values["mutate_path"].startswith("/"):
         values["mutate_path"] = "/" + values["mutate_path"]
     if values["port"] != 0 and values["health_port"] == values["port"]:
-        parser.error("--health-port must differ from --port")
+        raise SettingsError("--health-port must differ from --port")
     tls_set = [flag_name(k) for k in ("tls_cert_file", "tls_key_file") if values[k]]
     if values["insecure_http"]:
         if tls_set:
-            parser.error(f"--insecure-http and {', '.join(tls_set)} together: choose one")
+            raise SettingsError(f"--insecure-http and {', '.join(tls_set)} together: choose one")
     elif len(tls_set) != 2:
-        parser.error(
+        raise SettingsError(
             "--tls-cert-file and --tls-key-file (or TKE_WEBHOOK_TLS_CERT_FILE / "
             "TKE_WEBHOOK_TLS_KEY_FILE) are required: the API server calls admission "
             "webhooks over HTTPS only (`tke-eni-ip-webhook certs` provisions them; "
@@ -140,21 +103,6 @@ def _check(parser: argparse.ArgumentParser, values: dict[str, Any]) -> None:
         )
 
 
-def parser_for(env: Mapping[str, str]) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="tke-eni-ip-webhook",
-        description="Mutating admission webhook of TKE VPC-CNI (add-pod-eni-ip-limit-webhook): "
-        "adds tke.cloud.tencent.com/eni-ip to the requests and limits of every new pod that "
-        "takes an ENI IP. Subcommand: `tke-eni-ip-webhook certs --help` provisions the "
-        "serving certificate (Secret + caBundle).",
-    )
-    add_fields(parser, Settings, _HELP, env, env_name)
-    return parser
-
-
 def parse(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> Settings:
-    env = os.environ if env is None else env
-    parser = parser_for(env)
-    values = vars(parser.parse_args(argv))
-    _check(parser, values)
-    return Settings(**values)
+    """Flag > env > default; a bad value exits 2 with the usage and the reason."""
+    return Settings(**SPEC.load_or_exit(argv, env, check=_check).values)

@@ -29,7 +29,9 @@ from typing import Any
 
 from cryptography import x509
 
-from . import logs, pki
+from kit import logs
+
+from . import pki
 from .provision_config import CertsSettings
 
 log = logging.getLogger("tke_eni_webhook.certs")

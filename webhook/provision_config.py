@@ -1,18 +1,17 @@
 """Settings of ``tke-eni-ip-webhook certs`` (flag > env > default, like the
-server's; env names ``TKE_WEBHOOK_CERTS_*``)."""
+server's, ``kit.settings``; env names ``TKE_WEBHOOK_CERTS_*``)."""
 
 from __future__ import annotations
 
-import argparse
-import os
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from core.duration import DurationError, parse_duration
-
-from .config import add_fields
+from kit import logs
+from kit.settings import Flag, SettingsError, Spec
+from kit.settings import effective as effective_config
 
 ENV_PREFIX = "TKE_WEBHOOK_CERTS_"
 WEBHOOK_CONFIGURATION = "add-pod-eni-ip-limit-webhook"
@@ -35,7 +34,7 @@ class CertsSettings:
     log_format: str = "json"
 
     def effective(self) -> dict[str, Any]:
-        return asdict(self)
+        return effective_config(self)
 
     def names(self) -> list[str]:
         """What the serving certificate must name: the Service's DNS names (the API
@@ -67,8 +66,6 @@ _HELP = {
     "run the command again (CronJob) to renew",
     "wait_timeout": "seconds to wait for the MutatingWebhookConfiguration to exist",
     "kubeconfig": "kubeconfig file; empty = in-cluster service account",
-    "log_level": "debug, info, warning or error",
-    "log_format": "json or text",
 }
 
 
@@ -76,36 +73,34 @@ def env_name(field: str) -> str:
     return "KUBECONFIG" if field == "kubeconfig" else ENV_PREFIX + field.upper()
 
 
-def parser_for(env: Mapping[str, str]) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="tke-eni-ip-webhook certs",
-        description="Provision the webhook's serving certificate with no extra operator: "
-        "create the Secret with a fresh CA and serving certificate when it is absent, "
-        "expiring or unusable, and put the CA into the MutatingWebhookConfiguration's "
-        "caBundle (idempotent: run it as a Job at install and as a CronJob for renewals).",
-    )
-    add_fields(parser, CertsSettings, _HELP, env, env_name)
-    return parser
+SPEC = Spec(
+    "tke-eni-ip-webhook certs",
+    "Provision the webhook's serving certificate with no extra operator: create the Secret "
+    "with a fresh CA and serving certificate when it is absent, expiring or unusable, and put "
+    "the CA into the MutatingWebhookConfiguration's caBundle (idempotent: run it as a Job at "
+    "install and as a CronJob for renewals).",
+    tuple(Flag(name, env_name(name), getattr(CertsSettings(), name), text)
+          for name, text in _HELP.items()) + logs.flags(ENV_PREFIX),
+)
 
 
-def parse(argv: Sequence[str] | None = None,
-          env: Mapping[str, str] | None = None) -> CertsSettings:
-    env = os.environ if env is None else env
-    parser = parser_for(env)
-    values = vars(parser.parse_args(argv))
-    if values["log_format"] not in ("json", "text"):
-        parser.error("--log-format: json or text")
+def _check(values: dict[str, Any]) -> None:
     for key in ("namespace", "service", "secret_name", "webhook_configuration"):
         if not values[key]:
-            parser.error(f"--{key.replace('_', '-')} must not be empty")
+            raise SettingsError(f"--{key.replace('_', '-')} must not be empty")
     settings = CertsSettings(**values)
     try:
         for key in ("validity", "ca_validity", "renew_before"):
             settings.duration(key)
         if settings.duration("validity") <= settings.duration("renew_before"):
-            parser.error("--validity must be longer than --renew-before")
+            raise SettingsError("--validity must be longer than --renew-before")
     except DurationError as exc:
-        parser.error(str(exc))
+        raise SettingsError(str(exc)) from None
     if settings.wait_timeout < 0:
-        parser.error("--wait-timeout must not be negative")
-    return settings
+        raise SettingsError("--wait-timeout must not be negative")
+
+
+def parse(argv: Sequence[str] | None = None,
+          env: Mapping[str, str] | None = None) -> CertsSettings:
+    """Flag > env > default; a bad value exits 2 with the usage and the reason."""
+    return CertsSettings(**SPEC.load_or_exit(argv, env, check=_check).values)

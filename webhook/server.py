@@ -40,7 +40,8 @@ from cheroot import connections, makefile, wsgi
 from cheroot.server import HTTPConnection, HTTPRequest
 from cheroot.ssl import Adapter
 
-from . import logs
+from kit import logs
+
 from .config import Settings
 from .metrics import Metrics
 

@@ -14,9 +14,11 @@ from collections.abc import Sequence
 from types import FrameType
 from typing import Protocol
 
+from kit import logs
 from kit.httpserve import StatusServer
+from kit.settings import log_effective
 
-from . import checkpoint, config, install, logs, recover
+from . import checkpoint, config, install, recover
 from .agent import Agent, AgentSettings
 from .capacity_file import CapacityFilePublisher
 from .ipsource import FileNodeIpSource, NodeIpSource
@@ -158,7 +160,7 @@ def start_recovery(cfg: config.AgentConfig, agent: Agent, loaded: checkpoint.Loa
 
 
 def run(cfg: config.AgentConfig, stop: threading.Event) -> int:
-    log.info("starting", extra={"config": cfg.effective()})
+    log_effective(log, "tke-eni-agent", cfg)
     # a CNI reply waiting for the GIL behind a background thread waits up to the
     # switch interval (5 ms by default): hand it over sooner
     sys.setswitchinterval(0.0005)
@@ -244,7 +246,7 @@ def run(cfg: config.AgentConfig, stop: threading.Event) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     cfg = config.parse(argv)
-    logs.setup(cfg.log_level)
+    logs.setup(cfg.log_level, cfg.log_format, quiet=("pyroute2",))
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

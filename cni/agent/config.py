@@ -1,17 +1,20 @@
 """Agent settings: every value has a CLI flag, an environment variable and a
-default (documented in docs/cni.md, printed by ``tke-eni-agent --help``)."""
+default (flag > env > default, ``kit.settings``; documented in docs/cni.md,
+printed by ``tke-eni-agent --help``)."""
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
 from core.models import SUBNET_STATUS_CONFIGMAP
 from core.names import CONFIGMAP_NAMESPACE
+from kit import logs
+from kit.settings import Flag, SettingsError, Spec
+from kit.settings import effective as effective_config
 
 from .pool import host_veth_prefix_error
 
@@ -107,7 +110,8 @@ class AgentConfig:
         "<namespace>/<name> of ipamd's subnet status ConfigMap, read (kubernetes IP source "
         "only) for --device-plugin-capacity-file",
     )
-    log_level: str = _opt("INFO", "DEBUG, INFO, WARNING or ERROR")
+    log_level: str = _opt("info", "debug, info, warning or error (any case)")
+    log_format: str = _opt("json", "json or text")
     fault: str = _opt(
         "",
         "testing only: SIGKILL the agent at this ADD step "
@@ -126,20 +130,7 @@ class AgentConfig:
         return namespace, name
 
     def effective(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
-
-
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
-
-
-def _bool(text: str) -> bool:
-    low = text.strip().lower()
-    if low in ("1", "true", "yes", "on"):
-        return True
-    if low in ("0", "false", "no", "off", ""):
-        return False
-    raise argparse.ArgumentTypeError(f"not a boolean: {text!r}")
+        return effective_config(self)
 
 
 def _value_error(cfg: AgentConfig) -> str:
@@ -154,45 +145,47 @@ def _value_error(cfg: AgentConfig) -> str:
     return ""
 
 
-def parse(argv: Sequence[str] | None = None, environ: dict[str, str] | None = None) -> AgentConfig:
-    env = dict(os.environ if environ is None else environ)
-    parser = argparse.ArgumentParser(prog="tke-eni-agent", description="TKE route-ENI node agent")
+def _flags() -> tuple[Flag, ...]:
+    out = []
     for f in fields(AgentConfig):
-        env_name = ENV_PREFIX + f.name.upper()
-        default = f.default
-        raw = env.get(env_name)
-        if raw is None and f.name == "node_name":
-            raw = env.get("NODE_NAME")
-        kind: Any = type(default)
-        conv: Any = _bool if kind is bool else kind
-        if raw is not None:
-            default = conv(raw)
-        doc = f"{f.metadata['doc']} [env {env_name}, default {f.default!r}]"
-        if kind is bool:
-            parser.add_argument(
-                _flag(f.name), type=_bool, nargs="?", const=True, default=default, help=doc
-            )
-        else:
-            parser.add_argument(_flag(f.name), type=conv, default=default, help=doc)
-    ns = parser.parse_args(argv)
-    cfg = AgentConfig(**vars(ns))
+        if f.name in ("log_level", "log_format"):
+            continue
+        also = ("NODE_NAME",) if f.name == "node_name" else ()
+        out.append(Flag(f.name, ENV_PREFIX + f.name.upper(), f.default, f.metadata["doc"],
+                        also_env=also))
+    return (*out, *logs.flags(ENV_PREFIX))
+
+
+SPEC = Spec("tke-eni-agent", "TKE route-ENI node agent.", _flags())
+
+
+def _check(values: dict[str, Any]) -> None:
+    cfg = AgentConfig(**values)
     if cfg.ip_source not in ("kubernetes", "file"):
-        parser.error(f"--ip-source must be kubernetes or file, not {cfg.ip_source!r}")
+        raise SettingsError(f"--ip-source must be kubernetes or file, not {cfg.ip_source!r}")
     if cfg.pod_source not in ("kubernetes", "file", "none"):
-        parser.error(f"--pod-source must be kubernetes, file or none, not {cfg.pod_source!r}")
+        raise SettingsError(
+            f"--pod-source must be kubernetes, file or none, not {cfg.pod_source!r}"
+        )
     if cfg.ip_source == "file" and not cfg.ip_source_file:
-        parser.error("--ip-source=file needs --ip-source-file")
+        raise SettingsError("--ip-source=file needs --ip-source-file")
     if cfg.pod_source == "file" and not cfg.pod_source_file:
-        parser.error("--pod-source=file needs --pod-source-file")
+        raise SettingsError("--pod-source=file needs --pod-source-file")
     namespace, _, name = cfg.subnet_status_configmap.partition("/")
     if not namespace or not name or "/" in name:
-        parser.error(
+        raise SettingsError(
             "--subnet-status-configmap must be <namespace>/<name>, "
             f"not {cfg.subnet_status_configmap!r}"
         )
     problem = _value_error(cfg)
     if problem:
-        parser.error(problem)
+        raise SettingsError(problem)
     if "kubernetes" in (cfg.ip_source, cfg.pod_source) and not cfg.node_name:
-        parser.error("--node-name (or NODE_NAME) is required with the kubernetes sources")
-    return cfg
+        raise SettingsError("--node-name (or NODE_NAME) is required with the kubernetes sources")
+
+
+def parse(
+    argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None
+) -> AgentConfig:
+    """Flag > env > default; a bad value exits 2 with the usage and the reason."""
+    return AgentConfig(**SPEC.load_or_exit(argv, environ, check=_check).values)

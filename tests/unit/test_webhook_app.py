@@ -125,7 +125,7 @@ def test_flag_beats_env_beats_default() -> None:
     (["--insecure-http", "--log-format", "xml"], {}, "--log-format"),
     (["--insecure-http", "--threads", "0"], {}, "must be positive"),
     (["--insecure-http", "--port", "5", "--health-port", "5"], {}, "must differ"),
-    (["--insecure-http"], {"TKE_WEBHOOK_PORT": "x"}, "TKE_WEBHOOK_PORT='x': expected int"),
+    (["--insecure-http"], {"TKE_WEBHOOK_PORT": "x"}, "TKE_WEBHOOK_PORT: invalid value 'x'"),
 ])
 def test_bad_settings_exit_with_a_reason(argv: list[str], env: dict[str, str], says: str,
                                          capsys: pytest.CaptureFixture[str]) -> None:

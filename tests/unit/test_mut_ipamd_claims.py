@@ -433,6 +433,7 @@ def test_a_move_from_a_gone_node_does_not_wait(world: IpamModel) -> None:
 def test_an_address_recorded_as_someone_elses_is_never_moved(world: IpamModel) -> None:
     w = world
     ip, _ = _move_web0(w, "n1")
+    conflicts = _conflicts("record")
     w.user.patch(paths.vpc_ip(ip), {"spec": {"claim": f"{NS}/web-9"}})
     tick(w, 2)
     w._agent_pass("n2")
@@ -442,5 +443,45 @@ def test_an_address_recorded_as_someone_elses_is_never_moved(world: IpamModel) -
     refused = [e for e in events(w, "StaticIPConflict") if e["involvedObject"]["name"] == "web-0"]
     assert refused and refused[0]["type"] == "Warning"
     assert f"recorded as claim {NS}/web-9 on node n2" in refused[0]["message"]
+    assert _conflicts("record") > conflicts
     s = spec(w, ip)
     assert s.get("state") != "Releasing" or not s.get("releaseId"), s
+
+
+def _conflicts(kind: str) -> float:
+    v = metrics.REGISTRY.get_sample_value("tke_ipamd_claim_conflicts_total", {"kind": kind})
+    return v or 0.0
+
+
+def test_a_waiting_move_rewrites_nothing_and_follows_the_pod_to_a_third_node(
+    world: IpamModel,
+) -> None:
+    w = world
+    ip, _ = _move_web0(w, "n1")
+    tick(w)
+    c = claim_obj(w, "web-0")
+    assert c is not None and c["status"]["nodeName"] == "n1"
+    rv = c["metadata"]["resourceVersion"]
+    tick(w, 2)  # waiting for the grant: the intent is written once
+    c = claim_obj(w, "web-0")
+    assert c is not None and c["metadata"]["resourceVersion"] == rv
+    w._delete(w.pods["web-0"])
+    w._create("web-0", "n3", "sts")  # the pod moves on before the move is done
+    tick(w)
+    c = claim_obj(w, "web-0")
+    assert c is not None and c["status"]["phase"] == "Migrating" and c["status"]["nodeName"] == "n3"
+    w._agent_pass("n2")
+    tick(w)
+    assert cloud_holder(w, ip) == NODES["n3"]
+
+
+def test_a_move_reopens_a_request_left_without_an_id(world: IpamModel) -> None:
+    w = world
+    ip, _ = _move_web0(w, "n1")
+    w.user.patch(paths.vpc_ip(ip), {"spec": {"state": "Releasing"}})  # an older ipamd's
+    tick(w)
+    s = spec(w, ip)
+    assert s.get("state") == "Releasing" and s.get("releaseId"), s
+    w._agent_pass("n2")
+    tick(w)
+    assert cloud_holder(w, ip) == NODES["n1"]

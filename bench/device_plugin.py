@@ -1,5 +1,5 @@
 """Device plugin figures, through real gRPC over unix sockets with the
-kubelet stand-in (tests/kubelet_standin.py):
+kubelet stand-in (the test bed's harness.kubelet):
 
 - Allocate latency (one container, one device: what the kubelet sends);
 - delay from a capacity change (CapacityFeed) to the kubelet stand-in
@@ -27,8 +27,8 @@ import grpc
 from core.names import RESOURCE_ENI_IP
 from device_plugin.manager import DevicePluginManager
 from device_plugin.settings import Settings
+from harness.kubelet import KubeletStandin
 from protos.v1beta1 import api_pb2, api_pb2_grpc
-from tests.kubelet_standin import KubeletStandin
 
 R = RESOURCE_ENI_IP
 

@@ -293,6 +293,15 @@ def throughput(port: int, body: bytes, n: int, clients: int = 4, seconds: float 
 def scheduler_part(pods: int, nodes_per_zone: int) -> None:
     from kubernetes import client, watch
 
+    from harness.extender import (
+        ZONE_A,
+        ZONE_B,
+        ExtenderProcess,
+        pod_manifest,
+        shipped_scheduler_config,
+        zone_nodes,
+    )
+    from harness.kubeobjects import apply_crds, put_configmap
     from localcluster import components
     from localcluster.binaries import k8s_binaries
     from localcluster.controlplane import ControlPlane
@@ -301,16 +310,6 @@ def scheduler_part(pods: int, nodes_per_zone: int) -> None:
     from localcluster.process import ManagedProcess
     from localcluster.readiness import TLSClient, http_ok, wait_ready
     from localcluster.scheduler_config import complete_config
-    from tests.integration.test_extender_scheduler import (
-        ZONE_A,
-        ZONE_B,
-        ExtenderProcess,
-        apply_crds,
-        pod_manifest,
-        put_configmap,
-        shipped_scheduler_config,
-        zone_nodes,
-    )
 
     print(f"== part 2: real kube-scheduler, {2 * nodes_per_zone} kwok nodes, {pods} pods ==")
     workdir = Path(tempfile.mkdtemp(prefix="tke-bench-extender-"))

@@ -41,7 +41,6 @@ import sys
 import tempfile
 import threading
 import time
-from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -50,13 +49,12 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from core import models as m  # noqa: E402
+from bench.ipamd_cluster import BenchKube, FastAgent, wait_for  # noqa: E402
+from harness.ipamd_process import IpamdProcess  # noqa: E402
+from harness.ipamd_world import NODE_SUBNET3, POD_SUBNET3, SPEC  # noqa: E402
 from ipamd.kube import paths  # noqa: E402
-from ipamd.kube.informer import Informer  # noqa: E402
-from ipamd.records import IpRec, ip_from_obj  # noqa: E402
 
 if TYPE_CHECKING:
-    from tests.integration.ipamd_harness import IpamdProcess, Kube
     from vpcsim.testing import EmulatorHandle
 
 
@@ -77,15 +75,9 @@ def delta(after: dict[str, int], before: dict[str, int]) -> dict[str, int]:
     return {k: v - before.get(k, 0) for k, v in after.items() if v - before.get(k, 0)}
 
 
-def _now3339() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-
-
 def start_ipamd(
-    emu: EmulatorHandle, kube: Kube, workdir: Path, name: str, *extra: str
+    emu: EmulatorHandle, kube: BenchKube, workdir: Path, name: str, *extra: str
 ) -> IpamdProcess:
-    from tests.integration.ipamd_harness import IpamdProcess
-
     proc = IpamdProcess(
         emu,
         kube.kubeconfig,
@@ -113,9 +105,7 @@ def start_ipamd(
     return proc.start()
 
 
-def add_nodes(kube: Kube, emu: EmulatorHandle, n: int, prefix: str) -> list[str]:
-    from tests.integration.ipamd_harness import NODE_SUBNET3
-
+def add_nodes(kube: BenchKube, emu: EmulatorHandle, n: int, prefix: str) -> list[str]:
     names = []
     for i in range(n):
         ins = emu.add_instance(NODE_SUBNET3, "S5.LARGE8")
@@ -126,47 +116,49 @@ def add_nodes(kube: Kube, emu: EmulatorHandle, n: int, prefix: str) -> list[str]
 
 
 # --- static IP move --------------------------------------------------------------
-def bench_static(kube: Kube, emu: EmulatorHandle, workdir: Path, moves: int) -> dict[str, Any]:
-    from tests.integration.ipamd_harness import AgentStandIn, wait_for
-
+def bench_static(
+    kube: BenchKube, emu: EmulatorHandle, workdir: Path, moves: int
+) -> dict[str, Any]:
     nodes = add_nodes(kube, emu, 2, "s")
     proc = start_ipamd(emu, kube, workdir, "ipamd-static")
+    agent = FastAgent(kube)
+    agent.inf.start(agent.stop)
     try:
-        with AgentStandIn(kube) as agent:
-            for n in nodes:
-                wait_for(f"pool of {n}", lambda n=n: len(kube.vpcips(n)) >= 5, 120)
-            pod = kube.add_pod("web-0", nodes[0])
-            rec = wait_for(
-                "first IP",
-                lambda: agent.static_ready("default/web-0", pod["metadata"]["uid"], nodes[0]),
-                60,
+        for n in nodes:
+            wait_for(f"pool of {n}", lambda n=n: len(kube.vpcips(n)) >= 5, 120)
+        pod = kube.add_pod("web-0", nodes[0])
+        rec = wait_for(
+            "first IP",
+            lambda: agent.static_ready("default/web-0", pod["metadata"]["uid"], nodes[0]),
+            60,
+        )
+        ip = rec.ip
+        agent.use(ip, pod)
+        times = []
+        for i in range(moves):
+            dest = nodes[(i + 1) % 2]
+            kube.delete_pod("web-0")
+            agent.free_static(ip)
+            wait_for(
+                "old pod gone",
+                lambda: kube.api.get_or_none(paths.pod("default", "web-0")) is None,
+                30,
+                0.01,
             )
-            ip = rec.ip
+            t0 = time.monotonic()
+            pod = kube.add_pod("web-0", dest)
+            uid = pod["metadata"]["uid"]
+            rec = wait_for(
+                "moved",
+                lambda u=uid, d=dest: agent.static_ready("default/web-0", u, d),
+                60,
+                0.005,
+            )
+            times.append(time.monotonic() - t0)
+            assert rec.ip == ip
             agent.use(ip, pod)
-            times = []
-            for i in range(moves):
-                dest = nodes[(i + 1) % 2]
-                kube.delete_pod("web-0")
-                agent.free(ip)
-                wait_for(
-                    "old pod gone",
-                    lambda: kube.api.get_or_none(paths.pod("default", "web-0")) is None,
-                    30,
-                    0.01,
-                )
-                t0 = time.monotonic()
-                pod = kube.add_pod("web-0", dest)
-                uid = pod["metadata"]["uid"]
-                rec = wait_for(
-                    "moved",
-                    lambda u=uid, d=dest: agent.static_ready("default/web-0", u, d),
-                    60,
-                    0.005,
-                )
-                times.append(time.monotonic() - t0)
-                assert rec.ip == ip
-                agent.use(ip, pod)
     finally:
+        agent.stop.set()
         proc.stop()
     return {
         "moves": moves,
@@ -178,10 +170,8 @@ def bench_static(kube: Kube, emu: EmulatorHandle, workdir: Path, moves: int) -> 
 
 # --- warm-pool refill ---------------------------------------------------------------
 def bench_refill(
-    kube: Kube, emu: EmulatorHandle, workdir: Path, nodes: int, per_node: int
+    kube: BenchKube, emu: EmulatorHandle, workdir: Path, nodes: int, per_node: int
 ) -> dict[str, Any]:
-    from tests.integration.ipamd_harness import wait_for
-
     proc = start_ipamd(
         emu,
         kube,
@@ -222,63 +212,9 @@ def bench_refill(
     }
 
 
-# --- steady churn ---------------------------------------------------------------------
-class FastAgent:
-    """Per-node free lists from a VpcIP watch; picks under a lock, writes outside it."""
-
-    def __init__(self, kube: Kube) -> None:
-        self.kube = kube
-        self.stop = threading.Event()
-        self.lock = threading.Lock()
-        self.free: dict[str, set[str]] = defaultdict(set)
-        self.busy: set[str] = set()
-        self.inf: Informer[IpRec] = Informer(
-            kube.api, paths.VPC_IPS, "bench-agent", ip_from_obj, self._on
-        )
-
-    def _on(self, key: str, old: IpRec | None, new: IpRec | None) -> None:
-        with self.lock:
-            if old is not None:
-                self.free[old.node].discard(key)
-            if new is None:
-                return
-            if new.state == m.IP_STATE_ASSIGNED and not new.claim and key not in self.busy:
-                self.free[new.node].add(key)
-            elif (
-                new.state == m.IP_STATE_RELEASING
-                and key not in self.busy
-                and new.phase != m.IP_PHASE_RELEASED
-            ):
-                threading.Thread(
-                    target=self._status, args=(key, {"phase": m.IP_PHASE_RELEASED}), daemon=True
-                ).start()
-
-    def _status(self, ip: str, st: dict[str, Any]) -> None:
-        with contextlib.suppress(Exception):  # the IP may be gone
-            self.kube.api.patch(
-                paths.vpc_ip(ip) + "/status", {"status": {**st, "updated": _now3339()}}
-            )
-
-    def start(self, node: str, uid: str) -> str | None:
-        with self.lock:
-            if not self.free[node]:
-                return None
-            ip = self.free[node].pop()
-            self.busy.add(ip)
-        self._status(ip, {"phase": m.IP_PHASE_IN_USE, "podUid": uid})
-        return ip
-
-    def stop_pod(self, ip: str) -> None:
-        self._status(ip, {"phase": m.IP_PHASE_FREE, "podUid": None})
-        with self.lock:
-            self.busy.discard(ip)
-            rec = self.inf.get(ip)
-            if rec is not None and rec.state == m.IP_STATE_ASSIGNED:
-                self.free[rec.node].add(ip)
-
-
+# --- steady churn (FastAgent: bench/ipamd_cluster.py) ------------------------------
 def bench_churn(
-    kube: Kube,
+    kube: BenchKube,
     emu: EmulatorHandle,
     workdir: Path,
     nodes: int,
@@ -287,8 +223,6 @@ def bench_churn(
     lifetime: float,
     warmup: float,
 ) -> dict[str, Any]:
-    from tests.integration.ipamd_harness import wait_for
-
     names = add_nodes(kube, emu, nodes, "c")
     proc = start_ipamd(emu, kube, workdir, "ipamd-churn")
     agent = FastAgent(kube)
@@ -554,14 +488,12 @@ def _status_kb(pid: int, key: str) -> int:
 
 
 def bench_rss_real(
-    kube: Kube, emu: EmulatorHandle, workdir: Path, nodes: int, ips: int
+    kube: BenchKube, emu: EmulatorHandle, workdir: Path, nodes: int, ips: int
 ) -> dict[str, Any]:
     """A real ipamd process (standby: the Lease is held by someone else, so it only
     lists and watches) over ``nodes`` Nodes, 2 VpcENIs each and ``ips`` VpcIPs
     created in the apiserver; VmRSS and VmHWM once its caches are synced."""
     import urllib.request
-
-    from tests.integration.ipamd_harness import wait_for
 
     kube.api.create(
         paths.leases("kube-system"),
@@ -700,7 +632,6 @@ def main(argv: list[str] | None = None) -> int:
         rss_child(n, i)
         return 0
     from localcluster.controlplane import ControlPlane
-    from tests.integration.ipamd_harness import POD_SUBNET3, SPEC, Kube
     from vpcsim.testing import run_emulator
 
     only = set(a.only.split(","))
@@ -714,7 +645,7 @@ def main(argv: list[str] | None = None) -> int:
         cp = ControlPlane(workdir / "cp")
         try:
             cp.start()
-            kube = Kube(cp.kubeconfig)
+            kube = BenchKube(cp.kubeconfig)
             kube.install_crds()
             for what in ("static", "refill", "churn", "rss-real"):
                 if what not in only:

@@ -36,9 +36,10 @@ from typing import Any
 
 from core import models as m
 from core import names
+from harness.ipamd_world import CLUSTER
 from ipamd.kube import paths
 from localcluster.apifaults import FaultRule, rule
-from tests.integration.ipamd_harness import CLUSTER, Kube
+from tests.integration.ipamd_harness import Kube
 from tests.integration.podnetns import PodNetns
 from vpcsim.testing import EmulatorHandle
 

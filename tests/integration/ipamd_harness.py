@@ -1,19 +1,16 @@
 """Test support for ipamd against the real kube-apiserver and the cloud
-emulator: CRD install, a clean slate per test, ipamd in-process or as a real
-process, and ``AgentStandIn`` — the node agent's side of the contract in
-core/models.py (status writes), which the tests play themselves."""
+emulator: CRD install, a clean slate per test, ipamd in-process, and
+``AgentStandIn`` — the node agent's side of the contract in core/models.py
+(status writes), which the tests play themselves. These are built on ipamd's
+own API client, informer and record parser, so they stay with the tests; what
+the benchmark shares with the tests (the emulated world, ipamd as a process,
+bounded waits) is in the test bed's ``harness`` package."""
 
 from __future__ import annotations
 
 import contextlib
 import json
-import os
-import signal
-import subprocess
-import sys
 import threading
-import time
-import zlib
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,6 +20,14 @@ import yaml
 
 from core import models as m
 from core import names
+from harness.ipamd_world import (
+    CLUSTER,
+    VPC,
+    node_manifest,
+    pod_manifest,
+    subnets_configmap,
+)
+from harness.waits import wait_for as harness_wait_for
 from ipamd.app import App
 from ipamd.config import load
 from ipamd.kube import paths
@@ -34,44 +39,6 @@ from vpcsim.testing import EmulatorHandle
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD_DIR = ROOT / "deploy" / "crds"
-CLUSTER = "cls-test0001"
-VPC = "vpc-sim00001"
-ZONE3, ZONE4 = "ap-guangzhou-3", "ap-guangzhou-4"
-POD_SUBNET3, POD_SUBNET4 = "subnet-sim00033", "subnet-sim00044"
-NODE_SUBNET3, NODE_SUBNET4 = "subnet-sim00003", "subnet-sim00004"
-
-#: emulator world: one VPC with node and pod subnets in two zones, plus another VPC
-SPEC: dict[str, Any] = {
-    "region": "ap-guangzhou",
-    "vpcs": [
-        {
-            "id": VPC,
-            "name": "tke-sim",
-            "cidr": "10.0.0.0/16",
-            "subnets": [
-                {"id": NODE_SUBNET3, "name": "node-3", "cidr": "10.0.3.0/24", "zone": ZONE3},
-                {"id": NODE_SUBNET4, "name": "node-4", "cidr": "10.0.4.0/24", "zone": ZONE4},
-                {"id": POD_SUBNET3, "name": "pod-3", "cidr": "10.0.32.0/20", "zone": ZONE3},
-                {"id": "subnet-sim00035", "name": "pod-3b", "cidr": "10.0.64.0/24", "zone": ZONE3},
-                {"id": POD_SUBNET4, "name": "pod-4", "cidr": "10.0.48.0/20", "zone": ZONE4},
-            ],
-            "instances": [
-                {"id": "ins-sim00001", "type": "S5.LARGE8", "subnet": "node-3"},
-                {"id": "ins-sim00002", "type": "S5.LARGE8", "subnet": "node-4"},
-                {"id": "ins-sim00003", "type": "S5.LARGE8", "subnet": "node-3"},
-            ],
-        },
-        {
-            "id": "vpc-sim00002",
-            "name": "other",
-            "cidr": "172.16.0.0/16",
-            "subnets": [
-                {"id": "subnet-sim00099", "name": "other", "cidr": "172.16.1.0/24", "zone": ZONE3}
-            ],
-        },
-    ],
-}
-INSTANCE_ZONE = {"ins-sim00001": ZONE3, "ins-sim00002": ZONE4, "ins-sim00003": ZONE3}
 
 T = TypeVar("T")
 
@@ -79,35 +46,12 @@ T = TypeVar("T")
 def wait_for(
     what: str, fn: Callable[[], T | None], timeout: float = 60.0, interval: float = 0.1
 ) -> T:
-    """Poll ``fn`` until it returns something truthy; fail naming ``what``."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = fn()
-        except KubeError as exc:
-            last = exc
-        if last and not isinstance(last, Exception):
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
+    """The harness's bounded wait, an apiserver refusal (``KubeError``) counting as "not yet"."""
+    return harness_wait_for(what, fn, timeout, interval, tolerate=(KubeError,))
 
 
 def now3339() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def statefulset_owner(pod_name: str) -> dict[str, Any]:
-    """The controller reference a StatefulSet's pod ``<set>-<ordinal>`` carries
-    (the set need not exist: the test control plane runs no garbage collector)."""
-    base = pod_name.rsplit("-", 1)[0]
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "StatefulSet",
-        "name": base,
-        "uid": f"00000000-0000-4000-8000-{zlib.crc32(base.encode()):012d}",
-        "controller": True,
-    }
 
 
 class Kube:
@@ -168,13 +112,7 @@ class Kube:
 
     # --- objects ---
     def set_subnets(self, subnet_ids: str, vpc: str = VPC, **extra: str) -> None:
-        data = {names.CM_SUBNET_ID: subnet_ids, names.CM_VPC_ID: vpc, **extra}
-        body = {
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": {"name": names.CONFIGMAP_NAME, "namespace": names.CONFIGMAP_NAMESPACE},
-            "data": data,
-        }
+        body = subnets_configmap(subnet_ids, vpc, **extra)
         p = paths.configmap(names.CONFIGMAP_NAMESPACE, names.CONFIGMAP_NAME)
         try:
             self.api.create(f"/api/v1/namespaces/{names.CONFIGMAP_NAMESPACE}/configmaps", body)
@@ -184,19 +122,7 @@ class Kube:
             self.api.replace(p, body)
 
     def add_node(self, name: str, instance_id: str, zone: str | None = None) -> None:
-        zone = zone or INSTANCE_ZONE.get(instance_id, ZONE3)
-        self.api.create(
-            paths.NODES,
-            {
-                "apiVersion": "v1",
-                "kind": "Node",
-                "metadata": {
-                    "name": name,
-                    "labels": {names.ZONE_LABEL: zone, names.INSTANCE_TYPE_LABEL: "S5.LARGE8"},
-                },
-                "spec": {"providerID": f"qcloud:///800003/{instance_id}"},
-            },
-        )
+        self.api.create(paths.NODES, node_manifest(name, instance_id, zone))
 
     def delete_node(self, name: str) -> None:
         self.api.delete(paths.node(name))
@@ -211,22 +137,9 @@ class Kube:
         annotations: dict[str, str] | None = None,
         owner: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        ann = {names.ANNOTATION_NETWORKS: names.NETWORK_ROUTE_ENI, **(annotations or {})}
-        if policy is not None:
-            ann[names.ANNOTATION_CLAIM_DELETE_POLICY] = policy
-        meta: dict[str, Any] = {"name": name, "namespace": ns, "annotations": ann}
-        if owner is None and policy is not None:
-            owner = statefulset_owner(name)  # static IPs are for StatefulSet pods
-        if owner:
-            meta["ownerReferences"] = [owner]
         return self.api.create(
             f"/api/v1/namespaces/{ns}/pods",
-            {
-                "apiVersion": "v1",
-                "kind": "Pod",
-                "metadata": meta,
-                "spec": {"nodeName": node, "containers": [{"name": "c", "image": "busybox"}]},
-            },
+            pod_manifest(name, node, ns=ns, policy=policy, annotations=annotations, owner=owner),
         )
 
     def delete_pod(self, name: str, ns: str = "default") -> None:
@@ -566,85 +479,6 @@ def ipamd_inprocess(
     finally:
         app.stop.set()
         t.join(15)
-
-
-class IpamdProcess:
-    """A real ``tke-eni-ipamd`` process (for kill -9 and leader election)."""
-
-    def __init__(self, emu: EmulatorHandle, kubeconfig: Path, log: Path, *extra: str) -> None:
-        self.argv = [
-            sys.executable,
-            "-m",
-            "ipamd.cli",
-            "--clusterid",
-            CLUSTER,
-            "--kubeconfig",
-            str(kubeconfig),
-            "--cloud-endpoint",
-            emu.endpoint,
-            "--cloud-protocol",
-            "http",
-            "--cloud-region",
-            emu.region,
-            "--metrics-address",
-            "127.0.0.1:0",
-            "--health-address",
-            "127.0.0.1:0",
-            "--reconcile-interval",
-            "3s",
-            "--subnet-refresh-interval",
-            "2s",
-            "--trim-interval",
-            "1s",
-            "--ip-cooldown",
-            "0s",
-            "--cloud-task-poll",
-            "0.01",
-            "--cloud-backoff-base",
-            "0.02",
-            "--cloud-backoff-max",
-            "0.5",
-            # leaks from a kill -9 are deleted within the test (default: 10m)
-            "--leaked-eni-min-age",
-            "1s",
-            *extra,
-        ]
-        self.env = {
-            **os.environ,
-            "TENCENTCLOUD_SECRET_ID": emu.secret_id,
-            "TENCENTCLOUD_SECRET_KEY": emu.secret_key,
-            "PYTHONPATH": str(ROOT),
-        }
-        self.log = log
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> IpamdProcess:
-        out = self.log.open("ab")
-        self.proc = subprocess.Popen(
-            self.argv, env=self.env, stdout=out, stderr=out, cwd=str(ROOT), start_new_session=True
-        )
-        out.close()
-        return self
-
-    def kill9(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.kill9()
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def log_tail(self, n: int = 30) -> str:
-        lines = self.log.read_text(errors="replace").splitlines() if self.log.exists() else []
-        return "\n".join(lines[-n:])
 
 
 def cloud_ips(emu: EmulatorHandle) -> dict[str, str]:

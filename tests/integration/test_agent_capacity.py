@@ -37,11 +37,11 @@ from core.names import (
     PLURAL_VPC_IP,
     RESOURCE_ENI_IP,
 )
+from harness.kubelet import KubeletStandin
 from localcluster.controlplane import ControlPlane
 from tests.deploy_support import DEPLOY, create_crds, load_docs, yaml_files
 from tests.fixtures_netns import AgentFactory, NetnsTcpProxy, Vpc
 from tests.ipamd_records import create_vpc_eni, create_vpc_ip, mark_eni_attached
-from tests.kubelet_standin import KubeletStandin
 
 R = RESOURCE_ENI_IP
 S5_LARGE8 = 27  # (4 − 1) × (10 − 1)

@@ -20,7 +20,7 @@ from core.limits import limits_for_type
 from core.names import RESOURCE_ENI_IP
 from device_plugin.manager import DevicePluginManager
 from device_plugin.settings import Settings
-from tests.kubelet_standin import KubeletStandin
+from harness.kubelet import KubeletStandin
 from vpcsim.spec import DEFAULT_SPEC
 from vpcsim.testing import EmulatorHandle, run_emulator
 

@@ -24,8 +24,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from core.names import RESOURCE_ENI_IP
 from device_plugin.manager import DevicePluginManager
 from device_plugin.settings import Settings
+from harness.kubelet import CHECKPOINT, KubeletStandin
 from protos.v1beta1 import api_pb2, api_pb2_grpc
-from tests.kubelet_standin import CHECKPOINT, KubeletStandin
 
 REPO = Path(__file__).resolve().parents[2]
 R = RESOURCE_ENI_IP

@@ -22,6 +22,7 @@ import pytest
 from core import models as m
 from core import names
 from core.ids import EniId
+from harness.ipamd_world import POD_SUBNET3, SPEC, VPC
 from ipamd.enis import ip_spec
 from ipamd.kube import paths
 from ipamd.kube.api import KubeApi, KubeError, load_configuration
@@ -31,9 +32,6 @@ from localcluster.controlplane import ControlPlane
 from localcluster.faultproxy import FaultProxy
 from tests.emulator_client import cloud_for
 from tests.integration.ipamd_harness import (
-    POD_SUBNET3,
-    SPEC,
-    VPC,
     AgentStandIn,
     Kube,
     cloud_ips,

@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from harness.ipamd_process import IpamdProcess
+from harness.ipamd_world import POD_SUBNET3, SPEC
 from localcluster.controlplane import ControlPlane
-from tests.integration.ipamd_harness import POD_SUBNET3, SPEC, IpamdProcess, Kube, wait_for
+from tests.integration.ipamd_harness import Kube, wait_for
 from vpcsim.testing import EmulatorHandle, run_emulator
 
 

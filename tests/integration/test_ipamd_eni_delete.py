@@ -23,22 +23,13 @@ import pytest
 
 from core import names
 from core.ids import EniId, InstanceId, SubnetId, VpcId
+from harness.ipamd_world import CLUSTER, POD_SUBNET3, SPEC, VPC
 from ipamd.deps import Deps
 from ipamd.enis import EniOps
 from ipamd.kube import paths
 from localcluster.controlplane import ControlPlane
 from tests.emulator_client import cloud_for
-from tests.integration.ipamd_harness import (
-    CLUSTER,
-    POD_SUBNET3,
-    SPEC,
-    VPC,
-    AgentStandIn,
-    Kube,
-    cloud_ips,
-    ipamd_inprocess,
-    wait_for,
-)
+from tests.integration.ipamd_harness import AgentStandIn, Kube, cloud_ips, ipamd_inprocess, wait_for
 from tests.integration.ipamd_recording import ipamd_recording
 from vpcsim.testing import EmulatorHandle, run_emulator
 

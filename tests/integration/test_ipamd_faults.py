@@ -31,6 +31,8 @@ from pathlib import Path
 import pytest
 
 from core import models as m
+from harness.ipamd_process import IpamdProcess
+from harness.ipamd_world import POD_SUBNET3, SPEC
 from ipamd.kube import paths
 from localcluster.apifaults import FaultPlan
 from localcluster.controlplane import ControlPlane
@@ -46,15 +48,7 @@ from tests.integration.ipamd_churn import (
     step_violations,
     waits_for_old_pod,
 )
-from tests.integration.ipamd_harness import (
-    GRANT,
-    POD_SUBNET3,
-    SPEC,
-    AgentStandIn,
-    IpamdProcess,
-    Kube,
-    wait_for,
-)
+from tests.integration.ipamd_harness import GRANT, AgentStandIn, Kube, wait_for
 from tests.integration.podnetns import PodNetns, require_root, sweep
 from vpcsim.testing import EmulatorHandle, run_emulator
 

@@ -10,21 +10,10 @@ import pytest
 
 from core import models as m
 from core import names
+from harness.ipamd_world import POD_SUBNET3, POD_SUBNET4, SPEC, VPC, ZONE3, ZONE4
 from localcluster.controlplane import ControlPlane
 from tests.emulator_client import cloud_for
-from tests.integration.ipamd_harness import (
-    POD_SUBNET3,
-    POD_SUBNET4,
-    SPEC,
-    VPC,
-    ZONE3,
-    ZONE4,
-    AgentStandIn,
-    Kube,
-    cloud_ips,
-    ipamd_inprocess,
-    wait_for,
-)
+from tests.integration.ipamd_harness import AgentStandIn, Kube, cloud_ips, ipamd_inprocess, wait_for
 from vpcsim.testing import EmulatorHandle, run_emulator
 
 

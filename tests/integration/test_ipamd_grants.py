@@ -12,13 +12,12 @@ from collections.abc import Iterator
 import pytest
 
 from core import models as m
+from harness.ipamd_world import POD_SUBNET3, SPEC
 from localcluster.controlplane import ControlPlane
 from tests.integration.ipamd_churn import waits_for_old_pod
 from tests.integration.ipamd_harness import (
     HOLD,
-    POD_SUBNET3,
     REFUSE,
-    SPEC,
     AgentStandIn,
     Kube,
     cloud_ips,

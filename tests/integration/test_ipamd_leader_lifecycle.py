@@ -22,13 +22,14 @@ from urllib.parse import urlparse
 
 import pytest
 
+from harness.ipamd_world import POD_SUBNET3, SPEC
 from ipamd import metrics
 from ipamd.kube import paths
 from ipamd.kube.api import KubeApi, load_configuration
 from ipamd.kube.lease import LeaseClient
 from ipamd.leader import LeaderElector
 from localcluster.controlplane import ControlPlane
-from tests.integration.ipamd_harness import POD_SUBNET3, SPEC, Kube, wait_for
+from tests.integration.ipamd_harness import Kube, wait_for
 from tests.integration.ipamd_recording import GatedCloud, TcpProxy, ipamd_recording
 from vpcsim.testing import EmulatorHandle, run_emulator
 

@@ -15,12 +15,11 @@ from collections.abc import Iterator
 import pytest
 
 from core import models as m
+from harness.ipamd_world import POD_SUBNET3, SPEC
 from localcluster.controlplane import ControlPlane
 from tests.integration.ipamd_harness import (
     GRANT,
     HOLD,
-    POD_SUBNET3,
-    SPEC,
     AgentStandIn,
     Kube,
     cloud_ips,

@@ -18,22 +18,14 @@ from pathlib import Path
 import pytest
 
 from core.ids import EniId
+from harness.ipamd_world import CLUSTER, POD_SUBNET3, SPEC
 from ipamd.kube import paths
 from localcluster.apifaults import rule
 from localcluster.controlplane import ControlPlane
 from localcluster.faultproxy import FaultProxy
 from tests.emulator_client import cloud_for
 from tests.integration.ipamd_churn import Ledger, Running, step_violations
-from tests.integration.ipamd_harness import (
-    CLUSTER,
-    POD_SUBNET3,
-    SPEC,
-    AgentStandIn,
-    Kube,
-    cloud_ips,
-    ipamd_inprocess,
-    wait_for,
-)
+from tests.integration.ipamd_harness import AgentStandIn, Kube, cloud_ips, ipamd_inprocess, wait_for
 from vpcsim.testing import EmulatorHandle, run_emulator
 
 NODES = {"n1": "ins-sim00001", "n3": "ins-sim00003"}

@@ -14,18 +14,11 @@ import pytest
 import yaml
 
 from core import models as m
+from harness.ipamd_world import POD_SUBNET3, SPEC
 from ipamd.kube import paths
 from ipamd.kube.api import KubeApi, KubeError, load_configuration
 from localcluster.controlplane import ControlPlane
-from tests.integration.ipamd_harness import (
-    POD_SUBNET3,
-    ROOT,
-    SPEC,
-    AgentStandIn,
-    Kube,
-    ipamd_inprocess,
-    wait_for,
-)
+from tests.integration.ipamd_harness import ROOT, AgentStandIn, Kube, ipamd_inprocess, wait_for
 from vpcsim.testing import EmulatorHandle, run_emulator
 
 RBAC_FILES = ("serviceaccount.yaml", "rbac.yaml")

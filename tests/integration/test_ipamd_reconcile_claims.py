@@ -10,17 +10,11 @@ from collections.abc import Iterator
 import pytest
 
 from core.ids import EniId, SubnetId, VpcId
+from harness.ipamd_world import CLUSTER, POD_SUBNET3, SPEC, VPC
 from ipamd.kube import paths
 from localcluster.controlplane import ControlPlane
 from tests.emulator_client import cloud_for
-from tests.integration.ipamd_harness import (
-    CLUSTER,
-    POD_SUBNET3,
-    SPEC,
-    VPC,
-    Kube,
-    wait_for,
-)
+from tests.integration.ipamd_harness import Kube, wait_for
 from tests.integration.ipamd_recording import ipamd_recording
 from vpcsim.testing import EmulatorHandle, run_emulator
 

@@ -16,16 +16,10 @@ import pytest
 
 from core import models as m
 from core import names
+from harness.ipamd_world import POD_SUBNET3, SPEC
 from ipamd.kube import paths
 from localcluster.controlplane import ControlPlane
-from tests.integration.ipamd_harness import (
-    POD_SUBNET3,
-    SPEC,
-    Kube,
-    cloud_ips,
-    ipamd_inprocess,
-    wait_for,
-)
+from tests.integration.ipamd_harness import Kube, cloud_ips, ipamd_inprocess, wait_for
 from tests.integration.ipamd_recording import ipamd_recording
 from vpcsim.testing import EmulatorHandle, run_emulator
 

@@ -16,17 +16,10 @@ from typing import Any
 import pytest
 
 from core import models as m
+from harness.ipamd_world import POD_SUBNET3, SPEC
 from ipamd.kube import paths
 from localcluster.controlplane import ControlPlane
-from tests.integration.ipamd_harness import (
-    POD_SUBNET3,
-    SPEC,
-    AgentStandIn,
-    Kube,
-    cloud_ips,
-    ipamd_inprocess,
-    wait_for,
-)
+from tests.integration.ipamd_harness import AgentStandIn, Kube, cloud_ips, ipamd_inprocess, wait_for
 from tests.integration.test_ipamd_static_ips import start_static
 from vpcsim.testing import EmulatorHandle, run_emulator
 

@@ -12,17 +12,10 @@ from collections.abc import Iterator
 import pytest
 
 from core import models as m
+from harness.ipamd_world import POD_SUBNET3, SPEC
 from ipamd.kube import paths
 from localcluster.controlplane import ControlPlane
-from tests.integration.ipamd_harness import (
-    POD_SUBNET3,
-    SPEC,
-    AgentStandIn,
-    Kube,
-    cloud_ips,
-    ipamd_inprocess,
-    wait_for,
-)
+from tests.integration.ipamd_harness import AgentStandIn, Kube, cloud_ips, ipamd_inprocess, wait_for
 from tests.integration.test_ipamd_static_ips import start_static, stop_pod
 from vpcsim.testing import EmulatorHandle, run_emulator
 

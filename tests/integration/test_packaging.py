@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 
 from core.names import RESOURCE_ENI_IP
-from tests.kubelet_standin import KubeletStandin
+from harness.kubelet import KubeletStandin
 
 REPO = Path(__file__).resolve().parents[2]
 S5_LARGE8 = 27  # (4 − 1) × (10 − 1) ENI IPs of the limits table

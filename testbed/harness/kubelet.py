@@ -1,6 +1,6 @@
-"""A kubelet stand-in for device-plugin tests: the device-manager side of a
-real kubelet, as shared/facts/kubelet-device-plugin.md describes it, over
-real gRPC on unix sockets.
+"""A kubelet stand-in for device-plugin tests and the benchmark: the device-manager
+side of a real kubelet over real gRPC on unix sockets, speaking the kubelet's own
+device-plugin API (harness.deviceplugin_api).
 
 - serves ``/v1beta1.Registration/Register`` on ``<dir>/kubelet.sock``;
 - Register is synchronous: inside it the stand-in dials the plugin's socket
@@ -30,10 +30,11 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 import grpc
 
-from protos.v1beta1 import api_pb2, api_pb2_grpc
+from harness.deviceplugin_api import DevicePluginClient, messages, registration_handler
 
 KUBELET_SOCKET = "kubelet.sock"
 CHECKPOINT = "kubelet_internal_checkpoint"
@@ -46,11 +47,11 @@ class Endpoint:
 
     resource: str
     endpoint: str
-    options: api_pb2.DevicePluginOptions
+    options: Any  # DevicePluginOptions
     channel: grpc.Channel
-    stub: api_pb2_grpc.DevicePluginStub
+    stub: DevicePluginClient
     devices: dict[str, str] = field(default_factory=dict)  # id → health
-    stream: grpc.Future | None = None  # the ListAndWatch call (cancellable)
+    stream: Any = None  # the ListAndWatch call (cancellable)
     stream_open: bool = False
     messages: int = 0
     first_list: threading.Event = field(default_factory=threading.Event)
@@ -88,7 +89,7 @@ class KubeletStandin:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.socket_path)
         server = grpc.server(ThreadPoolExecutor(max_workers=8, thread_name_prefix="kubelet"))
-        api_pb2_grpc.add_RegistrationServicer_to_server(_Registration(self), server)
+        server.add_generic_rpc_handlers((registration_handler(self._on_register),))
         server.add_insecure_port(f"unix://{self.socket_path}")
         server.start()
         self._server = server
@@ -180,8 +181,10 @@ class KubeletStandin:
         return self.wait_for(ok, timeout)
 
     # --- pod admission ---
-    def allocate(self, resource: str, count: int) -> api_pb2.ContainerAllocateResponse:
-        """Admit one container asking for ``count`` devices, as the kubelet does."""
+    def allocate(self, resource: str, count: int) -> Any:
+        """Admit one container asking for ``count`` devices, as the kubelet does; the
+        plugin's ContainerAllocateResponse."""
+        pb = messages()
         ep = self.endpoint(resource)
         if ep is None:
             raise RuntimeError(f"resource {resource} is not registered")
@@ -193,9 +196,9 @@ class KubeletStandin:
         chosen = free[:count]
         if ep.options.get_preferred_allocation_available:
             pref = ep.stub.GetPreferredAllocation(
-                api_pb2.PreferredAllocationRequest(
+                pb.PreferredAllocationRequest(
                     container_requests=[
-                        api_pb2.ContainerPreferredAllocationRequest(
+                        pb.ContainerPreferredAllocationRequest(
                             available_deviceIDs=free, allocation_size=count
                         )
                     ]
@@ -205,9 +208,7 @@ class KubeletStandin:
             if len(picked) == count and set(picked) <= set(free):
                 chosen = picked
         resp = ep.stub.Allocate(
-            api_pb2.AllocateRequest(
-                container_requests=[api_pb2.ContainerAllocateRequest(devices_ids=chosen)]
-            )
+            pb.AllocateRequest(container_requests=[pb.ContainerAllocateRequest(devices_ids=chosen)])
         )
         if not resp.container_responses:
             raise RuntimeError("plugin returned an empty AllocateResponse")
@@ -220,7 +221,15 @@ class KubeletStandin:
         self.timeline.append(Sample(time.monotonic(), resource, capacity, allocatable, why))
         self._lock.notify_all()
 
-    def _register(self, request: api_pb2.RegisterRequest) -> str | None:
+    def _on_register(self, request: Any, context: grpc.ServicerContext) -> Any:
+        """``/v1beta1.Registration/Register``."""
+        error = self._register(request)
+        if error is not None:
+            self.register_errors.append(error)
+            context.abort(grpc.StatusCode.UNKNOWN, error)
+        return messages().Empty()
+
+    def _register(self, request: Any) -> str | None:
         """What the kubelet's device manager does inside Register; an error text or None."""
         if request.version != VERSION:
             return f"unsupported device plugin version {request.version!r}"
@@ -233,8 +242,10 @@ class KubeletStandin:
         channel = grpc.insecure_channel(f"unix://{path}")
         try:
             # a blocking dial (10 s) and GetDevicePluginOptions, inside Register
-            stub = api_pb2_grpc.DevicePluginStub(channel)
-            options = stub.GetDevicePluginOptions(api_pb2.Empty(), timeout=10, wait_for_ready=True)
+            stub = DevicePluginClient(channel)
+            options = stub.GetDevicePluginOptions(
+                messages().Empty(), timeout=10, wait_for_ready=True
+            )
         except grpc.RpcError as exc:
             channel.close()
             return f"failed to dial device plugin {path}: {exc}"
@@ -250,7 +261,7 @@ class KubeletStandin:
         return None
 
     def _watch(self, ep: Endpoint) -> None:
-        call = ep.stub.ListAndWatch(api_pb2.Empty())
+        call = ep.stub.ListAndWatch(messages().Empty())
         ep.stream = call
         ep.stream_open = True
         try:
@@ -291,20 +302,6 @@ class KubeletStandin:
             ]
             out.append((after[0] - t0) if after else float("inf"))
         return out
-
-
-class _Registration(api_pb2_grpc.RegistrationServicer):
-    def __init__(self, kubelet: KubeletStandin) -> None:
-        self.kubelet = kubelet
-
-    def Register(
-        self, request: api_pb2.RegisterRequest, context: grpc.ServicerContext
-    ) -> api_pb2.Empty:
-        error = self.kubelet._register(request)
-        if error is not None:
-            self.kubelet.register_errors.append(error)
-            context.abort(grpc.StatusCode.UNKNOWN, error)
-        return api_pb2.Empty()
 
 
 @contextlib.contextmanager

@@ -68,6 +68,11 @@ class KubeApi:
         cfg.retries = False
         return KubeApi(cfg, timeout=self._timeout)
 
+    @property
+    def api_client(self) -> k8s.ApiClient:
+        """The underlying client (``kit.watch`` streams its watches over it)."""
+        return self._client
+
     def close(self) -> None:
         self._client.close()  # type: ignore[no-untyped-call]
 

@@ -1,7 +1,8 @@
 """List+watch caches that keep only *summaries* of the objects (a slots
 dataclass per object, built by a caller-supplied function), so ipamd stays
-lean with 150,000 VpcIPs. Relists on 410 Gone and on any watch error, with
-backoff; emits (key, old, new) changes to a handler; a write ipamd made is
+lean with 150,000 VpcIPs (a list is summarized page by page). The loop is
+``kit.watch.ListWatch``: relists on 410 Gone and on any watch error, with
+jittered backoff. Emits (key, old, new) changes to a handler; a write ipamd made is
 fed back at once with ``apply`` (newer resourceVersion wins) so the next
 decision never acts on a stale view of its own write."""
 
@@ -13,19 +14,14 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
-from ipamd.kube.api import JSON, KubeApi, KubeError
+from ipamd.kube.api import JSON, KubeApi
+from kit.watch import Handlers, ListWatch, Timing, WatchError, api_get, object_key
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 TOMBSTONES = 10000
 Handler = Callable[[str, "T | None", "T | None"], None]
-
-
-def object_key(obj: JSON) -> str:
-    meta = obj.get("metadata") or {}
-    ns = meta.get("namespace") or ""
-    return f"{ns}/{meta.get('name', '')}" if ns else str(meta.get("name", ""))
 
 
 def _rv(obj: JSON) -> int:
@@ -61,6 +57,7 @@ class Informer(Generic[T]):
         # deleted / not-of-interest keys, bounded: they only have to outlive late events
         self._tombs: OrderedDict[str, int] = OrderedDict()
         self._thread: threading.Thread | None = None
+        self.watch: ListWatch | None = None
 
     # --- reads ---
     def get(self, key: str) -> T | None:
@@ -117,20 +114,43 @@ class Informer(Generic[T]):
 
     # --- loop ---
     def start(self, stop: threading.Event) -> None:
+        """List+watch (``kit.watch``) on a daemon thread until ``stop`` is set."""
+        handlers = Handlers(
+            replace=self._replace,
+            added=self._event,
+            modified=self._event,
+            deleted=lambda obj: self._change(object_key(obj), None, _rv(obj)),
+            failed=self._failed,
+        )
+        params = [("labelSelector", self.label_selector)] if self.label_selector else []
+        lw = ListWatch(
+            api_get(self.api.api_client),
+            self.path,
+            handlers,
+            name=self.name,
+            params=params,
+            prepare=self._prepare,
+            timing=Timing(request_timeout=120.0, first_backoff=0.2, max_backoff=10.0),
+        )
+        self.watch = lw
+        lw.synced = self.synced
+        lw.start()
+
+        def stop_on_signal() -> None:
+            stop.wait()
+            lw.request_stop()
+
         self._thread = threading.Thread(
-            target=self.run, args=(stop,), name=f"informer-{self.name}", daemon=True
+            target=stop_on_signal, name=f"informer-{self.name}-stop", daemon=True
         )
         self._thread.start()
 
-    def _relist(self) -> str:
-        seen: dict[str, tuple[T, int]] = {}
-        rv = ""
-        for items, page_rv in self.api.list_pages(self.path, label_selector=self.label_selector):
-            rv = page_rv or rv
-            for obj in items:
-                summary = self.summarize(obj)
-                if summary is not None:
-                    seen[object_key(obj)] = (summary, _rv(obj))
+    def _prepare(self, obj: JSON) -> tuple[str, T, int] | None:
+        summary = self.summarize(obj)
+        return None if summary is None else (object_key(obj), summary, _rv(obj))
+
+    def _replace(self, listed: list[tuple[str, T, int]]) -> None:
+        seen = {key: (summary, rv) for key, summary, rv in listed}
         with self._lock:
             gone = [k for k in self._store if k not in seen]
             self._rvs = {k: v for k, v in self._rvs.items() if k in seen}
@@ -138,47 +158,10 @@ class Informer(Generic[T]):
             self._change(key, None, 0)
         for key, (summary, orv) in seen.items():
             self._change(key, summary, orv)
-        return rv
 
-    def run(self, stop: threading.Event) -> None:  # noqa: PLR0912
-        backoff = 0.2
-        rv = ""
-        while not stop.is_set():
-            try:
-                if not rv:
-                    rv = self._relist()
-                    self.synced.set()
-                for event in self.api.watch(self.path, rv, label_selector=self.label_selector):
-                    if stop.is_set():
-                        return
-                    etype = event.get("type")
-                    obj = event.get("object") or {}
-                    new_rv = (obj.get("metadata") or {}).get("resourceVersion")
-                    if new_rv:
-                        rv = str(new_rv)
-                    if etype == "BOOKMARK":
-                        continue
-                    key = object_key(obj)
-                    if etype == "DELETED":
-                        self._change(key, None, _rv(obj))
-                    else:
-                        self._change(key, self.summarize(obj), _rv(obj))
-                backoff = 0.2
-            except KubeError as exc:
-                if exc.gone:
-                    log.info("%s: watch expired (410), relisting", self.name)
-                else:
-                    hint = ""
-                    if exc.not_found and "/apis/" in self.path:
-                        hint = " (are the CRDs installed? kubectl apply -f deploy/crds/)"
-                    log.warning("%s: list/watch failed: %s%s", self.name, exc, hint)
-                    if self.on_error:
-                        self.on_error(str(exc))
-                    stop.wait(backoff)
-                    backoff = min(backoff * 2, 10.0)
-                rv = ""
-            except Exception as exc:  # noqa: BLE001 - keep watching whatever broke
-                log.warning("%s: watch stream broke: %s", self.name, exc)
-                stop.wait(backoff)
-                backoff = min(backoff * 2, 10.0)
-                rv = ""
+    def _event(self, obj: JSON) -> None:
+        self._change(object_key(obj), self.summarize(obj), _rv(obj))
+
+    def _failed(self, exc: WatchError) -> None:
+        if self.on_error is not None:
+            self.on_error(str(exc))

@@ -178,7 +178,7 @@ def test_pages_watch_bookmark_gone_and_errors() -> None:
     calls = api.calls
     assert calls[0] == {"limit": "2"}
     assert calls[1] == {"limit": "2", "continue": "t1"}
-    assert calls[2]["watch"] == "1" and calls[2]["resourceVersion"] == "5"
+    assert calls[2]["watch"] == "true" and calls[2]["resourceVersion"] == "5"
     assert calls[2]["allowWatchBookmarks"] == "true"
     assert calls[3]["resourceVersion"] == "11"  # after the bookmark and the events
     assert calls[4] == {"limit": "2"}  # 410: list again
@@ -225,4 +225,4 @@ def test_missing_crd_names_the_fix() -> None:
     store = Store(kinds=["vpcips"])
     r = Reflector(store, ScriptedApi([]), Resource("vpcips", "/apis/x/v1/vpcips"))
     with pytest.raises(WatchError, match="CRD not installed"):
-        r._json(Response(404, json.dumps({"message": "not found"}).encode()))
+        r._doc(Response(404, json.dumps({"message": "not found"}).encode()))

@@ -17,7 +17,7 @@ from ipamd import metrics
 from ipamd.kube import paths
 from ipamd.state import CLAIM
 from tests.model_fakes import KubeFaultPlan
-from tests.model_world import POD_SUBNET
+from tests.model_world import POD_SUBNET, VPC, make_cloud
 from tests.mut_world import (
     NODES,
     NS,
@@ -485,3 +485,22 @@ def test_a_move_reopens_a_request_left_without_an_id(world: IpamModel) -> None:
     w._agent_pass("n2")
     tick(w)
     assert cloud_holder(w, ip) == NODES["n1"]
+
+
+def test_an_address_a_foreign_eni_holds_is_never_taken(world: IpamModel) -> None:
+    w = world
+    ip, _ = _move_web0(w, "n1")
+    tick(w)
+    w._agent_pass("n2")  # granted, but before ipamd moves it someone else takes it
+    src = spec(w, ip)["eniId"]
+    other, _ = make_cloud(w.emu, cluster_id="")
+    foreign = other.create_eni(vpc_id=VPC, subnet_id=POD_SUBNET, name="someone-else")
+    other.unassign_ips(src, [ip])
+    other.assign_ips(foreign.eni_id, addresses=[ip])
+    conflicts = _conflicts("foreign-eni")
+    tick(w, 2)
+    holder = [e.eni_id for e in w._cloud_enis().values() if any(a.address == ip for a in e.ips)]
+    assert holder == [foreign.eni_id], "a foreign ENI's address was taken"
+    assert _conflicts("foreign-eni") > conflicts
+    refused = [e for e in events(w, "StaticIPConflict") if e["involvedObject"]["name"] == "web-0"]
+    assert refused and f"held by ENI {foreign.eni_id}" in refused[-1]["message"]

@@ -1,6 +1,7 @@
 """``NodeIpSource`` over the Kubernetes API: this node's ``VpcENI`` and
 ``VpcIP`` objects (ipamd labels them ``tke.cloud.tencent.com/node=<node>``;
-CRDs cannot field-select on spec), kept by list+watch threads; usage goes
+CRDs cannot field-select on spec), kept by ``kit.watch`` list+watch loops
+(relist on 410, backoff on errors); usage goes
 to ``VpcIP.status`` (merge patch of the status subresource), following the
 release handshake in ``core.models``."""
 
@@ -10,9 +11,9 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
-from typing import Any, cast
+from typing import Any
 
-from kubernetes import client, config, watch
+from kubernetes import client, config
 
 from core.ids import EniId, IPv4
 from core.models import (
@@ -26,6 +27,7 @@ from core.models import (
     unclaimed_uid,
 )
 from core.names import CRD_GROUP, CRD_VERSION, NODE_LABEL, PLURAL_VPC_ENI, PLURAL_VPC_IP
+from kit.watch import Handlers, ListWatch, Timing, api_get, stop_all
 
 from .ipsource import EniInfo, IpUsage, MemoryNodeIpSource, NodeIp, NodeIpView
 
@@ -94,11 +96,18 @@ class KubeNodeIpSource:
         self._mem = MemoryNodeIpSource()
         self._objs: dict[str, dict[str, dict[str, Any]]] = {PLURAL_VPC_ENI: {}, PLURAL_VPC_IP: {}}
         self._lock = threading.Lock()
-        self._listed: set[str] = set()
-        self._listed_cond = threading.Condition(self._lock)
-        self._stop = threading.Event()
-        self._threads: list[threading.Thread] = []
-        self._watches: list[watch.Watch] = []
+        get = api_get(api_client)
+        self.watches = [
+            ListWatch(
+                get,
+                f"/apis/{CRD_GROUP}/{CRD_VERSION}/{plural}",
+                self._handlers(plural),
+                name=plural,
+                params=[("labelSelector", self.selector)],
+                timing=Timing(watch_timeout=WATCH_TIMEOUT, first_backoff=1.0, max_backoff=30.0),
+            )
+            for plural in (PLURAL_VPC_ENI, PLURAL_VPC_IP)
+        ]
 
     def view(self) -> NodeIpView:
         return self._mem.view()
@@ -124,47 +133,23 @@ class KubeNodeIpSource:
         ]
         self._mem.set_view(sorted(enis, key=lambda e: e.eni_id), sorted(ips, key=lambda i: i.ip))
 
-    def _sync(self, plural: str) -> None:
-        """List, then watch from the list's resourceVersion; re-list on any error."""
-        while not self._stop.is_set():
-            try:
-                listed = cast(
-                    dict[str, Any],
-                    self.api.list_cluster_custom_object(
-                        CRD_GROUP, CRD_VERSION, plural, label_selector=self.selector
-                    ),
-                )
-                with self._lock:
-                    self._objs[plural] = {o["metadata"]["name"]: o for o in listed.get("items", [])}
-                    self._listed.add(plural)
-                    self._listed_cond.notify_all()
-                self._publish()
-                w = watch.Watch()  # type: ignore[no-untyped-call]
-                self._watches.append(w)
-                for event in w.stream(  # type: ignore[no-untyped-call]
-                    self.api.list_cluster_custom_object,
-                    CRD_GROUP,
-                    CRD_VERSION,
-                    plural,
-                    label_selector=self.selector,
-                    resource_version=listed["metadata"]["resourceVersion"],
-                    timeout_seconds=WATCH_TIMEOUT,
-                ):
-                    obj = event["object"]
-                    name = obj["metadata"]["name"]
-                    with self._lock:
-                        if event["type"] == "DELETED":
-                            self._objs[plural].pop(name, None)
-                        elif event["type"] in ("ADDED", "MODIFIED"):
-                            self._objs[plural][name] = obj
-                    self._publish()
-                    if self._stop.is_set():
-                        return
-            except Exception as exc:  # noqa: BLE001 - API down or watch expired: list again
-                if self._stop.is_set():
-                    return
-                log.warning("watch failed, re-listing", extra={"plural": plural, "error": str(exc)})
-                self._stop.wait(2.0)
+    def _handlers(self, plural: str) -> Handlers:
+        def replace(items: list[dict[str, Any]]) -> None:
+            with self._lock:
+                self._objs[plural] = {o["metadata"]["name"]: o for o in items}
+            self._publish()
+
+        def put(obj: dict[str, Any]) -> None:
+            with self._lock:
+                self._objs[plural][obj["metadata"]["name"]] = obj
+            self._publish()
+
+        def drop(obj: dict[str, Any]) -> None:
+            with self._lock:
+                self._objs[plural].pop(obj["metadata"]["name"], None)
+            self._publish()
+
+        return Handlers(replace=replace, added=put, modified=put, deleted=drop)
 
     def held(self) -> dict[str, dict[str, Any]]:
         """Each of this node's VpcIPs' status as the watch last saw it (what the
@@ -186,20 +171,11 @@ class KubeNodeIpSource:
     def start(self, sync_timeout: float = 10.0) -> None:
         """Start the watches; wait (bounded) for both first lists, so the
         start-up pass sees the node's ENIs."""
-        for plural in (PLURAL_VPC_ENI, PLURAL_VPC_IP):
-            t = threading.Thread(
-                target=self._sync, args=(plural,), name=f"watch-{plural}", daemon=True
-            )
-            t.start()
-            self._threads.append(t)
+        for w in self.watches:
+            w.start()
         deadline = time.monotonic() + sync_timeout
-        with self._lock:
-            while len(self._listed) < 2 and time.monotonic() < deadline:
-                self._listed_cond.wait(0.1)
-        if len(self._listed) < 2:
+        if not all(w.synced.wait(max(0.0, deadline - time.monotonic())) for w in self.watches):
             log.warning("VpcENI/VpcIP not listed yet; starting with what is known")
 
-    def stop(self) -> None:
-        self._stop.set()
-        for w in self._watches:
-            w.stop()  # type: ignore[no-untyped-call]
+    def stop(self, timeout: float = 5.0) -> None:
+        stop_all(self.watches, timeout)

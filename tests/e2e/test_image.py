@@ -26,7 +26,7 @@ pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[2]
 POD_IMAGE = "tke-vpc-cni:dev"  # what a manifest would say
 SERVED_AS = "docker.io/library/tke-vpc-cni:dev"  # hack/image/build.sh's SERVE_AS
-TEST_BED = ("vpcsim", "localcluster", "localnode", "localrun")  # testbed/'s packages
+TEST_BED = ("vpcsim", "localcluster", "localnode", "localrun", "harness")  # testbed/'s
 TEST_BED_SCRIPTS = {"tke-localcluster", "tke-vpcsim"}
 
 

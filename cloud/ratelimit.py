@@ -94,7 +94,7 @@ class ActionLimiter:
         return self.bucket(action).try_take()
 
 
-# Documented per-second limits (CN region docs, facts/tencent-cloud-api.md).
+# Documented per-second limits (Tencent Cloud API docs, CN regions).
 API_RATE_LIMITS: Mapping[str, float] = {
     "CreateNetworkInterface": 50,
     "AttachNetworkInterface": 50,

@@ -1,8 +1,8 @@
-"""ENI quotas per instance family and vCPU count, as published (the facts
-table), embedded so the core needs no file I/O. A unit test keeps it equal to
-``shared/facts/eni-limits.csv``. Columns: family (``*`` = generic rule when
-the family is unknown), vcpu (``>N`` = more than N), memory_gib (empty = any;
-``N``, ``>N``, ``<=N``), enis, ips_per_eni (including the ENI's primary IP)."""
+"""ENI quotas per instance family and vCPU count, as Tencent Cloud
+publishes them, embedded so the core needs no file I/O (a unit test keeps it
+equal to the published table). Columns: family (``*`` = generic rule when the
+family is unknown), vcpu (``>N`` = more than N), memory_gib (empty = any; ``N``,
+``>N``, ``<=N``), enis, ips_per_eni (including the ENI's primary IP)."""
 
 from __future__ import annotations
 

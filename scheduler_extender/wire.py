@@ -1,4 +1,4 @@
-"""The scheduler's extender JSON (facts/scheduler-extender.md): ExtenderArgs
+"""The scheduler's extender JSON (kube-scheduler's extender API v1): ExtenderArgs
 in, ExtenderFilterResult / HostPriorityList out. Go field names, this casing;
 incoming keys are matched case-insensitively like Go's decoder does.
 

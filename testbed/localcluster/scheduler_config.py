@@ -24,7 +24,7 @@ class ManagedResource:
 
 @dataclass(frozen=True)
 class Extender:
-    """One ``extenders[]`` entry. Field meanings: facts/scheduler-extender.md."""
+    """One ``extenders[]`` entry. Field meanings: kube-scheduler's Extender configuration (v1)."""
 
     url_prefix: str
     filter_verb: str = "filter"

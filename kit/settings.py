@@ -227,6 +227,12 @@ class Spec:
             prog=self.prog,
             description=self.description + " Every flag also reads the env var shown.",
         )
+        self.add_arguments(parser)
+        return parser
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        """Add this table's flags to ``parser`` (one a component shares, e.g. the cloud
+        client's ``--cloud-*`` on a daemon's parser); read them back with ``resolve``."""
         for f in self.flags:
             shown = "(secret)" if f.secret else repr(f.default)
             doc = f"{f.help} [env {' or '.join(f.envs)}; default {shown}]".replace("%", "%%")
@@ -239,7 +245,6 @@ class Spec:
             else:
                 parser.add_argument(f.flag, dest=f.field, default=None, metavar=metavar,
                                     help=doc)
-        return parser
 
     def load(
         self,
@@ -250,9 +255,16 @@ class Spec:
     ) -> Loaded:
         """Flag > env > default. Unknown flags exit 2 with usage (argparse); a bad
         value raises SettingsError."""
-        env = os.environ if environ is None else environ
         parser = parser or self.parser()
         ns = parser.parse_args(list(argv) if argv is not None else None)
+        return self.resolve(ns, environ)
+
+    def resolve(
+        self, ns: argparse.Namespace, environ: Mapping[str, str] | None = None
+    ) -> Loaded:
+        """Flag > env > default over a namespace already parsed (by a parser this
+        table was added to with ``add_arguments``); a bad value raises SettingsError."""
+        env = os.environ if environ is None else environ
         values: dict[str, Any] = {}
         sources: dict[str, str] = {}
         for f in self.flags:

@@ -37,14 +37,14 @@ def test_redacted_hides_secrets() -> None:
     assert "very-secret" not in str(red)
 
 
-def test_flags_env_and_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TKE_CLOUD_REGION", "ap-shanghai")
-    monkeypatch.setenv("TKE_CLOUD_MAX_ATTEMPTS", "9")
+def test_flags_env_and_defaults() -> None:
     parser = argparse.ArgumentParser()
     add_arguments(parser)
     ns = parser.parse_args(["--cloud-vpc-endpoint", "127.0.0.1:1", "--cloud-protocol", "http",
                             "--cloud-security-groups", "sg-1, sg-2", "--cluster-id", "cls-x"])
-    s = from_args(ns, {"TENCENTCLOUD_SECRET_ID": "AKIDenv", "TENCENTCLOUD_SECRET_KEY": "k"})
+    s = from_args(ns, {"TENCENTCLOUD_SECRET_ID": "AKIDenv", "TENCENTCLOUD_SECRET_KEY": "k",
+                       "TKE_CLOUD_REGION": "ap-shanghai", "TKE_CLOUD_MAX_ATTEMPTS": "9",
+                       "TKE_CLOUD_PROTOCOL": "https"})
     assert s.region == "ap-shanghai" and s.max_attempts == 9
     assert s.vpc_endpoint == "127.0.0.1:1" and s.protocol == "http"
     assert s.security_group_ids == ("sg-1", "sg-2") and s.cluster_id == "cls-x"
@@ -52,8 +52,13 @@ def test_flags_env_and_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_from_env_bad_value_named() -> None:
-    with pytest.raises(ValueError, match="max_attempts='many'"):
+    with pytest.raises(ValueError, match=r"TKE_CLOUD_MAX_ATTEMPTS: invalid value 'many'.*"
+                       r"flag --cloud-max-attempts"):
         from_env({"TKE_CLOUD_MAX_ATTEMPTS": "many"})
+    with pytest.raises(ValueError, match=r"--cloud-rate-fraction: must be in \(0, 1\], got '2'"):
+        parser = argparse.ArgumentParser()
+        add_arguments(parser)
+        from_args(parser.parse_args(["--cloud-rate-fraction", "2"]), {})
 
 
 def test_with_endpoint() -> None:

@@ -5,6 +5,8 @@ from ``env`` (os.environ holds other values here to prove it)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from core.ids import InstanceId, Zone
@@ -77,3 +79,29 @@ def test_device_plugin_cloud_settings_read_the_environ_given() -> None:
     cs = cloud_settings(ident, Settings(metadata_url="http://127.0.0.1:1/m/"), environ=OURS)
     assert (cs.region, cs.max_attempts, cs.protocol, cs.vpc_endpoint, cs.secret_id) == (
         "ap-shanghai", 3, "https", "vpc.internal.tencentcloudapi.com", "AKIDgiven")
+
+
+def test_secrets_are_redacted_in_the_effective_configuration() -> None:
+    from cloud.settings import from_env
+    from ipamd.config import load
+
+    env = {**OURS, "TENCENTCLOUD_SESSION_TOKEN": "given-token"}
+    cloud = from_env(env)
+    assert (cloud.secret_key, cloud.token) == ("given-key", "given-token")
+    for config in (cloud.redacted(), load(["--clusterid", CLUSTER], env).redacted()["cloud"]):
+        assert config["secret_key"] == config["token"] == "<redacted>"
+        assert config["secret_id"] == "AKIDgiven" and config["region"] == "ap-shanghai"
+        assert "given-key" not in str(config) and "given-token" not in str(config)
+
+
+def test_ca_file_setting_names_its_source_when_unreadable(tmp_path: Path) -> None:
+    from cloud.settings import from_env
+    from kit.settings import SettingsError
+
+    ca = tmp_path / "ca.pem"
+    assert from_env({}).ca_file is None  # the SDK's own bundle
+    with pytest.raises(SettingsError, match=r"TKE_CLOUD_CA_FILE: no readable file there, got "
+                       r"'.*ca.pem' \(flag --cloud-ca-file, env TKE_CLOUD_CA_FILE\)"):
+        from_env({"TKE_CLOUD_CA_FILE": str(ca)})
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    assert from_env({"TKE_CLOUD_CA_FILE": str(ca)}).ca_file == str(ca)

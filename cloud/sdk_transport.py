@@ -1,11 +1,16 @@
 """The narrow seam over the official SDK: ``call(service, action, params) ->
 reply dict``. It builds the SDK request model, calls the SDK client method,
 and turns SDK exceptions into ``CloudError``. One HTTP round trip, no retry
-(the adapter counts and times it); SDK types never leave this module."""
+(the adapter counts and times it); SDK types never leave this module.
+
+TLS: the endpoints' certificates are checked against ``settings.ca_file`` (a
+private endpoint's CA, the emulator's over HTTPS), else the SDK's own bundle; a
+certificate that bundle does not trust fails with a message naming the setting."""
 
 from __future__ import annotations
 
 import json
+import os
 import threading
 from typing import Any, Protocol
 
@@ -27,8 +32,18 @@ class Transport(Protocol):
     def call(self, service: str, action: str, params: dict[str, Any]) -> dict[str, Any]: ...
 
 
+#: what a TLS client error says when the peer's certificate is not trusted
+UNTRUSTED = "CERTIFICATE_VERIFY_FAILED"
+
+
 class SdkTransport:
     def __init__(self, settings: CloudSettings, credentials: CredentialProvider) -> None:
+        ca = settings.ca_file
+        if ca is not None and not (os.path.isfile(ca) and os.access(ca, os.R_OK)):
+            raise ValueError(
+                f"cloud CA bundle {ca!r}: no readable file there "
+                "(flag --cloud-ca-file, env TKE_CLOUD_CA_FILE)"
+            )
         self.settings = settings
         self.credentials = credentials
         self._local = threading.local()  # SDK clients are not thread-safe: one per thread
@@ -45,6 +60,7 @@ class SdkTransport:
                 protocol=s.protocol,
                 endpoint=endpoint,
                 reqTimeout=max(1, round(s.request_timeout_s)),
+                certification=s.ca_file,  # None: the SDK's own bundle
             )
             return ClientProfile(httpProfile=http)
 
@@ -72,6 +88,16 @@ class SdkTransport:
             message = exc.get_message()
             if isinstance(message, bytes):
                 message = message.decode(errors="replace")
-            raise CloudError(action, code, str(message)[:500], exc.get_request_id()) from exc
+            text = str(message)[:500]
+            if UNTRUSTED in text:
+                text = f"{self._untrusted()}: {text}"
+            raise CloudError(action, code, text, exc.get_request_id()) from exc
         data: dict[str, Any] = json.loads(reply.to_json_string())
         return data
+
+    def _untrusted(self) -> str:
+        trusted = self.settings.ca_file or "the SDK's own CA bundle"
+        return (
+            f"the endpoint's TLS certificate is not trusted by {trusted} (give the CA "
+            "that signed it with --cloud-ca-file / TKE_CLOUD_CA_FILE)"
+        )

@@ -125,6 +125,16 @@ def create_app(
     return app
 
 
+def readiness(store: Store) -> tuple[bool, str]:
+    """Ready once every kind has been listed (a stale kind is named, still ready)."""
+    states = store.kind_states()
+    waiting = sorted(k for k, s in states.items() if not s.synced)
+    if waiting:
+        return False, f"caches not synced: {', '.join(waiting)}"
+    stale = store.stale_kinds()
+    return True, "ok" + (f" (stale: {', '.join(stale)})" if stale else "")
+
+
 def _health_routes(app: Flask, store: Store, m: Metrics) -> None:
     @app.get("/healthz")
     def healthz() -> Response:
@@ -132,14 +142,8 @@ def _health_routes(app: Flask, store: Store, m: Metrics) -> None:
 
     @app.get("/readyz")
     def readyz() -> Response:
-        states = store.kind_states()
-        waiting = sorted(k for k, s in states.items() if not s.synced)
-        if waiting:
-            text = f"caches not synced: {', '.join(waiting)}\n"
-            return Response(text, 503, mimetype="text/plain")
-        stale = store.stale_kinds()
-        note = f" (stale: {', '.join(stale)})" if stale else ""
-        return Response(f"ok{note}\n", 200, mimetype="text/plain")
+        ok, text = readiness(store)
+        return Response(text + "\n", 200 if ok else 503, mimetype="text/plain")
 
     @app.get("/metrics")
     def metrics_page() -> Response:

@@ -21,10 +21,11 @@ from types import FrameType
 from typing import Any
 
 from kit import logs
+from kit.httpserve import StatusServer
 from kit.settings import log_effective
 
 from . import config
-from .app import create_app
+from .app import create_app, readiness
 from .metrics import Metrics
 from .store import Store
 from .tlsserve import Listener, ServeOptions, TLSConfigError, TLSFiles, build_context
@@ -103,21 +104,22 @@ def verbs_listener(app: Any, settings: config.Settings, metrics: Metrics | None 
     )
 
 
-def health_listener(app: Any, settings: config.Settings) -> Listener | None:
+def health_listener(
+    store: Store, metrics: Metrics, settings: config.Settings
+) -> StatusServer | None:
     """Plain HTTP, health and metrics only (probes and Prometheus have no client
-    certificate); its own two workers, so it never competes with the verbs."""
+    certificate): the kit's status server, its own threads, so it never
+    competes with the verbs."""
     if settings.health_port < 0:
         return None
-    opts = ServeOptions(
-        host=settings.host,
-        port=settings.health_port,
-        threads=2,
+    return StatusServer(
+        f"{settings.host}:{settings.health_port}",
+        registries=[metrics.registry],
+        healthy=lambda: True,
+        ready=lambda: readiness(store),
+        name="extender-health",
         read_timeout=settings.read_timeout,
-        max_body_bytes=64 * 1024,
-        queue_size=32,
-        server_name="tke-eni-ip-scheduler-health",
     )
-    return Listener(app, opts, None, log=logging.getLogger("tke_eni_extender.health"))
 
 
 class ServerThread:
@@ -198,11 +200,12 @@ def check_tls(settings: config.Settings) -> None:
         raise StartError(2, "cannot serve TLS", error=str(exc)) from exc
 
 
-def listeners(settings: config.Settings, store: Store) -> tuple[Listener, Listener | None]:
+def listeners(
+    settings: config.Settings, store: Store
+) -> tuple[Listener, StatusServer | None]:
     try:
         metrics = Metrics(store)
         app = create_app(store, settings, metrics)
-        health_app = create_app(store, settings, metrics, verbs=False)
     except ValueError as exc:  # e.g. --json-codec msgspec without msgspec
         raise StartError(2, "bad settings", error=str(exc)) from exc
     try:
@@ -212,7 +215,7 @@ def listeners(settings: config.Settings, store: Store) -> tuple[Listener, Listen
     except OSError as exc:
         raise StartError(1, "cannot listen", port=settings.port, error=str(exc)) from exc
     try:
-        health = health_listener(health_app, settings)
+        health = health_listener(store, metrics, settings)
     except OSError as exc:
         server.stop()
         raise StartError(1, "cannot listen", port=settings.health_port, error=str(exc)) from exc
@@ -242,23 +245,23 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    watcher.start()
     stop_freeze = threading.Event()
-    freeze_after_sync(store, stop_freeze)
-    if health is not None:
-        health.start()
-    logs.event(
-        log,
-        logging.INFO,
-        "serving",
-        address=f"{settings.host}:{server.port}",
-        scheme=server.scheme,
-        client_certificate="required" if server.scheme == "https" else "none",
-        health_address=f"{settings.host}:{health.port}" if health is not None else None,
-        filter=settings.filter_path,
-        prioritize=settings.prioritize_path,
-    )
-    try:
+    try:  # a signal from here on ends in the finally below (the ports are bound already)
+        watcher.start()
+        freeze_after_sync(store, stop_freeze)
+        if health is not None:
+            health.start()
+        logs.event(
+            log,
+            logging.INFO,
+            "serving",
+            address=f"{settings.host}:{server.port}",
+            scheme=server.scheme,
+            client_certificate="required" if server.scheme == "https" else "none",
+            health_address=f"{settings.host}:{health.port}" if health is not None else None,
+            filter=settings.filter_path,
+            prioritize=settings.prioritize_path,
+        )
         server.serve()
     except KeyboardInterrupt:
         pass

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from types import FrameType
 
 from kit import logs
+from kit.httpserve import StatusServer
 from kit.settings import log_effective
 
 from . import config, provision, provision_config
@@ -28,7 +29,7 @@ log = logging.getLogger("tke_eni_webhook")
 
 
 def serve(settings: config.Settings) -> int:
-    from .server import TLSConfigError, admission_listener, health_listener
+    from .server import TLSConfigError, admission_listener
 
     logs.setup(settings.log_level, settings.log_format)
     log_effective(log, "tke-eni-ip-webhook", settings)
@@ -37,7 +38,6 @@ def serve(settings: config.Settings) -> int:
                    "debugging only; the API server calls webhooks over HTTPS only)")
     metrics = Metrics()
     app = create_app(settings, metrics)
-    health_app = create_app(settings, metrics, admission=False)
     try:
         server = admission_listener(app, settings, metrics)
     except TLSConfigError as exc:
@@ -47,7 +47,19 @@ def serve(settings: config.Settings) -> int:
         logs.event(log, logging.ERROR, "cannot listen", port=settings.port, error=str(exc))
         return 1
     try:
-        health = health_listener(health_app, settings)
+        health = (
+            None
+            if settings.health_port < 0
+            else StatusServer(
+                f"{settings.host}:{settings.health_port}",
+                registries=[metrics.registry],
+                # stateless: ready as soon as it serves (the TLS files were loaded at start)
+                healthy=lambda: True,
+                ready=lambda: True,
+                name="webhook-health",
+                read_timeout=settings.read_timeout,
+            )
+        )
     except OSError as exc:
         server.stop()
         logs.event(log, logging.ERROR, "cannot listen", port=settings.health_port, error=str(exc))
@@ -59,12 +71,12 @@ def serve(settings: config.Settings) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    if health is not None:
-        health.start()
-    logs.event(log, logging.INFO, "serving", address=f"{settings.host}:{server.port}",
-               scheme=server.scheme, path=settings.mutate_path, eni_only=settings.eni_only,
-               health_address=f"{settings.host}:{health.port}" if health is not None else None)
-    try:
+    try:  # a signal from here on ends in the finally below (the ports are bound already)
+        if health is not None:
+            health.start()
+        logs.event(log, logging.INFO, "serving", address=f"{settings.host}:{server.port}",
+                   scheme=server.scheme, path=settings.mutate_path, eni_only=settings.eni_only,
+                   health_address=f"{settings.host}:{health.port}" if health is not None else None)
         server.serve()
     except KeyboardInterrupt:
         pass

@@ -1,4 +1,5 @@
-"""The webhook's two listeners on cheroot (a production WSGI server):
+"""The webhook's admission listener on cheroot (a production WSGI server; the
+plain-HTTP health port is the daemon kit's status server, ``kit.httpserve``):
 
 * ``admission_listener``: the admission endpoint over TLS (the API server
   calls webhooks over HTTPS only). The certificate and key are checked at
@@ -9,7 +10,6 @@
   ``Connection: close`` once a newer one is loaded: the client reconnects
   and sees the new certificate. A broken pair (half-written, key not
   matching) is logged and counted; the previous certificate stays.
-* ``health_listener``: plain HTTP with /healthz, /readyz and /metrics only.
 
 Slow or idle clients never hold up the API server's calls: a new TLS
 connection is wrapped without a handshake; the handshake then runs step by
@@ -388,10 +388,3 @@ def admission_listener(app: Any, settings: Settings, metrics: Metrics | None = N
                     name="tke-eni-ip-webhook", idle_timeout=settings.idle_timeout,
                     on_refused=refused, on_handshake=handshake)
 
-
-def health_listener(app: Any, settings: Settings) -> Listener | None:
-    if settings.health_port < 0:
-        return None
-    return Listener(app, settings.host, settings.health_port, threads=2,
-                    timeout=settings.read_timeout, contexts=None,
-                    name="tke-eni-ip-webhook-health")

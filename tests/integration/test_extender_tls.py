@@ -28,6 +28,7 @@ from localcluster.extender_pki import ExtenderPKI, issue_server, make_extender_p
 from scheduler_extender.app import create_app
 from scheduler_extender.cli import ServerThread, health_listener
 from scheduler_extender.config import Settings
+from scheduler_extender.metrics import Metrics
 from scheduler_extender.tlsserve import TLSConfigError, TLSFiles, build_context
 from tests.integration.test_extender_http import seeded_store
 
@@ -310,7 +311,7 @@ def test_dribbling_clients_do_not_hold_the_health_port(pki: ExtenderPKI) -> None
     settings = Settings(host="127.0.0.1", port=0, health_port=0, insecure_http=True,
                         read_timeout=2.0)
     store = seeded_store()
-    listener = health_listener(create_app(store, settings, verbs=False), settings)
+    listener = health_listener(store, Metrics(store), settings)
     assert listener is not None
     listener.start()
     stop = threading.Event()

@@ -3,7 +3,10 @@ registries, routes left out answer 404, a broken probe answers 500)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
+import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -67,3 +70,42 @@ def test_bad_address_is_refused() -> None:
         StatusServer("localhost")
     assert split_address(":9090") == ("0.0.0.0", 9090)
     assert split_address("[::1]:80") == ("::1", 80)
+
+
+def test_dribbling_clients_are_cut_off_and_capped() -> None:
+    """Clients that send a request line and then one header byte every 0.2 s
+    (each read succeeds): the deadline on the whole request cuts them off, and
+    over the connection cap a connection is closed at once; probes are still
+    answered once they are gone. Bounded waits only."""
+    srv = StatusServer(
+        "127.0.0.1:0", healthy=lambda: True, read_timeout=1.0, max_connections=3
+    ).start()
+    stop = threading.Event()
+    cut: list[bool] = []
+
+    def dribble() -> None:
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=20) as s:
+            try:
+                s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+                while not stop.wait(0.2):
+                    s.sendall(b"a")
+                    s.settimeout(0.01)
+                    with contextlib.suppress(TimeoutError):
+                        if s.recv(1) == b"":
+                            break  # the server closed it
+                    s.settimeout(20)
+            except OSError:
+                pass
+            cut.append(True)
+
+    threads = [threading.Thread(target=dribble, daemon=True) for _ in range(5)]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)  # each ends: cut off by the deadline or refused over the cap
+        assert len(cut) == 5
+        assert get(srv.port, "/healthz")[0] == 200
+    finally:
+        stop.set()
+        srv.stop()

@@ -1,6 +1,6 @@
 """A thin JSON client over the ``kubernetes`` package's ApiClient: raw dicts
-in and out (no generated models: memory-lean for 150,000 objects), paged
-lists, and watch streams with resourceVersion."""
+in and out (no generated models: memory-lean for 150,000 objects) and paged
+lists; watches go through the kit's loop (``kit.watch``) over ``api_client``."""
 
 from __future__ import annotations
 
@@ -150,43 +150,6 @@ class KubeApi:
             cont = meta.get("continue") or ""
             if not cont:
                 return
-
-    def watch(
-        self,
-        path: str,
-        resource_version: str,
-        *,
-        timeout_seconds: int = 300,
-        label_selector: str = "",
-    ) -> Iterator[JSON]:
-        """Watch events (dicts with type/object). Raises KubeError(410) when
-        the resourceVersion is too old (the caller relists)."""
-        query: list[tuple[str, Any]] = [
-            ("watch", "true"),
-            ("resourceVersion", resource_version),
-            ("allowWatchBookmarks", "true"),
-            ("timeoutSeconds", timeout_seconds),
-        ]
-        if label_selector:
-            query.append(("labelSelector", label_selector))
-        resp = self._call("GET", path, query=query, timeout=(10, timeout_seconds + 30), stream=True)
-        buf = b""
-        try:
-            for chunk in resp.stream(65536, decode_content=True):
-                buf += chunk
-                while b"\n" in buf:
-                    line, buf = buf.split(b"\n", 1)
-                    if not line.strip():
-                        continue
-                    event: JSON = json.loads(line)
-                    if event.get("type") == "ERROR":
-                        obj = event.get("object") or {}
-                        raise KubeError(
-                            "WATCH", path, int(obj.get("code") or 500), str(obj.get("message"))
-                        )
-                    yield event
-        finally:
-            resp.release_conn()
 
     def create(self, path: str, body: JSON, *, timeout: float | None = None) -> JSON:
         result: JSON = self._call("POST", path, body=body, timeout=timeout)

@@ -149,6 +149,17 @@ class Informer(Generic[T]):
         summary = self.summarize(obj)
         return None if summary is None else (object_key(obj), summary, _rv(obj))
 
+    def _relist(self) -> str:
+        """One complete list through ``KubeApi.list_pages``, outside the loop
+        (the model tests deliver changes this way); the list's resourceVersion."""
+        listed: list[tuple[str, T, int]] = []
+        rv = ""
+        for items, page_rv in self.api.list_pages(self.path, label_selector=self.label_selector):
+            rv = page_rv or rv
+            listed.extend(p for obj in items if (p := self._prepare(obj)) is not None)
+        self._replace(listed)
+        return rv
+
     def _replace(self, listed: list[tuple[str, T, int]]) -> None:
         seen = {key: (summary, rv) for key, summary, rv in listed}
         with self._lock:

@@ -18,39 +18,32 @@ import contextlib
 import json
 import logging
 import random
-import socket
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
+
+from kit.kubehttp import ApiGet, HttpResponse, api_get, interrupt, lines
+
+__all__ = [
+    "ApiGet",
+    "GoneError",
+    "Handlers",
+    "HttpResponse",
+    "ListWatch",
+    "Timing",
+    "WatchError",
+    "api_get",
+    "backoff_delay",
+    "object_key",
+    "stop_all",
+]
 
 log = logging.getLogger(__name__)
 
 JSON = dict[str, Any]
 EVENT_TYPES = ("ADDED", "MODIFIED", "DELETED")
-
-
-class HttpResponse(Protocol):
-    status: int
-    data: bytes
-
-    def stream(
-        self, amt: int | None = ..., decode_content: bool | None = ...
-    ) -> Iterator[bytes]: ...
-
-    def release_conn(self) -> None: ...
-
-    def close(self) -> None: ...
-
-
-class ApiGet(Protocol):
-    """The one call the loop makes: GET a path with query parameters; a
-    non-2xx answer is returned (not raised) with its body in ``data``."""
-
-    def __call__(
-        self, path: str, query: list[tuple[str, str]], *, stream: bool, timeout: float
-    ) -> HttpResponse: ...
 
 
 class WatchError(RuntimeError):
@@ -158,7 +151,7 @@ class ListWatch:
         self._stop.set()
         response = self._response
         if response is not None:
-            _interrupt(response)
+            interrupt(response)
 
     def join(self, timeout: float) -> None:
         if self._thread.is_alive():
@@ -257,7 +250,7 @@ class ListWatch:
         try:
             if self._stop.is_set():
                 return
-            for line in _lines(response):
+            for line in lines(response):
                 self._event(line)
                 if self._stop.is_set():
                     return
@@ -321,35 +314,6 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def _interrupt(response: HttpResponse) -> None:
-    """End a read another thread is blocked in, from this thread, without
-    waiting: shut the connection's socket down (that takes no lock the reader
-    holds; the read returns at once), then close the response on a daemon
-    thread (closing waits for the reader's buffer lock)."""
-    sock = getattr(getattr(response, "connection", None), "sock", None)
-    if isinstance(sock, socket.socket):
-        with contextlib.suppress(OSError):
-            socket.socket.shutdown(sock, socket.SHUT_RDWR)
-
-    def close() -> None:
-        with contextlib.suppress(Exception):  # best effort, from another thread
-            response.close()
-
-    threading.Thread(target=close, name="watch-close", daemon=True).start()
-
-
-def _lines(response: HttpResponse) -> Iterator[bytes]:
-    pending = b""
-    for chunk in response.stream(None, decode_content=False):
-        pending += chunk
-        while b"\n" in pending:
-            line, pending = pending.split(b"\n", 1)
-            if line.strip():
-                yield line
-    if pending.strip():
-        yield pending
-
-
 def stop_all(watches: Sequence[ListWatch], timeout: float = 5.0) -> bool:
     """Stop every watch at once, then wait for them within ONE shared deadline."""
     for w in watches:
@@ -358,57 +322,6 @@ def stop_all(watches: Sequence[ListWatch], timeout: float = 5.0) -> bool:
     for w in watches:
         w.join(deadline - time.monotonic())
     return all(not w.alive for w in watches)
-
-
-def api_get(api_client: Any) -> ApiGet:
-    """An ``ApiGet`` over a ``kubernetes.client.ApiClient`` (its auth, TLS and
-    proxy settings), returning the raw urllib3 response."""
-    from kubernetes.client.exceptions import ApiException
-
-    def get(
-        path: str, query: list[tuple[str, str]], *, stream: bool, timeout: float
-    ) -> HttpResponse:
-        try:
-            method, url, headers, _, _ = api_client.param_serialize(
-                "GET",
-                path,
-                query_params=query,
-                header_params={"Accept": "application/json"},
-                auth_settings=["BearerToken"],
-            )
-            response = api_client.call_api(
-                method,
-                url,
-                header_params=headers,
-                _request_timeout=(min(timeout, 10.0), timeout),
-            )
-        except ApiException as exc:
-            body = exc.body or exc.reason or ""
-            data = body if isinstance(body, bytes) else str(body).encode()
-            return _Failed(int(exc.status or 0), data)
-        raw = response.response  # the urllib3 response, body not read yet
-        if not stream:
-            raw.data  # noqa: B018 - read the whole body now
-        return raw  # type: ignore[no-any-return]
-
-    return get
-
-
-@dataclass(slots=True)
-class _Failed:
-    """A non-2xx answer, shaped like a response (the client raises instead)."""
-
-    status: int
-    data: bytes
-
-    def stream(self, amt: int | None = None, decode_content: bool | None = None) -> Iterator[bytes]:
-        yield self.data
-
-    def release_conn(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
 
 
 def object_key(obj: JSON) -> str:

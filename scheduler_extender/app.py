@@ -2,8 +2,7 @@
 
 Each verb: read the body (bounded: 413 past --max-body-bytes) → parse (400 on
 any bad input) → take one snapshot → decide → encode. Nothing here blocks on
-the API server. ``verbs=False`` gives the health/metrics-only app of the plain
-health port.
+the API server.
 """
 
 from __future__ import annotations
@@ -28,65 +27,92 @@ from .store import Store
 log = logging.getLogger("tke_eni_extender")
 JSON = "application/json"
 NOT_SYNCED = "tke-eni-ip-scheduler: caches not synced with the API server yet, retry"
+Handler = Callable[[wire.ExtenderArgs, Snapshot], Response]
 
 
 class BodyTooLargeError(Exception):
     """The request body is over --max-body-bytes (HTTP 413)."""
 
 
-def create_app(
-    store: Store, settings: Settings, metrics: Metrics | None = None, *, verbs: bool = True
-) -> Flask:
+def create_app(store: Store, settings: Settings, metrics: Metrics | None = None) -> Flask:
+    """The extender's app: the filter and prioritize verbs, health, readiness, metrics."""
     app = Flask("scheduler_extender")
-    m = metrics or Metrics(store)
-    codec = wire.Codec(settings.json_codec)
-    app.extensions["tke_metrics"] = m
-    app.extensions["tke_codec"] = codec
+    verbs = _Verbs(store, settings, metrics or Metrics(store))
+    app.extensions["tke_metrics"] = verbs.m
+    app.extensions["tke_codec"] = verbs.codec
 
-    def reply(payload: object, status: int) -> Response:
-        return Response(codec.encode(payload), status, mimetype=JSON)
+    @app.post(settings.filter_path)
+    def filter_verb() -> Response:
+        return verbs.run("filter", verbs.filter)
 
-    def verb(name: str, handler: Callable[[wire.ExtenderArgs, Snapshot], Response]) -> Response:
+    @app.post(settings.prioritize_path)
+    def prioritize_verb() -> Response:
+        return verbs.run("prioritize", verbs.prioritize)
+
+    _health_routes(app, store, verbs.m)
+    return app
+
+
+class _Verbs:
+    """One verb call: bounded read → parse → one snapshot → decide → encode, counted."""
+
+    def __init__(self, store: Store, settings: Settings, m: Metrics) -> None:
+        self.store = store
+        self.settings = settings
+        self.m = m
+        self.codec = wire.Codec(settings.json_codec)
+
+    def reply(self, payload: object, status: int) -> Response:
+        return Response(self.codec.encode(payload), status, mimetype=JSON)
+
+    def run(self, name: str, handler: Handler) -> Response:
         start = time.perf_counter()
         code = 200
         try:
-            args = codec.parse(_read_body(request, settings.max_body_bytes))
-            snap = store.snapshot()
-            for kind in snap.stale:
-                m.stale_answers.labels(name, kind).inc()
-            response = handler(args, snap)
+            response = self._answer(name, handler)
             code = response.status_code
             return response
         except BodyTooLargeError as exc:
             code = 413
-            event(log, logging.WARNING, "request body too large", verb=name, error=str(exc))
-            refused = reply(wire.error_result(str(exc)), 413)
-            # after the reply is written, read (and drop) what the client still sends,
-            # up to a bound, so closing does not reset the connection under the reply
-            stream = request.environ["wsgi.input"]
-            refused.call_on_close(lambda: _drain(stream, settings.max_body_bytes * 2))
-            return refused
+            return self._too_large(name, exc)
         except wire.BadRequestError as exc:
             code = 400
             event(log, logging.WARNING, "bad request", verb=name, error=str(exc))
-            return reply(wire.error_result(f"bad request: {exc}"), 400)
+            return self.reply(wire.error_result(f"bad request: {exc}"), 400)
         except Exception as exc:
             code = 500
             log.exception("internal error in %s", name)
-            return reply(wire.error_result(f"internal error: {exc}"), 500)
+            return self.reply(wire.error_result(f"internal error: {exc}"), 500)
         finally:
-            m.requests.labels(name, str(code)).inc()
-            m.latency.labels(name).observe(time.perf_counter() - start)
+            self.m.requests.labels(name, str(code)).inc()
+            self.m.latency.labels(name).observe(time.perf_counter() - start)
 
-    def do_filter(args: wire.ExtenderArgs, snap: Snapshot) -> Response:
+    def _answer(self, name: str, handler: Handler) -> Response:
+        args = self.codec.parse(_read_body(request, self.settings.max_body_bytes))
+        snap = self.store.snapshot()
+        for kind in snap.stale:
+            self.m.stale_answers.labels(name, kind).inc()
+        return handler(args, snap)
+
+    def _too_large(self, name: str, exc: BodyTooLargeError) -> Response:
+        event(log, logging.WARNING, "request body too large", verb=name, error=str(exc))
+        refused = self.reply(wire.error_result(str(exc)), 413)
+        # after the reply is written, read (and drop) what the client still sends,
+        # up to a bound, so closing does not reset the connection under the reply
+        stream = request.environ["wsgi.input"]
+        limit = self.settings.max_body_bytes * 2
+        refused.call_on_close(lambda: _drain(stream, limit))
+        return refused
+
+    def filter(self, args: wire.ExtenderArgs, snap: Snapshot) -> Response:
         if not snap.synced:
             event(log, logging.WARNING, "filter before caches synced", pod=args.pod.key)
-            return reply(wire.error_result(NOT_SYNCED), 200)
+            return self.reply(wire.error_result(NOT_SYNCED), 200)
         nodes = args.nodes if args.nodes is not None else snap.nodes
         d = decide.filter_nodes(args.pod, args.names, nodes, snap)
         for (result, reason), count in d.codes.items():
             if count:
-                m.decisions.labels(result, reason).inc(count)
+                self.m.decisions.labels(result, reason).inc(count)
         event(
             log,
             logging.INFO,
@@ -103,26 +129,13 @@ def create_app(
             generation=snap.generation,
             stale=list(snap.stale) or None,
         )
-        return reply(wire.filter_result(args, d.passed, d.failed, d.unresolvable), 200)
+        return self.reply(wire.filter_result(args, d.passed, d.failed, d.unresolvable), 200)
 
-    def do_prioritize(args: wire.ExtenderArgs, snap: Snapshot) -> Response:
+    def prioritize(self, args: wire.ExtenderArgs, snap: Snapshot) -> Response:
         nodes = args.nodes if args.nodes is not None else snap.nodes
         scores = decide.prioritize(args.pod, args.names, nodes, snap)
         event(log, logging.DEBUG, "prioritize", pod=args.pod.key, scores=dict(scores[:20]))
-        return reply(wire.priority_list(scores), 200)
-
-    if verbs:
-
-        @app.post(settings.filter_path)
-        def filter_verb() -> Response:
-            return verb("filter", do_filter)
-
-        @app.post(settings.prioritize_path)
-        def prioritize_verb() -> Response:
-            return verb("prioritize", do_prioritize)
-
-    _health_routes(app, store, m)
-    return app
+        return self.reply(wire.priority_list(scores), 200)
 
 
 def readiness(store: Store) -> tuple[bool, str]:

@@ -92,28 +92,35 @@ def create_app(settings: Settings, metrics: Metrics | None = None, *,
     app = Flask("webhook")
     m = metrics or Metrics()
     app.extensions["tke_metrics"] = m
-
     if admission:
+        app.add_url_rule(settings.mutate_path, "mutate", lambda: mutate(settings, m),
+                         methods=["POST"])
+    _health_routes(app, m)
+    _error_handlers(app, settings)
+    return app
 
-        @app.post(settings.mutate_path)
-        def mutate() -> Response:
-            started = time.perf_counter()
-            outcome = decide.MALFORMED
-            try:
-                body = _read_body(request, settings.max_body_bytes)
-                data, code, outcome = admit(body, settings, m)
-            except HttpError as exc:
-                event(log, logging.WARNING, "refused", code=exc.code, error=str(exc))
-                m.http_errors.labels(str(exc.code)).inc()
-                data, code = _error_body(str(exc)), exc.code
-            except Exception as exc:
-                log.exception("admission failed")
-                data, code = _error_body(f"internal error: {type(exc).__name__}: {exc}"), 500
-                m.http_errors.labels("500").inc()
-            m.admissions.labels(outcome).inc()
-            m.latency.observe(time.perf_counter() - started)
-            return Response(data, code, content_type=JSON)
 
+def mutate(settings: Settings, m: Metrics) -> Response:
+    """One admission call: bounded read, admit, count; never raises."""
+    started = time.perf_counter()
+    outcome = decide.MALFORMED
+    try:
+        body = _read_body(request, settings.max_body_bytes)
+        data, code, outcome = admit(body, settings, m)
+    except HttpError as exc:
+        event(log, logging.WARNING, "refused", code=exc.code, error=str(exc))
+        m.http_errors.labels(str(exc.code)).inc()
+        data, code = _error_body(str(exc)), exc.code
+    except Exception as exc:
+        log.exception("admission failed")
+        data, code = _error_body(f"internal error: {type(exc).__name__}: {exc}"), 500
+        m.http_errors.labels("500").inc()
+    m.admissions.labels(outcome).inc()
+    m.latency.observe(time.perf_counter() - started)
+    return Response(data, code, content_type=JSON)
+
+
+def _health_routes(app: Flask, m: Metrics) -> None:
     @app.get("/healthz")
     def healthz() -> Response:
         return Response("ok\n", 200, mimetype="text/plain")
@@ -127,6 +134,8 @@ def create_app(settings: Settings, metrics: Metrics | None = None, *,
     def metrics_page() -> Response:
         return Response(generate_latest(m.registry), 200, content_type=CONTENT_TYPE_LATEST)
 
+
+def _error_handlers(app: Flask, settings: Settings) -> None:
     @app.errorhandler(404)
     def not_found(_exc: Exception) -> Response:
         return Response(json.dumps({"error": f"no such path {request.path!r}; the admission "
@@ -138,5 +147,3 @@ def create_app(settings: Settings, metrics: Metrics | None = None, *,
         return Response(json.dumps({"error": f"{request.method} not allowed on "
                                     f"{request.path}: the API server POSTs AdmissionReviews"}),
                         405, content_type=JSON)
-
-    return app

@@ -504,3 +504,48 @@ def test_an_address_a_foreign_eni_holds_is_never_taken(world: IpamModel) -> None
     assert _conflicts("foreign-eni") > conflicts
     refused = [e for e in events(w, "StaticIPConflict") if e["involvedObject"]["name"] == "web-0"]
     assert refused and f"held by ENI {foreign.eni_id}" in refused[-1]["message"]
+
+
+def test_a_move_cut_between_its_record_writes_ends_with_the_claims_record(
+    world: IpamModel,
+) -> None:
+    """ipamd dies after deleting the old record and before writing the new
+    one: the next ipamd finds the address in the cloud and records it as the
+    claim's, on the node it moved to."""
+    w = world
+    ip, uid = _move_web0(w, "n1")
+    tick(w)
+    w._agent_pass("n2")
+    w._live_ipamd().kube.faults = KubeFaultPlan(0, "crash-after", f"/vpcips/{ip}")
+    w._ipamd_step(w._live_ipamd().tick)
+    assert w.ipamd is None, "the injected death did not happen"
+    assert vpcip(w, ip) is None and cloud_holder(w, ip) == NODES["n1"]
+    tick(w, 2)  # a new ipamd
+    s = spec(w, ip)
+    assert s.get("claim") == f"{NS}/web-0" and s.get("nodeName") == "n1", s
+    assert s.get("reservedPodUid") == uid
+    c = claim_obj(w, "web-0")
+    assert c is not None and c["status"]["phase"] == "Bound" and c["status"]["nodeName"] == "n1"
+    w.settle()
+    assert w.pods["web-0"].ip == ip
+
+
+def test_a_moving_claims_lost_record_is_found_in_the_cloud(world: IpamModel) -> None:
+    """``kubectl delete vip`` of the claimed address in the middle of a move:
+    the claim finds the address on our ENI of the old node and records it as
+    its own again there, then the move goes on through the handshake."""
+    w = world
+    ip, uid = _move_web0(w, "n1")
+    tick(w)
+    w.user.delete(paths.vpc_ip(ip))
+    tick(w)
+    s = spec(w, ip)
+    assert s.get("claim") == f"{NS}/web-0" and s.get("nodeName") == "n2", s
+    assert cloud_holder(w, ip) == NODES["n2"]
+    for _ in range(3):
+        w._agent_pass("n2")
+        tick(w)
+    assert cloud_holder(w, ip) == NODES["n1"]
+    s = spec(w, ip)
+    assert s.get("claim") == f"{NS}/web-0" and s.get("nodeName") == "n1", s
+    assert s.get("reservedPodUid") == uid

@@ -57,6 +57,7 @@ from cni.agent.pool import (
     choose_static,
     cooling,
     grant_releases,
+    host_veth_name,
     release,
 )
 from core.ids import EniId, IPv4
@@ -284,7 +285,7 @@ def test_a_failed_add_takes_its_plumbing_and_ip_back(agent: tuple[Agent, Net]) -
     net.fail_add = True
     with pytest.raises(CniError):
         a.handle(req("ADD", "c1"))
-    veth = net.deleted[0][1]
+    veth = host_veth_name("tke", "default", "p", "c1", "eth0")
     assert net.deleted == [("10.0.0.10", veth, True)]  # the half-made veth goes too
     assert a.state.allocations == {} and a.state.cooldown == {}  # free at once
     assert a.in_flight == {}

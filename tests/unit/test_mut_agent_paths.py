@@ -33,6 +33,7 @@ import errno
 import json
 import os
 import stat
+import time
 from pathlib import Path
 from typing import Any
 
@@ -404,3 +405,50 @@ def test_a_wait_for_a_write_that_cannot_finish_ends_in_an_error(tmp_path: Path) 
         seq = cp.mark()
         with pytest.raises(checkpoint.CheckpointError, match="write timed out"):
             cp.wait(seq, timeout=0.2)
+
+
+def test_the_log_is_compacted_once_it_would_pass_its_budget(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    snap = PoolState().to_dict()
+    size = len(json.dumps(snap, sort_keys=True).encode()) + 1  # one snapshot line
+
+    def lines_after(budget: int, writes: int, name: str) -> int:
+        monkeypatch.setattr(checkpoint, "MAX_LOG", budget)
+        path = tmp_path / name
+        cp = checkpoint.Checkpoint(str(path), lambda: snap)
+        for _ in range(writes):
+            cp.wait(cp.mark())
+        return len(path.read_bytes().splitlines())
+
+    # the first write compacts (1 line), the next ones append while the log fits
+    assert lines_after(3 * size, 3, "exact.json") == 3  # exactly at the budget: still appended
+    assert lines_after(3 * size - 1, 3, "over.json") == 1  # one byte over: compacted
+
+
+def test_a_failed_write_is_reported_and_retried(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    failing = [True]
+    real = checkpoint.write_atomic
+
+    def flaky(path: str, data: bytes, mode: int = 0o600) -> None:
+        if failing[0]:
+            raise OSError(28, "No space left on device")
+        real(path, data, mode)
+
+    monkeypatch.setattr(checkpoint, "write_atomic", flaky)
+    path = tmp_path / "checkpoint.json"
+    cp = checkpoint.Checkpoint(str(path), lambda: PoolState().to_dict())
+    with pytest.raises(checkpoint.CheckpointError, match="failed to write checkpoint"):
+        cp.wait(cp.mark(), timeout=5.0)
+    failing[0] = False  # the disk has room again: the writer's retry (after 1 s) gets through
+    for _ in range(50):  # bounded: until the error the last failure left is cleared
+        try:
+            cp.wait(cp.mark(), timeout=5.0)
+            break
+        except checkpoint.CheckpointError:
+            time.sleep(0.1)
+    else:
+        raise AssertionError("the writer never wrote again after the failure")
+    assert path.exists()

@@ -549,3 +549,22 @@ def test_a_moving_claims_lost_record_is_found_in_the_cloud(world: IpamModel) -> 
     s = spec(w, ip)
     assert s.get("claim") == f"{NS}/web-0" and s.get("nodeName") == "n1", s
     assert s.get("reservedPodUid") == uid
+
+
+def test_a_moving_claims_address_found_nowhere_is_assigned_on_the_pods_node(
+    world: IpamModel,
+) -> None:
+    """A move cut between unassign and assign (the fallback when a migrate is
+    refused) left the address on no ENI and without a record: it is assigned
+    on the pod's new node and recorded as the claim's there."""
+    w = world
+    ip, uid = _move_web0(w, "n1")
+    src = spec(w, ip)["eniId"]
+    other, _ = make_cloud(w.emu, cluster_id="")
+    other.unassign_ips(src, [ip])
+    w.user.delete(paths.vpc_ip(ip))
+    tick(w)
+    assert cloud_holder(w, ip) == NODES["n1"]
+    s = spec(w, ip)
+    assert s.get("claim") == f"{NS}/web-0" and s.get("nodeName") == "n1", s
+    assert s.get("reservedPodUid") == uid and s.get("subnetId") == POD_SUBNET, s

@@ -311,7 +311,13 @@ def rss_child(nodes: int, ips: int) -> None:
 
     from ipamd.app import App  # noqa: F401 - everything ipamd imports
     from ipamd.kube.informer import Informer
-    from ipamd.records import claim_from_obj, eni_from_obj, ip_from_obj, node_from_obj, pod_from_obj
+    from ipamd.rules.records import (
+        claim_from_obj,
+        eni_from_obj,
+        ip_from_obj,
+        node_from_obj,
+        pod_from_obj,
+    )
     from ipamd.state import ClusterState
     from ipamd.workqueue import WorkQueue
 

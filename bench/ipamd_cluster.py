@@ -25,7 +25,7 @@ from harness.waits import wait_for as harness_wait_for
 from ipamd.kube import paths
 from ipamd.kube.api import KubeApi, KubeError, load_configuration
 from ipamd.kube.informer import Informer
-from ipamd.records import IpRec, ip_from_obj
+from ipamd.rules.records import IpRec, ip_from_obj
 
 T = TypeVar("T")
 

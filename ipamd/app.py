@@ -22,8 +22,11 @@ from cloud.ports import CloudApi
 from core import models as m
 from core import names
 from ipamd import metrics
-from ipamd.claimctl import ClaimController
 from ipamd.config import Settings
+from ipamd.controllers.claimctl import ClaimController
+from ipamd.controllers.nodes import NodeController
+from ipamd.controllers.reconcile import Reconciler
+from ipamd.controllers.subnetctl import SubnetController
 from ipamd.deps import Deps
 from ipamd.fence import LeaderFence
 from ipamd.kube import paths
@@ -34,11 +37,14 @@ from ipamd.kube.informer import Informer
 from ipamd.kube.lease import LeaseClient
 from ipamd.kube.objects import ObjectWriter
 from ipamd.leader import LeaderElector
-from ipamd.nodes import NodeController
-from ipamd.reconcile import Reconciler
-from ipamd.records import claim_from_obj, eni_from_obj, ip_from_obj, node_from_obj, pod_from_obj
+from ipamd.rules.records import (
+    claim_from_obj,
+    eni_from_obj,
+    ip_from_obj,
+    node_from_obj,
+    pod_from_obj,
+)
 from ipamd.state import CLAIM, NODE, RECONCILE, SUBNETS, ClusterState
-from ipamd.subnetctl import SubnetController
 from ipamd.workqueue import WorkQueue
 
 log = logging.getLogger(__name__)

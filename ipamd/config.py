@@ -51,7 +51,7 @@ class Settings:
     trim_interval: timedelta = timedelta(
         minutes=2
     )  # release at most one surplus IP per node per interval
-    # leak clean-up (ipamd.leaks)
+    # leak clean-up (ipamd.controllers.leaks)
     leaked_eni_min_age: timedelta = timedelta(minutes=10)
     leaked_eni_dry_run: bool = False
     # loops

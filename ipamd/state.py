@@ -13,8 +13,8 @@ from cloud.models import Subnet
 from core.ids import SubnetId
 from core.limits import EniLimits
 from ipamd.kube.informer import Informer
-from ipamd.records import ClaimRec, EniRec, IpRec, NodeRec, PodRec
-from ipamd.subnets import SubnetDecision
+from ipamd.rules.records import ClaimRec, EniRec, IpRec, NodeRec, PodRec
+from ipamd.rules.subnets import SubnetDecision
 from ipamd.workqueue import WorkQueue
 
 NODE = "node:"

@@ -535,7 +535,7 @@ class NetnsTcpProxy:
     kube-apiserver, which listens on the root netns' loopback only."""
 
     def __init__(self, netns: str, target: tuple[str, int]) -> None:
-        from cni.agent.nsutil import in_netns
+        from cni.agent.dataplane.nsutil import in_netns
 
         self.target = target
         with in_netns(f"/run/netns/{netns}"):

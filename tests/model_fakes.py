@@ -9,7 +9,7 @@ IPAM test (tests/unit/test_model_ipam.py):
   makes the n-th write fail before it is applied (HTTP 500), succeed and
   lose its reply (HTTP 0, "connection dropped"), or kill the process
   (``Crash``) before or after it is applied.
-* ``FakeNet``: the surface of ``cni.agent.netops.NetOps`` over a dict of host
+* ``FakeNet``: the surface of ``cni.agent.dataplane.netops.NetOps`` over a dict of host
   veths, rules and routes; ENI links exist when the emulator says the ENI is
   attached to the node's instance; netlink errors on demand.
 * ``InProcessTransport``: ``cloud.sdk_transport.Transport`` that signs each
@@ -33,12 +33,12 @@ from pyroute2.netlink.exceptions import NetlinkError
 
 from cloud.errors import CloudError
 from cni.agent.cnitypes import PodAttachment
+from cni.agent.dataplane.netops import EniLink
+from cni.agent.dataplane.podnet import PRIO_FROM_POD, PRIO_TO_POD, veth_mac
+from cni.agent.dataplane.rtnl import RT_TABLE_MAIN
 from cni.agent.ipsource import EniInfo
-from cni.agent.netops import EniLink
-from cni.agent.podnet import PRIO_FROM_POD, PRIO_TO_POD, veth_mac
 from cni.agent.pods import PodInfo
 from cni.agent.pool import Allocation
-from cni.agent.rtnl import RT_TABLE_MAIN
 from ipamd.kube.api import JSON, KubeError
 from vpcsim import signature
 from vpcsim.api import VERSION

@@ -26,9 +26,9 @@ from cni.agent.cli import start_recovery
 from cni.agent.cnitypes import CniError, CniRequest
 from cni.agent.config import AgentConfig
 from cni.agent.ipsource import IpUsage, NodeIpView
-from cni.agent.kube_ipsource import eni_of, ip_of, status_patch
 from cni.agent.reconcile import Reconciler as AgentReconciler
 from cni.agent.reporter import Reporter
+from cni.agent.sources.kube_ipsource import eni_of, ip_of, status_patch
 from core import names
 from ipamd.app import App
 from ipamd.config import Settings

@@ -44,10 +44,10 @@ from .cnitypes import (
     build_result,
     ips_of_result,
 )
+from .dataplane.netops import EniLink, NetOps
+from .dataplane.nsutil import NetnsGoneError
 from .ipsource import NodeIpSource, NodeIpView
 from .metrics import Metrics
-from .netops import EniLink, NetOps
-from .nsutil import NetnsGoneError
 from .pods import PodInfo, PodLookupError, PodSource
 from .pool import Allocation, PoolState
 from .recover import Recovery

@@ -21,9 +21,9 @@ from kit.settings import log_effective
 from . import checkpoint, config, install, recover
 from .agent import Agent, AgentSettings
 from .capacity_file import CapacityFilePublisher
+from .dataplane.netops import NetOps
 from .ipsource import FileNodeIpSource, NodeIpSource
 from .metrics import Metrics
-from .netops import NetOps
 from .pods import FilePodSource, PodSource
 from .reconcile import Reconciler
 from .reporter import Reporter
@@ -37,15 +37,15 @@ def build_sources(cfg: config.AgentConfig) -> tuple[NodeIpSource, PodSource | No
     if cfg.ip_source == "file":
         source = FileNodeIpSource(cfg.ip_source_file)
     else:
-        from .kube_ipsource import KubeNodeIpSource, load_kube_config
+        from .sources.kube_ipsource import KubeNodeIpSource, load_kube_config
 
         source = KubeNodeIpSource(load_kube_config(cfg.kubeconfig), cfg.node_name)
     pods: PodSource | None = None
     if cfg.pod_source == "file":
         pods = FilePodSource(cfg.pod_source_file)
     elif cfg.pod_source == "kubernetes":
-        from .kube_ipsource import load_kube_config
-        from .kube_pods import KubePodSource
+        from .sources.kube_ipsource import load_kube_config
+        from .sources.kube_pods import KubePodSource
 
         pods = KubePodSource(load_kube_config(cfg.kubeconfig))
     return source, pods
@@ -86,8 +86,8 @@ def start_capacity_feed(
     publisher = CapacityFilePublisher(cfg.device_plugin_capacity_file, source, metrics=metrics)
     started: list[_Stoppable] = [publisher]
     if cfg.ip_source == "kubernetes":
-        from .kube_ipsource import load_kube_config
-        from .kube_subnets import KubeSubnetStatusWatch
+        from .sources.kube_ipsource import load_kube_config
+        from .sources.kube_subnets import KubeSubnetStatusWatch
 
         namespace, name = cfg.subnet_status_ref
         status = KubeSubnetStatusWatch(
@@ -132,8 +132,8 @@ def start_recovery(cfg: config.AgentConfig, agent: Agent, loaded: checkpoint.Loa
     (no links of ours) ends that at once. With the Kubernetes IP source the
     agent's Events go to its Node."""
     if cfg.ip_source == "kubernetes":
-        from .kube_events import NodeEvents
-        from .kube_ipsource import load_kube_config
+        from .sources.kube_events import NodeEvents
+        from .sources.kube_ipsource import load_kube_config
 
         agent.events = NodeEvents(load_kube_config(cfg.kubeconfig), cfg.node_name)
     if loaded.state.recovering:  # a restart in the middle of a rebuild

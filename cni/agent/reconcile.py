@@ -13,8 +13,8 @@ from pyroute2.netlink.exceptions import NetlinkError
 
 from . import pool
 from .agent import Agent
-from .netops import ensure_sysctl, pod_host_looks_right
-from .podnet import PRIO_FROM_POD, PRIO_TO_POD
+from .dataplane.netops import ensure_sysctl, pod_host_looks_right
+from .dataplane.podnet import PRIO_FROM_POD, PRIO_TO_POD
 from .pool import Allocation
 from .recover import rebuild_allocations
 

@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 from core.models import IP_PHASE_COOLDOWN, parse_rfc3339
 
+from .dataplane.podnet import PRIO_FROM_POD, veth_mac
 from .held import held_status
-from .podnet import PRIO_FROM_POD, veth_mac
 from .pool import Allocation, host_veth_name
 
 if TYPE_CHECKING:

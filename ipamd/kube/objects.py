@@ -11,7 +11,7 @@ from core import models as m
 from core import names
 from ipamd.kube import paths
 from ipamd.kube.api import KubeApi, KubeError
-from ipamd.records import Owner
+from ipamd.rules.records import Owner
 
 log = logging.getLogger(__name__)
 

@@ -33,7 +33,7 @@ from ipamd.config import load
 from ipamd.kube import paths
 from ipamd.kube.api import KubeApi, KubeError, load_configuration
 from ipamd.kube.informer import Informer
-from ipamd.records import IpRec, ip_from_obj
+from ipamd.rules.records import IpRec, ip_from_obj
 from tests.integration.podnetns import PodNetns
 from vpcsim.testing import EmulatorHandle
 

@@ -18,9 +18,9 @@ from typing import Any
 from kubernetes import client
 
 from cni.agent.agent import Agent, AgentSettings
-from cni.agent.kube_ipsource import KubeNodeIpSource
 from cni.agent.pool import Allocation, PoolState
 from cni.agent.reporter import Reporter
+from cni.agent.sources.kube_ipsource import KubeNodeIpSource
 from core.names import CRD_GROUP, CRD_VERSION, PLURAL_VPC_ENI, PLURAL_VPC_IP
 from tests.integration.test_agent_kube import api, wait_view  # noqa: F401 - fixture
 from tests.ipamd_records import create_vpc_eni, create_vpc_ip, mark_eni_attached

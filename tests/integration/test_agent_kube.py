@@ -18,9 +18,9 @@ import yaml
 from kubernetes import client
 
 from cni.agent.ipsource import IpUsage, NodeIpView
-from cni.agent.kube_ipsource import KubeNodeIpSource
-from cni.agent.kube_pods import KubePodSource
 from cni.agent.pods import PodLookupError
+from cni.agent.sources.kube_ipsource import KubeNodeIpSource
+from cni.agent.sources.kube_pods import KubePodSource
 from core.ids import IPv4
 from core.names import CRD_GROUP, CRD_VERSION, PLURAL_VPC_ENI, PLURAL_VPC_IP
 from localcluster.controlplane import ControlPlane

@@ -1,7 +1,7 @@
 """deploy/agent's RBAC and admission policy with the agent ServiceAccount's own token
 (bound to an agent pod on NODE, as the kubelet's projected token is) on the real
-kube-apiserver: the agent's real Kubernetes ports (``cni.agent.kube_ipsource``,
-``cni.agent.kube_pods``, ``cni.agent.kube_subnets``) work with it, and what the
+kube-apiserver: the agent's real Kubernetes ports (``cni.agent.sources.kube_ipsource``,
+``cni.agent.sources.kube_pods``, ``cni.agent.sources.kube_subnets``) work with it, and what the
 agent must not do (per the ownership in core/models.py) is refused with 403.
 test_deploy_agent_node_policy.py checks the policy across two nodes."""
 
@@ -17,9 +17,9 @@ from kubernetes import client
 from kubernetes.dynamic import DynamicClient
 
 from cni.agent.ipsource import IpUsage
-from cni.agent.kube_ipsource import KubeNodeIpSource
-from cni.agent.kube_pods import KubePodSource
-from cni.agent.kube_subnets import KubeSubnetStatusWatch
+from cni.agent.sources.kube_ipsource import KubeNodeIpSource
+from cni.agent.sources.kube_pods import KubePodSource
+from cni.agent.sources.kube_subnets import KubeSubnetStatusWatch
 from core.ids import IPv4
 from core.models import (
     SUBNET_STATUS_CONFIGMAP,

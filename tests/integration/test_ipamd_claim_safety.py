@@ -23,7 +23,7 @@ from core import models as m
 from core import names
 from core.ids import EniId
 from harness.ipamd_world import POD_SUBNET3, SPEC, VPC
-from ipamd.enis import ip_spec
+from ipamd.controllers.enis import ip_spec
 from ipamd.kube import paths
 from ipamd.kube.api import KubeApi, KubeError, load_configuration
 from ipamd.kube.crds import CrdWriter

@@ -24,8 +24,8 @@ import pytest
 from core import names
 from core.ids import EniId, InstanceId, SubnetId, VpcId
 from harness.ipamd_world import CLUSTER, POD_SUBNET3, SPEC, VPC
+from ipamd.controllers.enis import EniOps
 from ipamd.deps import Deps
-from ipamd.enis import EniOps
 from ipamd.kube import paths
 from localcluster.controlplane import ControlPlane
 from tests.emulator_client import cloud_for

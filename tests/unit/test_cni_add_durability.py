@@ -13,8 +13,8 @@ from typing import Any
 from cni.agent import checkpoint
 from cni.agent.agent import Agent, AgentSettings
 from cni.agent.cnitypes import PodAttachment, parse_request
+from cni.agent.dataplane.netops import EniLink
 from cni.agent.ipsource import EniInfo, MemoryNodeIpSource, NodeIp
-from cni.agent.netops import EniLink
 from cni.agent.pool import Allocation, PoolState
 from core.ids import EniId, IPv4
 

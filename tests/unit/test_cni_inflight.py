@@ -14,8 +14,8 @@ from pyroute2.netlink.exceptions import NetlinkError
 
 from cni.agent.agent import Agent, AgentSettings
 from cni.agent.cnitypes import CniError, PodAttachment, parse_request
+from cni.agent.dataplane.netops import EniLink
 from cni.agent.ipsource import EniInfo, MemoryNodeIpSource, NodeIp
-from cni.agent.netops import EniLink
 from cni.agent.pool import Allocation, PoolState
 from core.ids import EniId, IPv4
 

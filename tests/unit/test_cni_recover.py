@@ -4,7 +4,7 @@ and what ADD is told while links are unexplained."""
 
 from __future__ import annotations
 
-from cni.agent.podnet import veth_mac
+from cni.agent.dataplane.podnet import veth_mac
 from cni.agent.recover import Recovery, explain_ip
 
 NAME = "tke0123456789ab"

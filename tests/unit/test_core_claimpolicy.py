@@ -10,13 +10,13 @@ import pytest
 
 from cni.agent import pool
 from cni.agent.ipsource import EniInfo, NodeIp, NodeIpView, view_from_json
-from cni.agent.kube_ipsource import ip_of, status_patch
 from cni.agent.pool import PoolState
+from cni.agent.sources.kube_ipsource import ip_of, status_patch
 from core import claimpolicy as cp
 from core import models as m
 from core import names
 from core.ids import EniId, IPv4
-from ipamd.records import ip_from_obj, pod_from_obj
+from ipamd.rules.records import ip_from_obj, pod_from_obj
 from scheduler_extender.pod import pod_facts
 
 STS = {

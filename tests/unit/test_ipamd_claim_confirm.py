@@ -1,4 +1,4 @@
-"""ipamd.claims.needs_confirming: which steps ask the cloud where a claimed
+"""ipamd.rules.claims.needs_confirming: which steps ask the cloud where a claimed
 address is before trusting its VpcIP (issue 11, items 2/4 class)."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from core import models as m
-from ipamd.claims import Step, needs_confirming
+from ipamd.rules.claims import Step, needs_confirming
 
 TRUSTING = [Step.RESERVE_FOR_POD, Step.MARK_BOUND, Step.MARK_RESERVED, Step.MIGRATE, Step.RELEASE]
 OTHERS = [Step.NONE, Step.ALLOCATE, Step.WAIT]

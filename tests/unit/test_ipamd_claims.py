@@ -1,4 +1,4 @@
-"""ipamd.claims: the static-IP claim state machine and expiry, table-driven."""
+"""ipamd.rules.claims: the static-IP claim state machine and expiry, table-driven."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from ipamd.claims import (
+from ipamd.rules.claims import (
     ClaimView,
     IpView,
     PodView,

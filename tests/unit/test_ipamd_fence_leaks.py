@@ -1,5 +1,5 @@
 """ipamd's write fence (``ipamd.fence``, hooked into the cloud adapter) and
-ipamd.leaks' "not ours to delete" rules (issue 11 items 6 and 9), without I/O."""
+ipamd.controllers.leaks' "not ours to delete" rules (issue 11 items 6 and 9), without I/O."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from cloud.settings import CloudSettings
 from core import names
 from core.ids import EniId, InstanceId, SubnetId, VpcId, Zone
 from ipamd import metrics
+from ipamd.controllers.leaks import not_ours_to_delete
 from ipamd.fence import LeaderFence, NotLeaderError
-from ipamd.leaks import not_ours_to_delete
 
 CLUSTER, VPC = "cls-kjqul1ir", "vpc-aaaaaaaa"
 

@@ -1,11 +1,11 @@
-"""ipamd.pool: warm-pool targets, fewest-ENIs placement, batching, release choice."""
+"""ipamd.rules.pool: warm-pool targets, fewest-ENIs placement, batching, release choice."""
 
 from __future__ import annotations
 
 import pytest
 
-from ipamd import pool
-from ipamd.pool import EniView, FreeIp, PoolCounts, PoolTargets
+from ipamd.rules import pool
+from ipamd.rules.pool import EniView, FreeIp, PoolCounts, PoolTargets
 
 
 @pytest.mark.parametrize(

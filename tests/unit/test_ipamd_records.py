@@ -1,12 +1,12 @@
-"""ipamd.providerid and ipamd.records: object summaries from API dicts."""
+"""ipamd.rules.providerid and ipamd.rules.records: object summaries from API dicts."""
 
 from __future__ import annotations
 
 import pytest
 
 from core import models as m
-from ipamd.providerid import instance_id_of, parse_provider_id
-from ipamd.records import claim_from_obj, ip_from_obj, node_from_obj, pod_from_obj
+from ipamd.rules.providerid import instance_id_of, parse_provider_id
+from ipamd.rules.records import claim_from_obj, ip_from_obj, node_from_obj, pod_from_obj
 
 
 @pytest.mark.parametrize(

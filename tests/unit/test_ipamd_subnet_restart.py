@@ -1,4 +1,4 @@
-"""ipamd.subnets, what a restart needs (issue 11, item 1): the accepted decision
+"""ipamd.rules.subnets, what a restart needs (issue 11, item 1): the accepted decision
 read back from the published status, and the foreign-resource check only for
 subnets that hold none of our ENIs yet."""
 
@@ -7,7 +7,7 @@ from __future__ import annotations
 from cloud.models import Subnet
 from core import models as m
 from core.ids import SubnetId, VpcId, Zone
-from ipamd import subnets as sn
+from ipamd.rules import subnets as sn
 
 VPC = "vpc-aaaaaaaa"
 

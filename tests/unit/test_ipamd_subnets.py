@@ -1,4 +1,4 @@
-"""ipamd.subnets: ConfigMap parsing and the all-or-nothing subnet decision."""
+"""ipamd.rules.subnets: ConfigMap parsing and the all-or-nothing subnet decision."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 
 from cloud.models import Subnet
 from core.ids import SubnetId, VpcId, Zone
-from ipamd import subnets as sn
+from ipamd.rules import subnets as sn
 
 VPC = "vpc-aaaaaaaa"
 

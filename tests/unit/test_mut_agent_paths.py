@@ -49,8 +49,8 @@ from cni.agent.cnitypes import (
     CniRequest,
     PodAttachment,
 )
+from cni.agent.dataplane.netops import EniLink
 from cni.agent.ipsource import EniInfo, MemoryNodeIpSource, NodeIp, NodeIpView
-from cni.agent.netops import EniLink
 from cni.agent.pods import PodInfo
 from cni.agent.pool import (
     Allocation,

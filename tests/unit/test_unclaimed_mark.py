@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from cni.agent import pool
 from cni.agent.ipsource import EniInfo, NodeIp, NodeIpView, view_from_json
-from cni.agent.kube_ipsource import ip_of
 from cni.agent.pool import Allocation, PoolState
+from cni.agent.sources.kube_ipsource import ip_of
 from core import models as m
 from core.ids import EniId, IPv4
-from ipamd.records import ip_from_obj
+from ipamd.rules.records import ip_from_obj
 
 ENI = EniInfo(
     EniId("eni-a"), "02:00:00:00:00:0a", "10.0.0.0/24", IPv4("10.0.0.1"), IPv4("10.0.0.2")

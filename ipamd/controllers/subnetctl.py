@@ -1,5 +1,5 @@
 """The subnet controller: reads ConfigMap ``kube-system/tke-eni-ipamd``,
-checks it against the cloud (``ipamd.subnets``), applies it live, publishes
+checks it against the cloud (``ipamd.rules.subnets``), applies it live, publishes
 ``kube-system/tke-eni-ipamd-status`` for the scheduler extender, and
 refreshes free-IP counts. A missing ConfigMap is a condition (logged, shown
 in /readyz detail), not a crash.
@@ -20,10 +20,11 @@ from cloud.models import Subnet
 from core import models as m
 from core import names
 from core.ids import SubnetId, VpcId
-from ipamd import metrics, subnets
+from ipamd import metrics
 from ipamd.deps import Deps
 from ipamd.kube import events as ev
 from ipamd.kube import paths
+from ipamd.rules import subnets
 from ipamd.state import NODE
 
 log = logging.getLogger(__name__)

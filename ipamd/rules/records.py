@@ -12,7 +12,7 @@ from typing import Any
 from core import models as m
 from core import names
 from core.claimpolicy import claim_policy
-from ipamd.providerid import instance_id_of
+from ipamd.rules.providerid import instance_id_of
 
 JSON = dict[str, Any]
 _i = sys.intern

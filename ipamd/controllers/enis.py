@@ -14,13 +14,14 @@ from cloud.models import Eni, Subnet
 from core import cidr, names
 from core import models as m
 from core.ids import EniId, InstanceId, VpcId
-from ipamd import metrics, pool
+from ipamd import metrics
 from ipamd.deps import Deps
 from ipamd.kube import events as ev
 from ipamd.kube import paths
-from ipamd.records import ClaimRec, EniRec
+from ipamd.rules import pool
+from ipamd.rules.records import ClaimRec, EniRec
+from ipamd.rules.subnets import SubnetDecision
 from ipamd.state import CLAIM, ClusterState, NodeFacts
-from ipamd.subnets import SubnetDecision
 
 log = logging.getLogger(__name__)
 

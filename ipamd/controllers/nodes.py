@@ -1,5 +1,5 @@
 """The node controller: one ``sync(node)`` brings a node's ENIs and warm pool
-to target (pure decisions in ``ipamd.pool``), carries out the release
+to target (pure decisions in ``ipamd.rules.pool``), carries out the release
 handshake for dynamic IPs, drains removed subnets, deletes empty ENIs, and
 tears a removed node down (dynamic IPs and ENIs released; claimed IPs stay,
 on a detached ENI, until their claim moves or expires)."""
@@ -18,11 +18,12 @@ from core import names
 from core.ids import EniId, InstanceId
 from core.limits import limits_for_type
 from core.models import ENI_PHASE_DETACHED, parse_rfc3339
-from ipamd import metrics, pool
+from ipamd import metrics
+from ipamd.controllers.enis import SUBNET_EXHAUSTED_CODES, EniOps, ip_spec
 from ipamd.deps import Deps
-from ipamd.enis import SUBNET_EXHAUSTED_CODES, EniOps, ip_spec
 from ipamd.kube import events as ev
-from ipamd.records import EniRec, IpRec, NodeRec
+from ipamd.rules import pool
+from ipamd.rules.records import EniRec, IpRec, NodeRec
 from ipamd.state import NodeFacts
 
 log = logging.getLogger(__name__)

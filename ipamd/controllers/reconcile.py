@@ -3,7 +3,7 @@ with the CRDs and fixes drift, logging and counting every fix:
 
 * an ENI of ours with no VpcENI: adopted when its instance is a live node;
   otherwise deleted only when certainly ours and certainly leaked
-  (``ipamd.leaks``: creator tag, our VPC, detached or on a gone instance,
+  (``ipamd.controllers.leaks``: creator tag, our VPC, detached or on a gone instance,
   ``--leaked-eni-min-age``, ``--leaked-eni-dry-run``);
 * a VpcENI whose ENI is gone: its dynamic VpcIPs and the record are dropped;
 * a secondary IP on our ENI with no VpcIP: adopted as a warm dynamic IP;
@@ -26,11 +26,11 @@ from core import models as m
 from core.ids import EniId, InstanceId
 from core.models import ENI_PHASE_DETACHED
 from ipamd import metrics
+from ipamd.controllers.enis import ip_spec
+from ipamd.controllers.leaks import LeakSweeper
+from ipamd.controllers.nodes import NodeController
 from ipamd.deps import Deps
-from ipamd.enis import ip_spec
-from ipamd.leaks import LeakSweeper
-from ipamd.nodes import NodeController
-from ipamd.records import ClaimRec, EniRec, IpRec
+from ipamd.rules.records import ClaimRec, EniRec, IpRec
 from ipamd.state import CLAIM
 
 log = logging.getLogger(__name__)

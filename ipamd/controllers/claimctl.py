@@ -1,6 +1,6 @@
 """The claim controller: static IPs of pods annotated
 ``vpc-ip-claim-delete-policy: Never``. ``sync(ns/name)`` creates the claim for
-a new pod, then carries out the one step ``ipamd.claims.decide`` returns:
+a new pod, then carries out the one step ``ipamd.rules.claims.decide`` returns:
 allocate, reserve for the new pod UID, move the IP to the pod's new node
 (MigratePrivateIpAddress; unassign + assign when the source ENI is gone),
 mark Reserved when the pod goes, release on expiry / owner deletion /
@@ -21,12 +21,13 @@ from core import claimpolicy, names
 from core import models as m
 from core.ids import EniId, VpcId
 from core.models import ENI_PHASE_DETACHED, parse_rfc3339, rfc3339
-from ipamd import claims, metrics
+from ipamd import metrics
+from ipamd.controllers.enis import ip_spec
+from ipamd.controllers.nodes import NodeController
 from ipamd.deps import Deps
-from ipamd.enis import ip_spec
 from ipamd.kube import events as ev
-from ipamd.nodes import NodeController
-from ipamd.records import ClaimRec, IpRec, PodRec
+from ipamd.rules import claims
+from ipamd.rules.records import ClaimRec, IpRec, PodRec
 from ipamd.state import CLAIM, NODE, NodeFacts
 
 log = logging.getLogger(__name__)

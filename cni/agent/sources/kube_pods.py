@@ -11,7 +11,7 @@ from typing import Any
 
 from kubernetes import client
 
-from .pods import PodInfo, PodLookupError
+from ..pods import PodInfo, PodLookupError
 
 TTL = 30.0
 

@@ -13,9 +13,9 @@ import socket
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from .cnitypes import GATEWAY, PodAttachment
+from ..cnitypes import GATEWAY, PodAttachment
+from ..pool import Allocation
 from .nsutil import in_netns, open_netns
-from .pool import Allocation
 from .rtnl import RT_SCOPE_LINK, RT_TABLE_MAIN, Rtnl
 
 PRIO_TO_POD = 512

@@ -22,11 +22,11 @@ from typing import Any
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
-from .cnitypes import ERR_CHECK_FAILED, GATEWAY, CniError, PodAttachment
-from .ipsource import EniInfo
+from ..cnitypes import ERR_CHECK_FAILED, GATEWAY, CniError, PodAttachment
+from ..ipsource import EniInfo
+from ..pool import Allocation
 from .nsutil import NetnsGoneError, in_netns
 from .podnet import PRIO_FROM_POD, PRIO_TO_POD, PodPlumber
-from .pool import Allocation
 
 log = logging.getLogger(__name__)
 

@@ -28,8 +28,8 @@ from cloud.models import Eni
 from core import names
 from core.ids import EniId, InstanceId
 from ipamd import metrics
+from ipamd.controllers.enis import claim_naming
 from ipamd.deps import Deps
-from ipamd.enis import claim_naming
 from ipamd.kube import events as ev
 
 log = logging.getLogger(__name__)

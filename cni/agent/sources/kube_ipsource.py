@@ -29,7 +29,7 @@ from core.models import (
 from core.names import CRD_GROUP, CRD_VERSION, NODE_LABEL, PLURAL_VPC_ENI, PLURAL_VPC_IP
 from kit.watch import Handlers, ListWatch, Timing, api_get, stop_all
 
-from .ipsource import EniInfo, IpUsage, MemoryNodeIpSource, NodeIp, NodeIpView
+from ..ipsource import EniInfo, IpUsage, MemoryNodeIpSource, NodeIp, NodeIpView
 
 log = logging.getLogger(__name__)
 WATCH_TIMEOUT = 300

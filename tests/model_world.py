@@ -379,7 +379,10 @@ def pod_object(p: Pod) -> dict[str, Any]:
             ],
         },
         "spec": {"nodeName": p.node},
-        "status": {"phase": "Running" if p.running else "Pending"},
+        "status": {
+            "phase": "Running" if p.running else "Pending",
+            **({"podIP": p.ip} if p.ip else {}),
+        },
     }
 
 

@@ -189,7 +189,8 @@ class ClaimController:
         while it ran (a VpcIP of its node carries the durable mark,
         core.models), or it already runs with a dynamic IP (its agent reports a
         VpcIP without a claim in use by its UID: a claim would give it a
-        second address)."""
+        second address), or the kubelet reports an address for it (status.podIP)
+        while no record says so (the mark went with a deleted VpcIP)."""
         if not pod.node or not pod.uid:
             return ""
         for rec in self.d.state.node_ips(pod.node):
@@ -197,6 +198,8 @@ class ClaimController:
                 return f"its claim was deleted while it ran with {rec.ip}"
             if not rec.claim and rec.phase == m.IP_PHASE_IN_USE and rec.pod_uid == pod.uid:
                 return f"it runs with the dynamic IP {rec.ip}"
+        if pod.ip:  # the kubelet says it runs with an address, though no record says so
+            return f"it runs with {pod.ip}"
         return ""
 
     def _maybe_create(self, key: str, pod: PodRec | None) -> None:

@@ -214,6 +214,7 @@ class PodRec:
     terminal: bool  # Succeeded/Failed: its IP is no longer used
     owner: Owner | None
     static: bool = False  # core.claimpolicy: Never, on a StatefulSet's pod
+    ip: str = ""  # status.podIP: the address the pod runs with (the kubelet's report)
     policy_reason: str = ""  # a Warning to emit: the annotation cannot be honoured
     policy_message: str = ""
 
@@ -245,4 +246,5 @@ def pod_from_obj(obj: JSON) -> PodRec | None:
         static=verdict.static,
         policy_reason=verdict.reason,
         policy_message=verdict.message,
+        ip=str((obj.get("status") or {}).get("podIP") or ""),
     )

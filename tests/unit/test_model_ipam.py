@@ -230,6 +230,7 @@ class IpamModel(RuleBasedStateMachine):
         assert result is not None
         p.container = container
         p.ip = result["ips"][-1]["address"].split("/")[0]
+        self.store.put("pods", pod_object(p))  # the kubelet reports the pod's IP
         return True
 
     def _del(self, p: Pod, container: str) -> None:
@@ -329,6 +330,7 @@ class IpamModel(RuleBasedStateMachine):
         old = p.container
         self._netns_gone(p)
         p.container, p.ip = "", ""
+        self.store.put("pods", pod_object(p))
         self._add(p)
         if del_old:
             self._del(p, old)

@@ -366,12 +366,13 @@ def test_a_full_subnet_makes_the_static_ip_wait(world: IpamModel) -> None:
     assert any(m.startswith("no ENI with room on node n1") for m in msgs), msgs
     with world_.lock:
         world_.used[POD_SUBNET] -= set(taken)
-    tick(w)  # the refresh sees room again
+    tick(w)  # the refresh sees room again: it queues the waiting claim by itself
     assert POD_SUBNET not in ipamd.app.state.exhausted
-    ipamd.app.queue.add(CLAIM + f"{NS}/web-1")  # (nothing re-queues it by itself: docs/mutation.md)
-    ipamd.drain()
     c = claim_obj(w, "web-1")
-    assert c is not None and c["status"].get("ip")
+    assert c is not None and c["status"].get("ip"), "the waiting claim was not retried"
+    assert f"{NS}/web-1" not in ipamd.app.state.waiting_claims()
+    w.settle()  # on its own: web-1 runs with its claim's IP
+    assert w.pods["web-1"].running and w.pods["web-1"].ip == c["status"]["ip"]
 
 
 # --- moves --------------------------------------------------------------------------

@@ -269,6 +269,9 @@ class App:
             if now >= next_refresh:
                 next_refresh = now + s.subnet_refresh_interval.total_seconds()
                 self._guard("subnet-refresh", self.subnets.refresh)
+                # the safety net: every static IP still waiting for room tries
+                # again once per refresh (room may appear where nothing tells us)
+                self.state.room_appeared()
             if now >= next_reconcile:
                 next_reconcile = now + s.reconcile_interval.total_seconds()
                 self.queue.add(RECONCILE)

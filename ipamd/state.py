@@ -10,6 +10,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from cloud.models import Subnet
+from core import models as m
 from core.ids import SubnetId
 from core.limits import EniLimits
 from ipamd.kube.informer import Informer
@@ -29,6 +30,13 @@ class NodeFacts:
     zone: str
     instance_type: str
     limits: EniLimits
+
+
+def _newly_attached(old: EniRec | None, new: EniRec) -> bool:
+    """``new`` is attached to its node, and was not (to that node) before."""
+    if new.phase != m.ENI_PHASE_ATTACHED:
+        return False
+    return old is None or old.phase != new.phase or old.node != new.node
 
 
 class ClusterState:
@@ -53,6 +61,9 @@ class ClusterState:
         self.surplus_since: dict[str, float] = {}  # node -> when its pool went over target
         self.configmap_data: dict[str, str] | None = None
         self.configmap_seen = False
+        # static IPs waiting for room (claim key -> (node, zone)): queued again
+        # when room appears there (``room_appeared``) and at each subnet refresh
+        self._waiting: dict[str, tuple[str, str]] = {}
 
     # --- locks ---
     def node_lock(self, node: str) -> threading.RLock:
@@ -61,6 +72,35 @@ class ClusterState:
             if lock is None:
                 lock = self._locks[node] = threading.RLock()
             return lock
+
+    # --- static IPs waiting for room ---
+    def wait_for_room(self, claim: str, node: str, zone: str) -> None:
+        """``claim`` waits for room on ``node`` (in ``zone``): the subnet is
+        full, or the node has no ENI with room and cannot add one."""
+        with self._idx_lock:
+            self._waiting[claim] = (node, zone)
+
+    def room_found(self, claim: str) -> None:
+        """``claim`` waits no more (it got its IP, moved, or is gone)."""
+        with self._idx_lock:
+            self._waiting.pop(claim, None)
+
+    def waiting_claims(self) -> dict[str, tuple[str, str]]:
+        with self._idx_lock:
+            return dict(self._waiting)
+
+    def room_appeared(self, *, node: str | None = None, zone: str | None = None) -> int:
+        """Queue the claims waiting for room on ``node`` / in ``zone`` (every
+        waiting claim when neither is given); how many were queued."""
+        with self._idx_lock:
+            keys = [
+                k
+                for k, (n, z) in self._waiting.items()
+                if (node is None or n == node) and (zone is None or z == zone)
+            ]
+        for k in keys:
+            self.queue.add(CLAIM + k)
+        return len(keys)
 
     # --- handlers (called by informers) ---
     def on_node(self, key: str, old: NodeRec | None, new: NodeRec | None) -> None:
@@ -95,6 +135,8 @@ class ClusterState:
                 self.queue.add(NODE + rec.node)
             if rec.claim:
                 self.queue.add(CLAIM + rec.claim)
+        if old is not None and old.node and (new is None or new.node != old.node):
+            self.room_appeared(node=old.node)  # an address left the node: room on its ENI
 
     def on_eni(self, key: str, old: EniRec | None, new: EniRec | None) -> None:
         with self._idx_lock:
@@ -107,6 +149,10 @@ class ClusterState:
         for rec in (old, new):
             if rec is not None and rec.node:
                 self.queue.add(NODE + rec.node)
+        if new is not None and new.node and _newly_attached(old, new):
+            self.room_appeared(node=new.node)  # an ENI attached: room on it
+        if old is not None and old.node and (new is None or new.node != old.node):
+            self.room_appeared(node=old.node)  # an ENI gone: a slot for a new one
 
     def on_claim(self, key: str, old: ClaimRec | None, new: ClaimRec | None) -> None:
         self.queue.add(CLAIM + key)

@@ -154,7 +154,7 @@ class ClaimController:
             owner_gone=owner_gone,
         )
         step = decision.step
-        log.debug("claim %s: %s (%s)", key, step.value, decision.reason)
+        self._decided(key, decision)
         releasing = iv is not None and iv.releasing
         if claims.needs_confirming(
             c.phase, c.ip, step, record_releasing=releasing
@@ -176,6 +176,11 @@ class ClaimController:
             self._waiting(c, pod, decision.reason)
         elif step is claims.Step.NONE and c.phase == m.CLAIM_PHASE_RESERVED:
             self._requeue_at_expiry(c)
+
+    def _decided(self, key: str, decision: claims.Decision) -> None:
+        log.debug("claim %s: %s (%s)", key, decision.step.value, decision.reason)
+        if decision.step not in (claims.Step.ALLOCATE, claims.Step.MIGRATE):
+            self.d.state.room_found(key)  # it waits for no room (any more)
 
     def _waiting(self, c: ClaimRec, pod: PodRec | None, reason: str) -> None:
         """Why the claim waits: an Event (best effort) and ``status.message``
@@ -203,6 +208,7 @@ class ClaimController:
         return ""
 
     def _maybe_create(self, key: str, pod: PodRec | None) -> None:
+        self.d.state.room_found(key)  # no claim: nothing waits for room
         if pod is None or pod.deleting or pod.terminal:
             return
         if pod.static and (why := self._runs_unclaimed(pod)):
@@ -288,6 +294,9 @@ class ClaimController:
             facts = self.nodes.facts(rec)
             if facts is None:
                 return
+            # waiting from here on: room appearing on the node or in the zone
+            # (also while this try runs) queues the claim again (ClusterState)
+            self.d.state.wait_for_room(c.key, node, facts.zone)
             eni_rec = self.nodes.eni_with_room(node, facts)
             if eni_rec is None:
                 self.d.events.emit(
@@ -336,6 +345,7 @@ class ClaimController:
             last_seen=rfc3339(datetime.now(UTC)),
             expires_at="",
         )
+        self.d.state.room_found(c.key)
         metrics.ALLOCATION.labels("claim").observe(time.monotonic() - start)
         self.d.events.emit(
             self._pod_ref(c, pod),
@@ -698,7 +708,9 @@ class ClaimController:
 
     def _dest_eni(self, c: ClaimRec, pod: PodRec, facts: NodeFacts, subnet: str) -> str | None:
         """An attached ENI of the pod's node in the IP's subnet with room, or a new
-        one; None (with an event) when the node cannot take it."""
+        one; None (with an event) when the node cannot take it (the claim then
+        waits for room there, ClusterState)."""
+        self.d.state.wait_for_room(c.key, pod.node, facts.zone)
         rec = self.nodes.eni_with_room(pod.node, facts, subnet=subnet)
         if rec is None:
             self.d.events.emit(
@@ -708,6 +720,7 @@ class ClaimController:
                 f"node {pod.node} has no ENI with room in subnet {subnet} and cannot add one",
             )
             return None
+        self.d.state.room_found(c.key)
         return rec.eni_id
 
     def _keep_unrecorded(self, c: ClaimRec, pod: PodRec, rec: IpRec | None) -> IpRec | None:

@@ -124,9 +124,18 @@ class SubnetController:
             or set(previous.draining) != set(decision.draining)
         )
         st.decision = decision
+        refreshed = bool(st.exhausted & set(decision.active))
         st.exhausted -= set(decision.active)  # fresh counts: let the cloud say again
         self.condition = "ok"
         self._last_error = ""
+        self._applied(decision, changed=changed, refreshed=refreshed)
+        self._publish()
+
+    def _applied(self, decision: subnets.SubnetDecision, *, changed: bool, refreshed: bool) -> None:
+        """An accepted decision is in force: when it changed, say so and queue
+        every node; when it changed or full subnets may take IPs again, the
+        static IPs waiting for room try again."""
+        st = self.d.state
         if changed:
             msg = f"subnets applied: active {sorted(decision.active)}" + (
                 f", draining {sorted(decision.draining)}" if decision.draining else ""
@@ -135,7 +144,8 @@ class SubnetController:
             self.d.events.emit(ev.configmap_ref(), ev.NORMAL, "SubnetsApplied", msg)
             for node in st.nodes_with_work():
                 st.queue.add(NODE + node)
-        self._publish()
+        if changed or refreshed:
+            st.room_appeared()
 
     def _refuse(self, message: str, reason: str) -> None:
         self.d.events.emit(ev.configmap_ref(), ev.WARNING, reason, message)
@@ -215,8 +225,16 @@ class SubnetController:
             return
         subnets.refresh(d, latest, st.subnet_in_use())
         for s in latest:
-            if s.available_ips > 0:
+            if s.available_ips > 0 and s.subnet_id in st.exhausted:
                 st.exhausted.discard(s.subnet_id)
+                # no longer full: the static IPs waiting in its zone try again
+                n = st.room_appeared(zone=s.zone)
+                log.info(
+                    "subnet %s has %d free IPs again: %d waiting claims queued",
+                    s.subnet_id,
+                    s.available_ips,
+                    n,
+                )
         self._publish()
 
     def _publish(self) -> None:

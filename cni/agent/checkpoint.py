@@ -128,10 +128,13 @@ class Checkpoint:
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
 
     def mark(self) -> int:
-        """Record a change; returns its sequence number."""
+        """Record a change; returns its sequence number. Starts the writer (again,
+        when the last one stopped: its waiters were told why)."""
         with self._cond:
             self._seq += 1
-            if self._thread is None:
+            if self._thread is None or not self._thread.is_alive():
+                if self._thread is not None:
+                    log.warning("checkpoint writer restarted", extra={"path": self.path})
                 self._thread = threading.Thread(target=self._loop, name="checkpoint", daemon=True)
                 self._thread.start()
             self._cond.notify_all()
@@ -167,22 +170,44 @@ class Checkpoint:
         self._size = len(line)
 
     def _loop(self) -> None:
-        while True:
-            with self._cond:
-                self._cond.wait_for(lambda: self._seq > self._done)
-            try:
-                upto = self._write()
-            except OSError as exc:
+        """Write until the process ends. A failed write (any exception: a full
+        disk, a snapshot that cannot be encoded, a bug) is reported to the
+        waiters at once and retried after a pause; should the thread still
+        end, its waiters are told at once why (and the next ``mark`` starts
+        another writer), never left to their timeout."""
+        try:
+            while True:
                 with self._cond:
-                    self._error = f"failed to write checkpoint {self.path}: {exc}"
+                    self._cond.wait_for(lambda: self._seq > self._done)
+                try:
+                    upto = self._write()
+                except Exception as exc:  # noqa: BLE001 - one write failed; the writer goes on
+                    self._failed(exc)
+                    time.sleep(1.0)
+                    continue
+                with self._cond:
+                    self._done = max(self._done, upto)
+                    self._error = ""
                     self._cond.notify_all()
-                log.error("checkpoint write failed", extra={"path": self.path, "error": str(exc)})
-                time.sleep(1.0)
-                continue
+        except BaseException as exc:
             with self._cond:
-                self._done = max(self._done, upto)
-                self._error = ""
+                self._error = f"checkpoint writer stopped: {type(exc).__name__}: {exc}"
                 self._cond.notify_all()
+            log.critical(
+                "checkpoint writer stopped", extra={"path": self.path, "error": self._error}
+            )
+            raise
+
+    def _failed(self, exc: Exception) -> None:
+        what = str(exc) if isinstance(exc, OSError) else f"{type(exc).__name__}: {exc}"
+        with self._cond:
+            self._error = f"failed to write checkpoint {self.path}: {what}"
+            self._cond.notify_all()
+        log.error(
+            "checkpoint write failed",
+            exc_info=not isinstance(exc, OSError),  # a bug: its traceback
+            extra={"path": self.path, "error": what, "pending": self._seq - self._done},
+        )
 
     def flush(self) -> None:
         """Write the current state now as a fresh, compacted file (start, stop)."""

@@ -62,6 +62,7 @@ def test_a_write_failing_with_any_exception_is_reported_at_once_and_the_writer_g
     assert path.exists()
 
 
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # the death
 def test_a_writer_that_dies_tells_its_waiters_at_once_and_the_next_change_restarts_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

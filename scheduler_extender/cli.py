@@ -45,6 +45,7 @@ def tls_files(settings: config.Settings) -> TLSFiles | None:
         cert_label="--tls-cert-file",
         key_label="--tls-key-file",
         client_ca_label="--client-ca-file",
+        require_client_cert=True,
     )
 
 

@@ -11,8 +11,9 @@ from typing import Any
 from core.models import SUBNET_STATUS_CONFIGMAP, SUBNET_STATUS_KEY
 from core.names import CONFIGMAP_NAME, CONFIGMAP_NAMESPACE
 from kit import logs
-from kit.settings import Flag, SettingsError, Spec, one_of, positive
+from kit.settings import Flag, Spec, one_of, positive
 from kit.settings import effective as effective_config
+from kit.tlsserve import check_serving
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,29 +113,20 @@ SPEC = Spec(
 )
 
 
-def _check_serving(values: dict[str, Any]) -> None:
-    """TLS is the default: all three files, or --insecure-http and none of them."""
-    tls_set = [flag_name(k) for k in TLS_FLAGS if values[k]]
-    if values["insecure_http"]:
-        if tls_set:
-            raise SettingsError(f"--insecure-http and {', '.join(tls_set)} together: choose one")
-    elif len(tls_set) != len(TLS_FLAGS):
-        missing = [flag_name(k) for k in TLS_FLAGS if not values[k]]
-        raise SettingsError(
-            f"{', '.join(missing)} not set: the extender serves TLS and requires "
-            "kube-scheduler's client certificate (--tls-cert-file, --tls-key-file, "
-            "--client-ca-file or their env vars); --insecure-http serves plain HTTP, "
-            "for local debugging only"
-        )
-    if values["port"] != 0 and values["health_port"] == values["port"]:
-        raise SettingsError("--health-port must differ from --port")
+def _missing_tls(missing: list[str]) -> str:
+    return (
+        f"{', '.join(missing)} not set: the extender serves TLS and requires "
+        "kube-scheduler's client certificate (--tls-cert-file, --tls-key-file, "
+        "--client-ca-file or their env vars); --insecure-http serves plain HTTP, "
+        "for local debugging only"
+    )
 
 
 def _check(values: dict[str, Any]) -> None:
     for path in ("filter_path", "prioritize_path"):
         if not values[path].startswith("/"):
             values[path] = "/" + values[path]
-    _check_serving(values)
+    check_serving(values, TLS_FLAGS, _missing_tls)
 
 
 def parse(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> Settings:

@@ -27,7 +27,6 @@ the same way (``Listener`` + ``ServeOptions`` + optional ``TLSFiles``).
 from __future__ import annotations
 
 import contextlib
-import io
 import logging
 import os
 import selectors
@@ -39,36 +38,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from cheroot import makefile as cheroot_makefile
 from cheroot import wsgi as cheroot_wsgi
 from cheroot.server import HTTPConnection
-from cheroot.ssl import Adapter
 
-from .tlscontext import EventSink, ReloadingContext, TLSConfigError, TLSFiles, build_context
-
-
-class _LazyHandshakeAdapter(Adapter):
-    """cheroot's TLS hook: wraps the accepted socket without a handshake (the
-    server drives it, non-blocking); the context comes from ``ReloadingContext``."""
-
-    def __init__(self, contexts: ReloadingContext) -> None:
-        super().__init__(contexts.files.cert_file, contexts.files.key_file)
-        self.contexts = contexts
-
-    def bind(self, sock: socket.socket) -> socket.socket:
-        return sock
-
-    def wrap(self, sock: socket.socket) -> tuple[ssl.SSLSocket, dict[str, str]]:
-        wrapped = self.contexts.current().wrap_socket(
-            sock, server_side=True, do_handshake_on_connect=False
-        )
-        return wrapped, self.get_environ(wrapped)
-
-    def get_environ(self, sock: Any = None) -> dict[str, str]:
-        return {"wsgi.url_scheme": "https", "HTTPS": "on"}
-
-    def makefile(self, sock: Any, mode: str = "r", bufsize: int = io.DEFAULT_BUFFER_SIZE) -> Any:
-        return cheroot_makefile.MakeFile(sock, mode, bufsize)
+from kit.tlsserve import (
+    EventSink,
+    LazyTLSAdapter,
+    ReloadingContext,
+    TLSConfigError,
+    TLSFiles,
+    build_context,
+)
 
 
 @dataclass(frozen=True)
@@ -343,7 +323,7 @@ class Listener:
         )
         self.server = _Server(app, opts, self.log, on_event, authorize)
         if self.contexts is not None:
-            self.server.ssl_adapter = _LazyHandshakeAdapter(self.contexts)
+            self.server.ssl_adapter = LazyTLSAdapter(self.contexts)
         self.server.prepare()  # binds: the port is known from here on
         self._thread: threading.Thread | None = None
 

@@ -29,7 +29,9 @@ log = logging.getLogger("tke_eni_webhook")
 
 
 def serve(settings: config.Settings) -> int:
-    from .server import TLSConfigError, admission_listener
+    from kit.tlsserve import TLSConfigError
+
+    from .server import admission_listener
 
     logs.setup(settings.log_level, settings.log_format)
     log_effective(log, "tke-eni-ip-webhook", settings)

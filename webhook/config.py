@@ -10,8 +10,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from kit import logs
-from kit.settings import Flag, SettingsError, Spec, positive
+from kit.settings import Flag, Spec, positive
 from kit.settings import effective as effective_config
+from kit.tlsserve import check_serving
 
 ENV_PREFIX = "TKE_WEBHOOK_"
 
@@ -85,22 +86,19 @@ SPEC = Spec(
 )
 
 
+def _missing_tls(_missing: list[str]) -> str:
+    return (
+        "--tls-cert-file and --tls-key-file (or TKE_WEBHOOK_TLS_CERT_FILE / "
+        "TKE_WEBHOOK_TLS_KEY_FILE) are required: the API server calls admission "
+        "webhooks over HTTPS only (`tke-eni-ip-webhook certs` provisions them; "
+        "--insecure-http is for benchmarks and debugging)"
+    )
+
+
 def _check(values: dict[str, Any]) -> None:
     if not values["mutate_path"].startswith("/"):
         values["mutate_path"] = "/" + values["mutate_path"]
-    if values["port"] != 0 and values["health_port"] == values["port"]:
-        raise SettingsError("--health-port must differ from --port")
-    tls_set = [flag_name(k) for k in ("tls_cert_file", "tls_key_file") if values[k]]
-    if values["insecure_http"]:
-        if tls_set:
-            raise SettingsError(f"--insecure-http and {', '.join(tls_set)} together: choose one")
-    elif len(tls_set) != 2:
-        raise SettingsError(
-            "--tls-cert-file and --tls-key-file (or TKE_WEBHOOK_TLS_CERT_FILE / "
-            "TKE_WEBHOOK_TLS_KEY_FILE) are required: the API server calls admission "
-            "webhooks over HTTPS only (`tke-eni-ip-webhook certs` provisions them; "
-            "--insecure-http is for benchmarks and debugging)"
-        )
+    check_serving(values, ("tls_cert_file", "tls_key_file"), _missing_tls)
 
 
 def parse(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> Settings:

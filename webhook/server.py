@@ -26,140 +26,28 @@ never sends a call on a connection we are closing).
 from __future__ import annotations
 
 import contextlib
-import io
 import logging
-import os
 import ssl
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from cheroot import connections, makefile, wsgi
 from cheroot.server import HTTPConnection, HTTPRequest
-from cheroot.ssl import Adapter
 
 from kit import logs
+from kit.tlsserve import (
+    GENERATION_KEY,
+    LazyTLSAdapter,
+    ReloadingContext,
+    TLSFiles,
+)
 
 from .config import Settings
 from .metrics import Metrics
 
 log = logging.getLogger("tke_eni_webhook.server")
-
-
-class TLSConfigError(ValueError):
-    """The certificate or key cannot be used (the message says which and why)."""
-
-
-@dataclass(frozen=True)
-class TLSFiles:
-    cert_file: str
-    key_file: str
-
-    def paths(self) -> tuple[tuple[str, str], ...]:
-        return (("--tls-cert-file", self.cert_file), ("--tls-key-file", self.key_file))
-
-
-def build_context(files: TLSFiles) -> ssl.SSLContext:
-    for label, path in files.paths():
-        try:
-            with open(path, "rb") as f:
-                if not f.read(1):
-                    raise TLSConfigError(f"{label} {path}: file is empty")
-        except OSError as exc:
-            raise TLSConfigError(f"{label} {path}: cannot read: {exc.strerror or exc}") from exc
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    try:
-        ctx.load_cert_chain(files.cert_file, files.key_file)
-    except ssl.SSLError as exc:
-        text = str(exc)
-        if "KEY_VALUES_MISMATCH" in text or "key values mismatch" in text:
-            raise TLSConfigError(f"--tls-key-file {files.key_file} does not match the "
-                                 f"certificate in --tls-cert-file {files.cert_file}") from exc
-        raise TLSConfigError(f"--tls-cert-file {files.cert_file} / --tls-key-file "
-                             f"{files.key_file}: not a PEM certificate and matching private "
-                             f"key ({exc.reason or text})") from exc
-    return ctx
-
-
-def _stamp(path: str) -> tuple[int, ...]:
-    try:
-        st = os.stat(path)  # follows symlinks: a Secret volume swaps ..data
-    except OSError:
-        return (-1,)
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
-
-
-class ReloadingContext:
-    """The current context, rebuilt when a file changed (checked at most once per
-    ``check_interval`` seconds, on new connections)."""
-
-    def __init__(self, files: TLSFiles, *, check_interval: float = 1.0,
-                 on_reload: Callable[[str, str], None] | None = None) -> None:
-        self.files = files
-        self.check_interval = check_interval
-        self._on_reload = on_reload
-        self._lock = threading.Lock()
-        self._stamps = self._current()
-        self._context = build_context(files)
-        self._checked = time.monotonic()
-        self.generation = 0  # +1 per successful reload
-
-    def _current(self) -> tuple[tuple[int, ...], ...]:
-        return tuple(_stamp(p) for _, p in self.files.paths())
-
-    def current(self) -> ssl.SSLContext:
-        now = time.monotonic()
-        if now - self._checked < self.check_interval:
-            return self._context
-        with self._lock:
-            self._checked = now
-            stamps = self._current()
-            if stamps != self._stamps:
-                self._stamps = stamps
-                try:
-                    self._context = build_context(self.files)
-                except TLSConfigError as exc:
-                    self._emit("failed", str(exc))
-                else:
-                    self.generation += 1
-                    self._emit("ok", "")
-            return self._context
-
-    def _emit(self, result: str, error: str) -> None:
-        if self._on_reload is not None:
-            self._on_reload(result, error)
-
-
-#: environ key: the certificate generation a connection was made with
-GENERATION_KEY = "tke.tls_generation"
-
-
-class _LazyTLSAdapter(Adapter):
-    """cheroot's TLS hook: wraps an accepted socket with the current context and
-    no handshake (``_Server`` drives it); the environ carries the context's
-    generation, so requests on connections made before a reload are known."""
-
-    def __init__(self, contexts: ReloadingContext) -> None:
-        super().__init__(contexts.files.cert_file, contexts.files.key_file)
-        self.contexts = contexts
-
-    def bind(self, sock: Any) -> Any:
-        return sock
-
-    def wrap(self, sock: Any) -> tuple[ssl.SSLSocket, dict[str, Any]]:
-        ctx = self.contexts.current()
-        generation = self.contexts.generation
-        wrapped = ctx.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
-        return wrapped, {**self.get_environ(wrapped), GENERATION_KEY: generation}
-
-    def get_environ(self, sock: Any = None) -> dict[str, Any]:
-        return {"wsgi.url_scheme": "https", "HTTPS": "on"}
-
-    def makefile(self, sock: Any, mode: str = "r", bufsize: int = io.DEFAULT_BUFFER_SIZE) -> Any:
-        return makefile.MakeFile(sock, mode, bufsize)
 
 
 def close_stale_connections(app: Any, contexts: ReloadingContext) -> Any:
@@ -334,7 +222,7 @@ class Listener:
         self.server.on_handshake = on_handshake
         self.scheme = "https" if contexts is not None else "http"
         if contexts is not None:
-            self.server.ssl_adapter = _LazyTLSAdapter(contexts)
+            self.server.ssl_adapter = LazyTLSAdapter(contexts)
         self.server.prepare()  # binds: the port is known from here on
         self._thread: threading.Thread | None = None
 
@@ -373,15 +261,17 @@ def admission_listener(app: Any, settings: Settings, metrics: Metrics | None = N
             metrics.tls_handshakes.inc()
 
     if not settings.insecure_http:
-        def reloaded(result: str, error: str) -> None:
+        def reloaded(_kind: str, fields: dict[str, Any]) -> None:
+            result, error = str(fields["result"]), fields.get("error")
             level = logging.INFO if result == "ok" else logging.WARNING
             logs.event(log, level, "tls files reloaded" if result == "ok" else
-                       "tls reload failed: the previous certificate stays", error=error or None)
+                       "tls reload failed: the previous certificate stays", error=error)
             if metrics is not None:
                 metrics.tls_reloads.labels(result).inc()
 
-        contexts = ReloadingContext(TLSFiles(settings.tls_cert_file, settings.tls_key_file),
-                                    check_interval=reload_interval, on_reload=reloaded)
+        files = TLSFiles(settings.tls_cert_file, settings.tls_key_file,
+                         cert_label="--tls-cert-file", key_label="--tls-key-file")
+        contexts = ReloadingContext(files, check_interval=reload_interval, on_event=reloaded)
         app = close_stale_connections(app, contexts)
     return Listener(app, settings.host, settings.port, threads=settings.threads,
                     timeout=settings.read_timeout, contexts=contexts,

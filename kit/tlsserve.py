@@ -231,3 +231,20 @@ def check_serving(values: dict[str, Any], tls_fields: tuple[str, ...],
         raise SettingsError(missing_message([_flag(k) for k in tls_fields if not values[k]]))
     if values["port"] != 0 and values["health_port"] == values["port"]:
         raise SettingsError("--health-port must differ from --port")
+
+
+def serving_help(*, port: str, tls_cert_file: str, insecure_http: str) -> dict[str, str]:
+    """Help texts of a TLS daemon's serving settings (field -> text), in flag
+    order; each daemon names its fields' flags and env vars itself and adds
+    its own. The three arguments are what differs between daemons."""
+    return {
+        "host": "address to listen on",
+        "port": port,
+        "health_port": "plain-HTTP port with only /healthz, /readyz and /metrics "
+        "(probes, Prometheus); negative: none",
+        "tls_cert_file": tls_cert_file,
+        "tls_key_file": "private key of the serving certificate (PEM)",
+        "insecure_http": insecure_http,
+        "read_timeout": "seconds for a TLS handshake, for a connection's first bytes and for "
+        "each read of a request",
+    }

@@ -13,7 +13,7 @@ from core.names import CONFIGMAP_NAME, CONFIGMAP_NAMESPACE
 from kit import logs
 from kit.settings import Flag, Spec, one_of, positive
 from kit.settings import effective as effective_config
-from kit.tlsserve import check_serving
+from kit.tlsserve import check_serving, serving_help
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,19 +51,15 @@ class Settings:
 
 
 _HELP = {
-    "host": "address to listen on",
-    "port": "port of the verbs (HTTPS with a required client certificate)",
-    "health_port": "plain-HTTP port with only /healthz, /readyz and /metrics "
-    "(probes, Prometheus); negative: none",
-    "tls_cert_file": "serving certificate (PEM; reloaded when it changes)",
-    "tls_key_file": "private key of the serving certificate (PEM)",
+    **serving_help(
+        port="port of the verbs (HTTPS with a required client certificate)",
+        tls_cert_file="serving certificate (PEM; reloaded when it changes)",
+        insecure_http="serve the verbs over plain HTTP without any client check "
+        "(local debugging only; never in a cluster)",
+    ),
     "client_ca_file": "CA bundle that kube-scheduler's client certificate must chain to",
     "client_names": "comma-separated names, one of which the client certificate's CN or a "
     "DNS SAN must carry; empty: any certificate of the client CA",
-    "insecure_http": "serve the verbs over plain HTTP without any client check "
-    "(local debugging only; never in a cluster)",
-    "read_timeout": "seconds for a TLS handshake, for a connection's first bytes and for "
-    "each read of a request",
     "filter_path": "HTTP path of the filter verb (urlPrefix + '/' + filterVerb)",
     "prioritize_path": "HTTP path of the prioritize verb",
     "kubeconfig": "kubeconfig file; empty = in-cluster service account",

@@ -12,7 +12,7 @@ from typing import Any
 from kit import logs
 from kit.settings import Flag, Spec, positive
 from kit.settings import effective as effective_config
-from kit.tlsserve import check_serving
+from kit.tlsserve import check_serving, serving_help
 
 ENV_PREFIX = "TKE_WEBHOOK_"
 
@@ -40,16 +40,12 @@ class Settings:
 
 
 _HELP = {
-    "host": "address to listen on",
-    "port": "HTTPS port of the admission endpoint (the API server calls it)",
-    "health_port": "plain-HTTP port with only /healthz, /readyz and /metrics "
-    "(probes, Prometheus); negative: none",
-    "tls_cert_file": "serving certificate (PEM, may carry the chain; reloaded when it changes)",
-    "tls_key_file": "private key of the serving certificate (PEM)",
-    "insecure_http": "serve plain HTTP (benchmarks and local debugging only: the API "
-    "server calls webhooks over HTTPS only)",
-    "read_timeout": "seconds for a TLS handshake, for a connection's first bytes and for "
-    "each read of a request",
+    **serving_help(
+        port="HTTPS port of the admission endpoint (the API server calls it)",
+        tls_cert_file="serving certificate (PEM, may carry the chain; reloaded when it changes)",
+        insecure_http="serve plain HTTP (benchmarks and local debugging only: the API "
+        "server calls webhooks over HTTPS only)",
+    ),
     "idle_timeout": "seconds a kept-alive connection may stay idle between requests before "
     "the server closes it; keep it above the API server's own idle timeout (client-go: "
     "90 s), so the API server closes idle connections first and never sends a call on "

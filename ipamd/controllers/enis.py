@@ -55,6 +55,17 @@ def claim_naming(st: ClusterState, address: str) -> ClaimRec | None:
     return next((c for c in st.claims.values() if c.ip == address and not c.deleting), None)
 
 
+def record_claimed(d: Deps, node: str, eni: Eni, address: str, claim: ClaimRec) -> None:
+    """Record ``address`` (on ``eni`` of ``node``) as ``claim``'s and queue the claim: a
+    claim's address whose record went (a crash mid-move, ``kubectl delete vip``) stays the
+    claim's, never a warm dynamic IP."""
+    spec = ip_spec(
+        node, eni.eni_id, eni.subnet_id, eni.zone, claim=claim.key, reserved_uid=claim.pod_uid
+    )
+    d.crds.create_ip(address, spec)
+    d.state.queue.add(CLAIM + claim.key)
+
+
 class EniOps:
     def __init__(self, deps: Deps) -> None:
         self.d = deps
@@ -251,18 +262,7 @@ class EniOps:
             return
         claim = claim_naming(st, address)
         if claim is not None:
-            self.d.crds.create_ip(
-                address,
-                ip_spec(
-                    node,
-                    eni.eni_id,
-                    eni.subnet_id,
-                    eni.zone,
-                    claim=claim.key,
-                    reserved_uid=claim.pod_uid,
-                ),
-            )
-            st.queue.add(CLAIM + claim.key)
+            record_claimed(self.d, node, eni, address, claim)
             log.warning(
                 "node %s: IP %s on %s had no record; claim %s names it: recorded as its",
                 node,

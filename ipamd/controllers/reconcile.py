@@ -26,11 +26,11 @@ from core import models as m
 from core.ids import EniId, InstanceId
 from core.models import ENI_PHASE_DETACHED
 from ipamd import metrics
-from ipamd.controllers.enis import ip_spec
+from ipamd.controllers.enis import claim_naming, ip_spec, record_claimed
 from ipamd.controllers.leaks import LeakSweeper
 from ipamd.controllers.nodes import NodeController
 from ipamd.deps import Deps
-from ipamd.rules.records import ClaimRec, EniRec, IpRec
+from ipamd.rules.records import EniRec, IpRec
 from ipamd.state import CLAIM
 
 log = logging.getLogger(__name__)
@@ -240,21 +240,8 @@ class Reconciler:
         in_cloud = set(eni.secondary_ips)
         for a in sorted(in_cloud):
             rec = st.ip(a)
-            if rec is None and (claim := self._claim_naming(a)) is not None:
-                # a claim's address whose record went (a crash mid-move, `kubectl
-                # delete vip`): it stays the claim's, never a warm dynamic IP
-                self.d.crds.create_ip(
-                    a,
-                    ip_spec(
-                        node,
-                        eni.eni_id,
-                        eni.subnet_id,
-                        eni.zone,
-                        claim=claim.key,
-                        reserved_uid=claim.pod_uid,
-                    ),
-                )
-                st.queue.add(CLAIM + claim.key)
+            if rec is None and (claim := claim_naming(st, a)) is not None:
+                record_claimed(self.d, node, eni, a, claim)
                 self._fix(
                     "adopted-claimed-ip",
                     "IP %s on %s (node %s) had no record; claim %s names it: adopted as its",
@@ -287,13 +274,6 @@ class Reconciler:
         for ip in st.node_ips(node):
             if ip.eni == eni.eni_id and ip.ip not in in_cloud:
                 self._orphan_ip(ip.ip)
-
-    def _claim_naming(self, address: str) -> ClaimRec | None:
-        """The claim whose status names ``address`` (claims are few: a scan)."""
-        claims = self.d.state.claims
-        if claims is None:
-            return None
-        return next((c for c in claims.values() if c.ip == address and not c.deleting), None)
 
     def _node_of(self, eni: Eni) -> str:
         """The node an ENI of ours belongs to: its VpcENI's, else the live node

@@ -88,3 +88,74 @@ def test_bad_type_and_api_down_gives_nothing_until_api() -> None:
     reader = FakeReader(2)
     seen, _ = run(dataclasses.replace(BASE, instance_type="not-a-type"), reader)
     assert seen == [EniLimits(6, 40, "api")]
+
+
+class MetadataDown:
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+
+    def get(self, path: str) -> str:
+        self.asked.append(path)
+        raise OSError(f"metadata service unreachable ({path})")
+
+
+def test_instance_type_given_and_metadata_down_advertises_the_table() -> None:
+    """--instance-type is enough for the table: the plugin advertises from it
+    while the metadata service (the instance id the API needs) does not answer,
+    and keeps asking for the id in the background."""
+    import dataclasses
+
+    seen: list[EniLimits] = []
+    got = threading.Event()
+
+    def on_limits(limits: EniLimits) -> None:
+        seen.append(limits)
+        got.set()
+
+    def factory(identity: NodeIdentity, s: Settings) -> InstanceReader:
+        raise AssertionError("no instance id: the API must not be called")
+
+    metadata = MetadataDown()
+    settings = dataclasses.replace(BASE, instance_id="", limits_source="api")
+    resolver = LimitsResolver(settings, metadata, factory, on_limits)
+    resolver.start()
+    try:
+        assert got.wait(10), (
+            "no limits published while the metadata service is down, though "
+            f"--instance-type {settings.instance_type} is set (metadata asked: {metadata.asked})"
+        )
+        assert seen == [EniLimits(6, 20, "table")]
+        assert not resolver.done.is_set()  # the API's answer may still replace the table's
+    finally:
+        resolver.stop()
+
+
+def test_instance_type_given_then_metadata_answers_the_api_replaces_the_table() -> None:
+    import dataclasses
+
+    seen: list[EniLimits] = []
+    reader = FakeReader(0)
+
+    class LateMetadata:
+        calls = 0
+
+        def get(self, path: str) -> str:
+            if path != "instance-id":
+                raise OSError("not served")
+            LateMetadata.calls += 1
+            if LateMetadata.calls < 3:
+                raise OSError("metadata service unreachable")
+            return "ins-late"
+
+    def factory(identity: NodeIdentity, s: Settings) -> InstanceReader:
+        assert identity.instance_id == "ins-late"
+        return reader  # type: ignore[return-value]
+
+    settings = dataclasses.replace(BASE, instance_id="", limits_source="api")
+    resolver = LimitsResolver(settings, LateMetadata(), factory, seen.append)
+    resolver.identity_retry = 0.01
+    t = threading.Thread(target=resolver.run)
+    t.start()
+    t.join(30)
+    assert not t.is_alive()
+    assert seen == [EniLimits(6, 20, "table"), EniLimits(6, 40, "api")]

@@ -1,7 +1,10 @@
 """Where the ENI limits come from, kept current in a background thread.
 
 1. Resolve the node identity (metadata + overrides), retrying with backoff:
-   until then the node advertises no devices.
+   until then the node advertises no devices — unless ``--instance-type``
+   is given: the table's limits for it are advertised after the first
+   failed attempt, while the instance id the API needs is still asked of the
+   metadata service.
 2. ``limits_source=api``: DescribeNetworkInterfaceLimit through the cloud
    layer. While the API is unreachable, use the built-in table for the
    instance type (logged), and retry the API with backoff; its answer then
@@ -43,6 +46,8 @@ class LimitsResolver:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.done = threading.Event()  # limits are final (api or table-only)
+        self.identity_retry = 0.5  # first delay (s) between metadata attempts
+        self._override_tried = False
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self.run, name="dp-limits", daemon=True)
@@ -55,16 +60,17 @@ class LimitsResolver:
 
     def run(self) -> None:
         identity = self._resolve_identity()
+        early = self.limits  # the table's, published while the identity was unknown
         if identity is None:
             return
         table = self._table_limits(identity)
         if self.settings.limits_source == "table":
-            if table is not None:
+            if table is not None and table != early:
                 self._publish(table)
             self.done.set()
             return
         delay = self.settings.limits_retry_interval
-        used_table = False
+        used_table = early is not None and early == table
         while not self._stop.is_set():
             try:
                 reader = self.reader_factory(identity, self.settings)
@@ -105,15 +111,42 @@ class LimitsResolver:
         )
         self.on_limits(limits)
 
+    def _table_from_override(self) -> EniLimits | None:
+        """The table's limits for ``--instance-type``, published while the
+        metadata service does not answer (None without the flag or for a type
+        the table cannot read)."""
+        instance_type = self.settings.instance_type.strip()
+        if not instance_type:
+            return None
+        try:
+            limits = limits_for_type(instance_type)
+        except InstanceTypeError as exc:
+            log.error("no table limits for --instance-type", extra={"error": str(exc)})
+            return None
+        log.info(
+            "advertising the table's limits for --instance-type until the node identity is known",
+            extra={"instance_type": instance_type},
+        )
+        self._publish(limits)
+        return limits
+
     def _resolve_identity(self) -> NodeIdentity | None:
-        delay = 0.5
+        delay = self.identity_retry
         while not self._stop.is_set():
             try:
                 identity = resolve_identity(self.settings, self.metadata)
             except Exception as exc:  # noqa: BLE001 - keep waiting, never crash-loop
+                if not self._override_tried:
+                    self._override_tried = True
+                    self._table_from_override()
                 log.warning(
-                    "node identity unknown; advertising no devices until the metadata "
-                    "service answers (or set --instance-id/--instance-type)",
+                    "node identity unknown; advertising "
+                    + (
+                        "the table's limits for --instance-type"
+                        if self.limits is not None
+                        else "no devices"
+                    )
+                    + " until the metadata service answers (or set --instance-id/--instance-type)",
                     extra={"error": str(exc), "retry_in_s": delay},
                 )
                 if self._stop.wait(delay):

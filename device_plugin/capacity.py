@@ -1,10 +1,12 @@
 """What the node may advertise, from its inputs (pure).
 
 capacity = (ENIs − 1) × (IPs per ENI − 1), capped by the operator's
-``max_pods``. Healthy = what is usable now: capacity, lowered by ENIs that
-are unavailable (taken by something else, failed to attach) and by the
-usable-IP count a node agent reports (its subnets exhausted, IPs missing).
-Unknown limits (identity or API not yet known) give no devices.
+``max_pods``. Healthy = the IPs in use plus what is usable now: the node
+agent's IP tally through the one rule ``core.usable.healthy_devices``, with
+capacity (lowered by ENIs that are unavailable: taken by something else,
+failed to attach) as the limit; an operator's ``usable_ips`` caps it too.
+Without a tally Healthy is the whole (lowered) capacity. Unknown limits
+(identity or API not yet known) give no devices.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from core.limits import EniLimits, max_pods
+from core.usable import IpTally, healthy_devices
 from device_plugin.devices import DeviceSet
 
 
@@ -20,7 +23,8 @@ class CapacityInputs:
     limits: EniLimits | None = None
     max_pods: int | None = None  # operator cap; None = no cap
     unavailable_enis: int = 0  # secondary ENIs this node cannot use now
-    usable_ips: int | None = None  # pushed by a node agent; None = not reported
+    usable_ips: int | None = None  # a cap on Healthy (operator); None = none
+    tally: IpTally | None = None  # the node agent's IP tally; None = not reported
 
     def __post_init__(self) -> None:
         if self.max_pods is not None and self.max_pods < 0:
@@ -41,6 +45,8 @@ def device_set(inputs: CapacityInputs) -> DeviceSet:
     if inputs.unavailable_enis:
         usable_enis = max(0, inputs.limits.enis - inputs.unavailable_enis)
         healthy = min(healthy, max_pods(usable_enis, inputs.limits.ips_per_eni))
+    if inputs.tally is not None:
+        healthy = min(healthy, healthy_devices(inputs.tally, healthy))
     if inputs.usable_ips is not None:
         healthy = min(healthy, inputs.usable_ips)
     return DeviceSet(capacity, healthy)

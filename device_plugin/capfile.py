@@ -1,7 +1,8 @@
 """The standalone capacity feed: the optional capacity file (its format, and
 its parser, are ``core.capacityfile``), re-read whenever it changes. A key
-absent from the file falls back to its flag/env value (``usable_ips``: not
-reported). The node agent in another process, or an operator, writes it."""
+absent from the file falls back to its flag/env value (``usable_ips``, the
+IP tally: not reported). The node agent in another process, or an operator,
+writes it. Polled every ``--watch-interval`` (0.1 s): a stat per poll."""
 
 from __future__ import annotations
 
@@ -78,5 +79,8 @@ class CapacityFileWatcher:
             else overrides.unavailable_enis
         )
         self.state.update(
-            max_pods=cap, unavailable_enis=unavailable, usable_ips=overrides.usable_ips
+            max_pods=cap,
+            unavailable_enis=unavailable,
+            usable_ips=overrides.usable_ips,
+            tally=overrides.tally,
         )

@@ -78,7 +78,7 @@ class DevicePluginManager:
                 self.state,
                 default_max_pods=settings.cap,
                 default_unavailable_enis=settings.unavailable_enis,
-                interval=max(settings.watch_interval, 0.5),
+                interval=settings.watch_interval,
             )
             if settings.capacity_file
             else None

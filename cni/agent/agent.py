@@ -46,7 +46,7 @@ from .cnitypes import (
 )
 from .dataplane.netops import EniLink, NetOps
 from .dataplane.nsutil import NetnsGoneError
-from .ipsource import NodeIpSource, NodeIpView
+from .ipsource import NodeIp, NodeIpSource, NodeIpView
 from .metrics import Metrics
 from .pods import PodInfo, PodLookupError, PodSource
 from .pool import Allocation, PoolState
@@ -60,6 +60,7 @@ class AgentSettings:
     eni_only: bool = False
     cooldown: float = 150.0
     static_ip_wait: float = 30.0
+    refill_wait: float = 0.0  # seconds ADD waits for a free dynamic IP (0 = fail at once)
     host_veth_prefix: str = "tke"
     fault: str = ""  # test hook: SIGKILL self at this ADD step
 
@@ -295,6 +296,7 @@ class Agent:
         deadline = time.monotonic() + self.settings.static_ip_wait
         view = self.source.view()
         unclaimed = False
+        refill_deadline: float | None = None
         while True:
             with self.lock:
                 existing = self._find(req)
@@ -330,7 +332,7 @@ class Agent:
                 elif unclaimed:
                     chosen, holder = pool.choose_unclaimed(view, self.state, pod_uid, veth, now)
                 else:
-                    chosen, holder = pool.choose_dynamic(view, self.state, now), None
+                    chosen, holder = self._choose_dynamic(view, now), None
                 if chosen is not None:
                     replaced = self._release_earlier_sandboxes(
                         veth, req, now, keep=chosen.ip if holder is not None else ""
@@ -360,13 +362,10 @@ class Agent:
                     self.in_flight[alloc.ip] += 1
                     return alloc, self.checkpoint.mark(), replaced
             if not claim:
-                counts = pool.counts(view, self.state, time.time())
-                raise CniError(
-                    ERR_TRY_AGAIN,
-                    f"no free IP on this node ({counts.in_use} in use, "
-                    f"{counts.cooldown} cooling down, {counts.total} total)",
-                    "ipamd refills the warm pool; the runtime retries",
-                )
+                first = refill_deadline is None
+                refill_deadline = refill_deadline or time.monotonic() + self.settings.refill_wait
+                view = self._wait_for_free_ip(req, view, refill_deadline, first=first)
+                continue
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise CniError(
@@ -376,6 +375,49 @@ class Agent:
                     "ipamd moves a static pod's IP to its new node; the runtime retries",
                 )
             view = self.source.wait_for_change(view.generation, remaining)
+
+    def _choose_dynamic(self, view: NodeIpView, now: float) -> NodeIp | None:
+        """``pool.choose_dynamic``, saying when it gave a cooling IP past
+        ``--cooldown-floor`` (nothing else was free). Caller holds the lock."""
+        chosen = pool.choose_dynamic(view, self.state, now)
+        if chosen is not None and pool.cooling(self.state, chosen.ip, now):
+            self.metrics.floor_reuses.inc()
+            log.info(
+                "no free IP: reusing a cooling IP past the cooldown floor",
+                extra={
+                    "ip": chosen.ip,
+                    "cooldown_left_s": round(self.state.cooldown[chosen.ip] - now, 1),
+                },
+            )
+        return chosen
+
+    def _wait_for_free_ip(
+        self, req: CniRequest, view: NodeIpView, deadline: float, *, first: bool
+    ) -> NodeIpView:
+        """No free dynamic IP: wait (bounded by ``--refill-wait``) for ipamd's
+        refill or a cooldown's end instead of failing the sandbox; code 11 past
+        the bound. Returns the view to try again with."""
+        counts = pool.counts(view, self.state, time.time())
+        what = (
+            f"no free IP on this node ({counts.in_use} in use, "
+            f"{counts.cooldown} cooling down, {counts.total} total)"
+        )
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            if self.settings.refill_wait > 0:
+                self.metrics.refill_waits.labels("timeout").inc()
+                what += f" after waiting {self.settings.refill_wait:g}s"
+            raise CniError(
+                ERR_TRY_AGAIN, what, "ipamd refills the warm pool; the runtime retries"
+            )
+        if first:
+            self.metrics.refill_waits.labels("waited").inc()
+            log.info(
+                f"{what}: waiting up to {self.settings.refill_wait:g}s for ipamd's refill",
+                extra={"pod": f"{req.pod_namespace}/{req.pod_name}", "container": req.container_id},
+            )
+        # 0.5 s: a cooldown ends without a change of the view
+        return self.source.wait_for_change(view.generation, min(remaining, 0.5))
 
     def _release_earlier_sandboxes(
         self, veth: str, req: CniRequest, now: float, keep: str = ""

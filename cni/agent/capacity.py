@@ -1,27 +1,23 @@
-"""How many ENI IPs this node can use *now*: the ``usable_ips`` the agent
-feeds the device plugin (docs/device-plugin.md, "Dynamic capacity"), which
-lowers the ``Healthy`` devices (allocatable) below the limits-derived
-capacity ``(ENIs − 1) × (IPs per ENI − 1)``.
+"""What this node can use *now*, as the agent knows it: the IP tally
+(``core.usable.IpTally``) it feeds the device plugin (docs/device-plugin.md,
+"Usable now"), which applies ``core.usable.healthy_devices`` with the
+instance's limit: Healthy devices = IPs in use + usable now.
 
 Pure: the inputs are the agent's view of its node (``NodeIpView``: the
 *attached* ENIs with their zone, the IPs with their ``Assigned``/``Releasing``
-state) and ipamd's subnet statuses (ConfigMap
-``kube-system/tke-eni-ipamd-status``, key ``subnets.json``; ``None`` when
-there is none, e.g. with the file IP source). The rule:
+state and claim), its pool state (allocations, cooldowns, release grants;
+``PoolState.early_reuse`` for the cooldown floor) and ipamd's subnet
+statuses (ConfigMap ``kube-system/tke-eni-ipamd-status``, key
+``subnets.json``; ``None`` when there is none, e.g. with the file IP source).
 
-1. no attached ENI (ipamd gave the node nothing: no subnet in its zone, not
-   joined yet) → ``0``;
-2. else, when ipamd's status is known and no ``Active`` subnet of the node's
-   zone has ``available > 0`` (exhausted: ipamd can add no IP) → the number
-   of IPs the node holds (``Assigned`` on an attached ENI; ``Releasing`` ones
-   are on their way back);
-3. else → no limit (``None``: the key is left out of the capacity file, so the
-   device plugin advertises its limits-derived maximum).
-
-The node's zone is the ``zone`` of its attached ENIs (``VpcENI.spec.zone``);
-when no ENI names one, the zones of the subnets whose CIDR an ENI is in. When
-it is still unknown, or there is no status, nothing is lowered (rule 3): an
-unknown is never read as "exhausted".
+Every IP of an attached ENI is in one class: in use (an allocation), leaving
+(``Releasing``, or granted back), reserved (a claim's, not in use), cooling
+(its cooldown runs; past the floor it counts as warm), warm. ``can_grow``:
+ipamd can add IPs here — the node has an attached ENI, and ipamd's status
+names an ``Active`` subnet of the node's zone with ``available > 0``. The
+node's zone is the ``zone`` of its attached ENIs (``VpcENI.spec.zone``); when
+no ENI names one, the zones of the subnets whose CIDR an ENI is in. An
+unknown (no status, no zone) never reads as "can grow": only warm IPs count.
 """
 
 from __future__ import annotations
@@ -32,10 +28,12 @@ from typing import Final
 
 from core.capacityfile import CapacityOverrides, render_capacity_file
 from core.models import IP_STATE_ASSIGNED, SUBNET_ACTIVE, SubnetStatus
+from core.usable import IpTally, usable_now
 
 from .ipsource import NodeIpView
+from .pool import PoolState
 
-# why the verdict is what it is (logged, and written as a comment in the file)
+# why ``can_grow`` is what it is (logged, and written as a comment in the file)
 REASON_NO_ENI: Final = "no-attached-eni"
 REASON_EXHAUSTED: Final = "subnets-exhausted"
 REASON_FREE: Final = "subnet-has-free-ips"
@@ -45,10 +43,16 @@ REASON_ZONE_UNKNOWN: Final = "zone-unknown"
 
 @dataclass(frozen=True, slots=True)
 class CapacityVerdict:
-    usable_ips: int | None  # None = no limit from the agent
+    tally: IpTally
     reason: str
     zones: tuple[str, ...] = ()
-    held: int = 0  # Assigned IPs on attached ENIs
+    # unix time a cooldown (or its floor) ends and the tally changes by itself
+    next_change: float | None = None
+
+    @property
+    def warm(self) -> int:
+        """Usable now without a refill (what the agent's metric shows)."""
+        return usable_now(self.tally, None)
 
 
 def node_zones(view: NodeIpView, subnets: Sequence[SubnetStatus]) -> tuple[str, ...]:
@@ -60,33 +64,59 @@ def node_zones(view: NodeIpView, subnets: Sequence[SubnetStatus]) -> tuple[str, 
     return tuple(sorted(zones))
 
 
-def held_ips(view: NodeIpView) -> int:
-    """IPs the node holds: ``Assigned`` (not ``Releasing``) on an attached ENI."""
-    attached = {e.eni_id for e in view.enis}
-    return sum(1 for i in view.ips if i.state == IP_STATE_ASSIGNED and i.eni_id in attached)
-
-
-def usable_ips(view: NodeIpView, subnets: Sequence[SubnetStatus] | None) -> CapacityVerdict:
+def can_grow(
+    view: NodeIpView, subnets: Sequence[SubnetStatus] | None
+) -> tuple[bool, str, tuple[str, ...]]:
+    """(ipamd can add IPs to this node, why, the node's zones)."""
     if not view.enis:
-        return CapacityVerdict(0, REASON_NO_ENI)
-    held = held_ips(view)
+        return False, REASON_NO_ENI, ()
     if subnets is None:
-        return CapacityVerdict(None, REASON_NO_STATUS, held=held)
+        return False, REASON_NO_STATUS, ()
     zones = node_zones(view, subnets)
     if not zones:
-        return CapacityVerdict(None, REASON_ZONE_UNKNOWN, held=held)
+        return False, REASON_ZONE_UNKNOWN, ()
     free = any(s.state == SUBNET_ACTIVE and s.zone in zones and s.available > 0 for s in subnets)
-    if free:
-        return CapacityVerdict(None, REASON_FREE, zones, held)
-    return CapacityVerdict(held, REASON_EXHAUSTED, zones, held)
+    return free, (REASON_FREE if free else REASON_EXHAUSTED), zones
+
+
+def tally(
+    view: NodeIpView, state: PoolState, subnets: Sequence[SubnetStatus] | None, now: float
+) -> CapacityVerdict:
+    attached = {e.eni_id for e in view.enis}
+    warm = cooling = reserved = leaving = 0
+    ends: list[float] = []
+    for i in view.ips:
+        if i.eni_id not in attached or i.ip in state.allocations:
+            continue  # allocations are counted below, wherever their IP is
+        if i.state != IP_STATE_ASSIGNED or i.ip in state.released:
+            leaving += 1
+        elif i.claim:
+            reserved += 1
+        elif state.cooldown.get(i.ip, 0.0) > now:
+            until = state.cooldown[i.ip]
+            early = until - state.early_reuse if state.early_reuse > 0 else until
+            if early <= now:
+                warm += 1  # past the floor: reusable when nothing else is (pool.choose_dynamic)
+                ends.append(until)
+            else:
+                cooling += 1
+                ends.append(early)
+        else:
+            warm += 1
+    grow, reason, zones = can_grow(view, subnets)
+    return CapacityVerdict(
+        IpTally(len(state.allocations), warm, cooling, reserved, leaving, grow),
+        reason,
+        zones,
+        min(ends) if ends else None,
+    )
 
 
 def render(verdict: CapacityVerdict) -> str:
-    """The capacity file's text (``key = value`` lines, ``#`` comments). It
-    changes only when the verdict does (the held count is not in a comment),
-    so the file is not rewritten on every pod start."""
+    """The capacity file's text (``key = value`` lines, ``#`` comments): the
+    tally, and why the node can (not) grow."""
     return render_capacity_file(
-        CapacityOverrides(usable_ips=verdict.usable_ips),
+        CapacityOverrides(tally=verdict.tally),
         [
             'written by tke-eni-agent (docs/cni.md, "Device plugin capacity")',
             f"reason: {verdict.reason}"

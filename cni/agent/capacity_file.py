@@ -1,9 +1,11 @@
 """Feeds the device plugin (a separate process: the components never import
 each other) through its capacity file (``tke-eni-device-plugin
---capacity-file``): recomputes ``capacity.usable_ips`` whenever the agent's
-view of its node or ipamd's subnet status changes, and rewrites the file
-atomically (temp file in the same directory + rename) only when its text
-changes. The device plugin re-reads it on change."""
+--capacity-file``): the single writer of what this node can use now.
+Recomputes ``capacity.tally`` whenever the agent's view of its node, its
+pool (an ADD or DEL: ``poke``) or ipamd's subnet status changes, and at the
+moment a cooldown (or its floor) ends; rewrites the file atomically (temp
+file in the same directory + rename) only when its text changes. The device
+plugin re-reads it on change and sends the kubelet a new list at once."""
 
 from __future__ import annotations
 
@@ -17,13 +19,30 @@ from collections.abc import Callable, Sequence
 
 from core.models import SubnetStatus
 
-from .capacity import CapacityVerdict, render, usable_ips
+from .capacity import CapacityVerdict, render, tally
 from .ipsource import NodeIpSource
 from .metrics import Metrics
+from .pool import PoolState
 
 log = logging.getLogger(__name__)
 
 SubnetStatuses = Callable[[], Sequence[SubnetStatus] | None]
+PoolReader = Callable[[], PoolState]  # a consistent copy of the agent's pool state
+
+
+def pool_reader(lock: threading.Lock, state: PoolState) -> PoolReader:
+    """Copies what the tally reads of ``state`` under the agent's ``lock``."""
+
+    def read() -> PoolState:
+        with lock:
+            return PoolState(
+                allocations=dict(state.allocations),
+                cooldown=dict(state.cooldown),
+                released=set(state.released),
+                early_reuse=state.early_reuse,
+            )
+
+    return read
 
 
 def write_atomic_if_changed(path: str, text: str) -> bool:
@@ -53,12 +72,15 @@ def write_atomic_if_changed(path: str, text: str) -> bool:
 
 
 class CapacityFilePublisher:
-    """Keeps ``path`` equal to ``render(usable_ips(view, subnets()))``.
+    """Keeps ``path`` equal to ``render(tally(view, pool(), subnets(), now))``.
 
-    ``update()`` is called by the view follower thread (on every change of the
-    node's ENIs/IPs, and every ``resync`` seconds, which also restores a
-    deleted file) and by whoever watches the subnet status (its ``on_change``).
-    A failed write is logged and retried on the next call."""
+    ``update()`` runs on the publisher's thread, woken by ``poke()`` (the
+    view follower on every change of the node's ENIs/IPs, the agent after an
+    ADD or DEL, the subnet status watch), at the next cooldown or floor end,
+    and every ``resync`` seconds (which also restores a deleted file). A
+    failed write is logged and retried on the next pass. ``pool``: the
+    agent's pool state (``pool_reader``); without it nothing is in use or
+    cooling."""
 
     def __init__(
         self,
@@ -73,16 +95,22 @@ class CapacityFilePublisher:
         self.metrics = metrics or Metrics()
         self.source = source
         self.subnets = subnets
+        self.pool: PoolReader = PoolState
         self.resync = resync
         self.last: CapacityVerdict | None = None
         self.writes = 0
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._wake = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def poke(self) -> None:
+        """Recompute soon (on the publisher's thread); never blocks."""
+        self._wake.set()
 
     def update(self) -> CapacityVerdict:
         with self._lock:
-            verdict = usable_ips(self.source.view(), self.subnets())
+            verdict = tally(self.source.view(), self.pool(), self.subnets(), time.time())
             try:
                 wrote = write_atomic_if_changed(self.path, render(verdict))
             except OSError as exc:
@@ -92,45 +120,57 @@ class CapacityFilePublisher:
                     extra={"path": self.path, "error": str(exc)},
                 )
                 return verdict
-            usable = verdict.usable_ips
-            self.metrics.usable_ips.set(-1 if usable is None else usable)
+            self.metrics.usable_ips.set(verdict.warm)
             if wrote:
                 self.writes += 1
                 self.metrics.capacity_writes.labels("ok").inc()
-            if wrote or verdict != self.last:
+            last = self.last
+            if last is None or (last.reason, last.zones) != (verdict.reason, verdict.zones):
                 log.info(
                     "device plugin capacity",
                     extra={
                         "path": self.path,
-                        "usable_ips": verdict.usable_ips,
+                        "tally": str(verdict.tally),
                         "reason": verdict.reason,
                         "zones": list(verdict.zones),
-                        "held": verdict.held,
                         "written": wrote,
                     },
                 )
             self.last = verdict
             return verdict
 
-    def _follow(self) -> None:
+    def _follow_view(self) -> None:
         generation = self.source.view().generation
-        last = time.monotonic()
         while not self._stop.is_set():
             view = self.source.wait_for_change(generation, 1.0)  # 1 s: notice stop()
+            if view.generation != generation:
+                generation = view.generation
+                self.poke()
+
+    def _run(self) -> None:
+        last = time.monotonic()
+        while not self._stop.is_set():
+            timeout = max(0.0, self.resync - (time.monotonic() - last))
+            nxt = self.last.next_change if self.last is not None else None
+            if nxt is not None:
+                timeout = min(timeout, max(0.0, nxt - time.time()) + 0.001)
+            self._wake.wait(timeout)
+            self._wake.clear()
             if self._stop.is_set():
                 return
-            if view.generation != generation or time.monotonic() - last >= self.resync:
-                generation = view.generation
-                last = time.monotonic()
-                self.update()
+            last = time.monotonic()
+            self.update()
 
     def start(self) -> None:
         self.update()
-        self._thread = threading.Thread(target=self._follow, name="capacity-file", daemon=True)
-        self._thread.start()
+        for target, name in ((self._run, "capacity-file"), (self._follow_view, "capacity-view")):
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
 
     def stop(self) -> None:
         """Stop following (the file stays: the device plugin keeps its values)."""
         self._stop.set()
-        if self._thread:
-            self._thread.join(timeout=5.0)
+        self._wake.set()
+        for thread in self._threads:
+            thread.join(timeout=5.0)

@@ -20,7 +20,7 @@ from kit.settings import log_effective
 
 from . import checkpoint, config, install, recover
 from .agent import Agent, AgentSettings
-from .capacity_file import CapacityFilePublisher
+from .capacity_file import CapacityFilePublisher, pool_reader
 from .dataplane.netops import NetOps
 from .ipsource import FileNodeIpSource, NodeIpSource
 from .metrics import Metrics
@@ -74,16 +74,26 @@ class _Stoppable(Protocol):
     def stop(self) -> None: ...
 
 
-def start_capacity_feed(
-    cfg: config.AgentConfig, source: NodeIpSource, metrics: Metrics
-) -> list[_Stoppable]:
-    """The device plugin's capacity file (off when the path is empty). With the
-    kubernetes IP source, ipamd's subnet status ConfigMap is watched too; with
-    the file source there is no status: subnets count as not exhausted.
+def start_capacity_feed(cfg: config.AgentConfig, agent: Agent) -> list[_Stoppable]:
+    """The device plugin's capacity file (off when the path is empty): the
+    agent's pool and IP view; with the kubernetes IP source, ipamd's subnet
+    status ConfigMap is watched too (with the file source there is no status:
+    the node cannot grow, only warm IPs count). Every ADD/DEL pokes it.
     Returns what to stop, in order."""
     if not cfg.device_plugin_capacity_file:
         return []
-    publisher = CapacityFilePublisher(cfg.device_plugin_capacity_file, source, metrics=metrics)
+    source = agent.source
+    publisher = CapacityFilePublisher(
+        cfg.device_plugin_capacity_file, source, metrics=agent.metrics
+    )
+    publisher.pool = pool_reader(agent.lock, agent.state)
+    on_change = agent.on_change
+
+    def changed() -> None:
+        on_change()
+        publisher.poke()
+
+    agent.on_change = changed
     started: list[_Stoppable] = [publisher]
     if cfg.ip_source == "kubernetes":
         from .sources.kube_ipsource import load_kube_config
@@ -91,7 +101,7 @@ def start_capacity_feed(
 
         namespace, name = cfg.subnet_status_ref
         status = KubeSubnetStatusWatch(
-            load_kube_config(cfg.kubeconfig), namespace, name, on_change=publisher.update
+            load_kube_config(cfg.kubeconfig), namespace, name, on_change=publisher.poke
         )
         publisher.subnets = status.current
         status.start()
@@ -105,6 +115,7 @@ def load_state(cfg: config.AgentConfig) -> checkpoint.Loaded:
     rebuilds the allocations from the live links (``recover``)."""
     loaded = checkpoint.load_checked(cfg.checkpoint_path)
     state = loaded.state
+    state.early_reuse = max(0.0, cfg.cooldown - cfg.cooldown_floor)  # not in the checkpoint
     log.info(
         "checkpoint loaded",
         extra={
@@ -177,6 +188,7 @@ def run(cfg: config.AgentConfig, stop: threading.Event) -> int:
         eni_only=cfg.eni_only,
         cooldown=cfg.cooldown,
         static_ip_wait=cfg.static_ip_wait,
+        refill_wait=cfg.refill_wait,
         host_veth_prefix=cfg.host_veth_prefix,
         fault=cfg.fault,
     )
@@ -195,7 +207,7 @@ def run(cfg: config.AgentConfig, stop: threading.Event) -> int:
     agent.on_change = reporter.poke
     reconciler = Reconciler(agent, cfg.reconcile_interval)
     source.start()
-    capacity_feed = start_capacity_feed(cfg, source, metrics)
+    capacity_feed = start_capacity_feed(cfg, agent)
     reconciler.run_once()
     agent.checkpoint.flush()
     if cfg.install_cni:

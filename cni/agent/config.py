@@ -60,7 +60,18 @@ class AgentConfig:
     )
     cooldown: float = _opt(
         150.0,
-        "seconds a released IP waits before reuse (> conntrack's 120 s); kept across restarts",
+        "seconds a released IP rests before reuse (> conntrack's 120 s; docs/cni.md, "
+        "\"Cooldown\"); kept across restarts",
+    )
+    cooldown_floor: float = _opt(
+        30.0,
+        "seconds a released IP rests at least: past it, a cooling IP is reused (earliest "
+        "first) when the node has no other free IP; >= --cooldown = never",
+    )
+    refill_wait: float = _opt(
+        20.0,
+        "seconds ADD waits for a free IP (ipamd's refill, a cooldown's end) before code 11; "
+        "0 = fail at once",
     )
     static_ip_wait: float = _opt(
         30.0, "seconds ADD waits for a static pod's IP to reach this node before code 11"
@@ -102,8 +113,8 @@ class AgentConfig:
     device_plugin_capacity_file: str = _opt(
         "",
         "capacity file the agent writes for tke-eni-device-plugin --capacity-file "
-        "(usable_ips: 0 without an attached ENI, the held IPs when the zone's subnets are "
-        "exhausted); empty = off",
+        "(this node's IP tally: in use, warm, cooling, reserved, leaving, can grow); "
+        "empty = off",
     )
     subnet_status_configmap: str = _opt(
         f"{CONFIGMAP_NAMESPACE}/{SUBNET_STATUS_CONFIGMAP}",
@@ -140,6 +151,9 @@ def _value_error(cfg: AgentConfig) -> str:
         return f"--host-veth-prefix {problem}"
     if cfg.socket_read_timeout <= 0:
         return f"--socket-read-timeout must be > 0, not {cfg.socket_read_timeout!r}"
+    for name in ("cooldown", "cooldown_floor", "refill_wait"):
+        if getattr(cfg, name) < 0:
+            return f"--{name.replace('_', '-')} must be >= 0, not {getattr(cfg, name)!r}"
     if cfg.socket_max_connections < 1:
         return f"--socket-max-connections must be >= 1, not {cfg.socket_max_connections!r}"
     return ""

@@ -78,7 +78,18 @@ class Metrics:
         )
         self.usable_ips = Gauge(
             f"{PREFIX}_device_plugin_usable_ips",
-            "usable_ips written to the device plugin's capacity file (-1 = no limit)",
+            "warm IPs (usable now without a refill) in the device plugin's capacity file",
+            registry=r,
+        )
+        self.floor_reuses = Counter(
+            f"{PREFIX}_cooldown_floor_reuses",
+            "Cooling IPs reused past --cooldown-floor because the node had no other free IP",
+            registry=r,
+        )
+        self.refill_waits = Counter(
+            f"{PREFIX}_refill_waits",
+            "ADDs that found no free IP and waited for one (--refill-wait), by outcome",
+            ["outcome"],
             registry=r,
         )
         self.capacity_writes = Counter(

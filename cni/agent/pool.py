@@ -63,6 +63,10 @@ class PoolState:
     # across restarts, so a restart mid-rebuild neither deletes the links it
     # could not explain nor serves ADD (see ``recover``)
     recovering: str = ""
+    # not persisted (set from the agent's flags): a cooling IP with at most this
+    # many seconds of cooldown left (= --cooldown − --cooldown-floor) may be
+    # reused when no other IP is free; 0 = never
+    early_reuse: float = 0.0
 
     def by_container(self, container_id: str, ifname: str) -> Allocation | None:
         return next((a for a in self.allocations.values() if a.key == (container_id, ifname)), None)
@@ -100,11 +104,19 @@ def cooling(state: PoolState, ip: str, now: float) -> bool:
     return state.cooldown.get(ip, 0.0) > now
 
 
+def past_floor(state: PoolState, ip: str, now: float) -> bool:
+    """``ip`` cools down but has rested past the floor (``state.early_reuse``)."""
+    until = state.cooldown.get(ip, 0.0)
+    return until > now and state.early_reuse > 0 and until - now <= state.early_reuse
+
+
 def choose_dynamic(view: NodeIpView, state: PoolState, now: float) -> NodeIp | None:
     """A warm IP: Assigned, no claim, not used, not cooling down, not granted
-    back. "Fewest ENIs": pack onto the ENI with the most IPs in use."""
+    back. "Fewest ENIs": pack onto the ENI with the most IPs in use. When
+    there is none, a cooling IP past the floor (``past_floor``), the one
+    whose cooldown ends first."""
     known_enis = {e.eni_id for e in view.enis}
-    free = [
+    candidates = [
         i
         for i in view.ips
         if i.state == IP_STATE_ASSIGNED
@@ -112,10 +124,13 @@ def choose_dynamic(view: NodeIpView, state: PoolState, now: float) -> NodeIp | N
         and i.eni_id in known_enis
         and i.ip not in state.allocations
         and i.ip not in state.released
-        and not cooling(state, i.ip, now)
     ]
+    free = [i for i in candidates if not cooling(state, i.ip, now)]
     if not free:
-        return None
+        rested = [i for i in candidates if past_floor(state, i.ip, now)]
+        if not rested:
+            return None
+        return min(rested, key=lambda i: (state.cooldown[i.ip], _ip_key(i.ip)))
     in_use = Counter(a.eni_id for a in state.allocations.values())
     return min(free, key=lambda i: (-in_use[i.eni_id], i.eni_id, _ip_key(i.ip)))
 
@@ -233,7 +248,7 @@ def usage(view: NodeIpView, state: PoolState, now: float) -> list[IpUsage]:
             # nothing to echo when none is open: ipamd never reads that as a grant
             rid = i.release_id if i.state == IP_STATE_RELEASING else ""
             out.append(IpUsage(i.ip, IP_PHASE_RELEASED, release_id=rid))
-        elif cooling(state, i.ip, now):
+        elif cooling(state, i.ip, now) and not past_floor(state, i.ip, now):
             out.append(IpUsage(i.ip, IP_PHASE_COOLDOWN, cooldown_until=state.cooldown[i.ip]))
         else:
             out.append(IpUsage(i.ip, IP_PHASE_FREE))

@@ -2,8 +2,9 @@
 source, in a node netns, against the real kube-apiserver through a TCP proxy)
 writes the capacity file; a real ``tke-eni-device-plugin`` process reads it
 and advertises to the kubelet stand-in over real gRPC. Healthy devices follow
-what the node can use now: 0 without an ENI, the limits-derived maximum while
-its zone has free IPs, the IPs it holds once the zone's subnets are exhausted.
+what the node can use now (``core.usable``): 0 without an ENI, the
+limits-derived maximum less the slots of leaving IPs while its zone has free
+IPs, its warm IPs once the zone's subnets are exhausted or the status is gone.
 
 No timed assertions: every wait is a generous bound for the expected value."""
 
@@ -37,6 +38,7 @@ from core.names import (
     PLURAL_VPC_IP,
     RESOURCE_ENI_IP,
 )
+from core.usable import IpTally
 from harness.kubelet import KubeletStandin
 from localcluster.controlplane import ControlPlane
 from tests.deploy_support import DEPLOY, create_crds, load_docs, yaml_files
@@ -216,15 +218,16 @@ def test_agent_feeds_the_device_plugin(
             )
             healthy(len(ips) - 1, "one IP Releasing")
 
-            # 5. free IPs again -> back to the maximum
+            # 5. free IPs again -> the maximum, less the slot the leaving IP still takes
             set_status(available=3)
-            healthy(S5_LARGE8, "zone has free IPs again")
+            healthy(S5_LARGE8 - 1, "zone has free IPs again")
 
-            # 6. no status at all (ipamd gone): not read as exhausted
+            # 6. no status at all (ipamd gone): the node cannot count on a refill,
+            # only its warm IPs are usable
             set_status(available=0)
             healthy(len(ips) - 1, "exhausted again")
             core.delete_namespaced_config_map(status_name, CONFIGMAP_NAMESPACE)
-            healthy(S5_LARGE8, "status ConfigMap deleted")
+            healthy(len(ips) - 1, "status ConfigMap deleted")
     finally:
         agent.kill()
         proxy.close()
@@ -238,25 +241,26 @@ def test_agent_feeds_the_device_plugin(
 
 
 def test_file_ip_source_has_no_status(vpc: Vpc, agents: AgentFactory, tmp_path: Path) -> None:
-    """With the file IP source there is no subnet status: an ENI means no limit;
-    no ENI means 0. The default (no flag) writes nothing."""
+    """With the file IP source there is no subnet status: the node cannot count
+    on a refill, its warm IPs are what it can use; no ENI means 0. The default
+    (no flag) writes nothing."""
     node = vpc.add_node(2, [["10.31.0.2", "10.31.0.10", "10.31.0.11"]])
     capfile = tmp_path / "cap" / "eni-ip-capacity"
     agent = agents(node, "--device-plugin-capacity-file", str(capfile))
 
-    def wait_usable(want: int | None, what: str) -> None:
+    def wait_usable(want: IpTally, what: str) -> None:
         deadline = time.monotonic() + WAIT  # a bound that only ends a hung test
         while True:
             text = capfile.read_text() if capfile.exists() else None
-            if text is not None and parse_capacity_file(text).usable_ips == want:
+            if text is not None and parse_capacity_file(text).tally == want:
                 return
             assert time.monotonic() < deadline, f"{what}: file is {text!r}\n{agent.logs()[-3000:]}"
             time.sleep(0.1)
 
-    wait_usable(None, "ENI, no status")
+    wait_usable(IpTally(warm=2), "ENI, no status")
     assert "no-subnet-status" in capfile.read_text()
     agent.write_ips({"enis": [], "ips": []})
-    wait_usable(0, "no ENI")
+    wait_usable(IpTally(), "no ENI")
 
     plain = agents(vpc.add_node(3, [["10.32.0.2", "10.32.0.10"]]))
     assert plain.proc is not None and plain.proc.poll() is None

@@ -1,4 +1,4 @@
-"""The node agent's device-plugin capacity feed: the pure ``usable_ips`` rule
+"""The node agent's device-plugin capacity feed: the pure tally rule
 (table-driven), the file's text, the atomic write-if-changed, the publisher
 over an in-memory IP source, and the settings."""
 
@@ -13,6 +13,7 @@ from cni.agent import capacity as cap
 from cni.agent import config
 from cni.agent.capacity_file import CapacityFilePublisher, write_atomic_if_changed
 from cni.agent.ipsource import EniInfo, MemoryNodeIpSource, NodeIp, NodeIpView
+from cni.agent.pool import Allocation, PoolState
 from core.capacityfile import parse_capacity_file
 from core.ids import EniId, IPv4
 from core.models import (
@@ -23,6 +24,7 @@ from core.models import (
     SUBNET_INVALID,
     SubnetStatus,
 )
+from core.usable import IpTally, healthy_devices
 
 ZONE = "ap-guangzhou-3"
 OTHER = "ap-guangzhou-4"
@@ -63,120 +65,126 @@ def view(enis: list[EniInfo], node_ips: list[NodeIp]) -> NodeIpView:
     return NodeIpView(tuple(enis), tuple(node_ips), 1)
 
 
-CASES: list[tuple[str, NodeIpView, list[SubnetStatus] | None, int | None, str]] = [
-    # id, view, subnet statuses, usable_ips, reason
-    ("nothing at all", view([], []), None, 0, cap.REASON_NO_ENI),
+CASES: list[tuple[str, NodeIpView, list[SubnetStatus] | None, tuple[bool, int, int], str]] = [
+    # id, view, subnet statuses, (can grow, warm, leaving), reason
+    ("nothing at all", view([], []), None, (False, 0, 0), cap.REASON_NO_ENI),
     (
         "IPs but no attached ENI (ipamd gave nothing usable)",
         view([], ips(3)),
         [subnet(available=50)],
-        0,
+        (False, 0, 0),
         cap.REASON_NO_ENI,
     ),
-    ("no subnet in the zone: no ENI", view([], []), [subnet(OTHER, 50)], 0, cap.REASON_NO_ENI),
+    (
+        "no subnet in the zone: no ENI",
+        view([], []),
+        [subnet(OTHER, 50)],
+        (False, 0, 0),
+        cap.REASON_NO_ENI,
+    ),
     (
         "ENI, no status (file source / ipamd not yet published)",
         view([eni(1)], ips(5)),
         None,
-        None,
+        (False, 5, 0),
         cap.REASON_NO_STATUS,
     ),
     (
         "zone subnet has free IPs",
         view([eni(1)], ips(5)),
         [subnet(available=1)],
-        None,
+        (True, 5, 0),
         cap.REASON_FREE,
     ),
     (
         "zone subnet exhausted",
         view([eni(1)], ips(5)),
         [subnet(available=0)],
-        5,
+        (False, 5, 0),
         cap.REASON_EXHAUSTED,
     ),
     (
         "free IPs only in another zone",
         view([eni(1)], ips(4)),
         [subnet(available=0), subnet(OTHER, 200, cidr="10.0.9.0/24")],
-        4,
+        (False, 4, 0),
         cap.REASON_EXHAUSTED,
     ),
     (
         "free IPs only in a Draining subnet of the zone",
         view([eni(1)], ips(4)),
         [subnet(available=0), subnet(available=90, state=SUBNET_DRAINING, cidr="10.0.2.0/24")],
-        4,
+        (False, 4, 0),
         cap.REASON_EXHAUSTED,
     ),
     (
         "an Invalid subnet with 'free' IPs does not count",
         view([eni(1)], ips(2)),
         [subnet(available=90, state=SUBNET_INVALID)],
-        2,
+        (False, 2, 0),
         cap.REASON_EXHAUSTED,
     ),
     (
         "a second Active subnet of the zone still has room",
         view([eni(1)], ips(2)),
         [subnet(available=0), subnet(available=7, cidr="10.0.2.0/24")],
-        None,
+        (True, 2, 0),
         cap.REASON_FREE,
     ),
     (
         "status lists no subnet of the zone at all",
         view([eni(1)], ips(3)),
         [],
-        3,
+        (False, 3, 0),
         cap.REASON_EXHAUSTED,
     ),
     (
         "Releasing IPs are not held",
         view([eni(1)], ips(3) + ips(2, state=IP_STATE_RELEASING, start=50)),
         [subnet(available=0)],
-        3,
+        (False, 3, 2),
         cap.REASON_EXHAUSTED,
     ),
     (
         "IPs of an ENI that is not attached are not held",
         view([eni(1)], ips(3) + ips(4, eni_n=2)),
         [subnet(available=0)],
-        3,
+        (False, 3, 0),
         cap.REASON_EXHAUSTED,
     ),
     (
         "two ENIs: IPs of both",
         view([eni(1), eni(2)], ips(3) + ips(4, eni_n=2)),
         [subnet(available=0)],
-        7,
+        (False, 7, 0),
         cap.REASON_EXHAUSTED,
     ),
     (
         "exhausted with no IP held yet",
         view([eni(1)], []),
         [subnet(available=0)],
-        0,
+        (False, 0, 0),
         cap.REASON_EXHAUSTED,
     ),
     (
         "ENI without zone: zone found by its subnet CIDR (exhausted)",
         view([eni(1, zone="")], ips(6)),
         [subnet(available=0), subnet(OTHER, 100, cidr="10.0.9.0/24")],
-        6,
+        (False, 6, 0),
         cap.REASON_EXHAUSTED,
     ),
     (
         "ENI without zone: zone found by its subnet CIDR (free)",
         view([eni(1, zone="")], ips(6)),
         [subnet(available=3)],
-        None,
+        (True, 6, 0),
         cap.REASON_FREE,
     ),
     (
         "zone unknown: never read as exhausted",
         view([eni(1, zone="", cidr="10.7.0.0/24")], ips(6)),
         [subnet(available=0)],
-        None,
+        (False, 6, 0),
         cap.REASON_ZONE_UNKNOWN,
     ),
 ]
@@ -187,31 +195,53 @@ CASES: list[tuple[str, NodeIpView, list[SubnetStatus] | None, int | None, str]] 
     [c[1:] for c in CASES],
     ids=[c[0] for c in CASES],
 )
-def test_usable_ips_rule(
-    the_view: NodeIpView, subnets: list[SubnetStatus] | None, want: int | None, reason: str
+def test_tally_rule(
+    the_view: NodeIpView,
+    subnets: list[SubnetStatus] | None,
+    want: tuple[bool, int, int],
+    reason: str,
 ) -> None:
-    verdict = cap.usable_ips(the_view, subnets)
-    assert (verdict.usable_ips, verdict.reason) == (want, reason)
+    verdict = cap.tally(the_view, PoolState(), subnets, NOW)
+    t = verdict.tally
+    assert ((t.can_grow, t.warm, t.leaving), verdict.reason) == (want, reason)
+    assert (t.in_use, t.cooling, t.reserved) == (0, 0, 0)
+
+
+NOW = 1_000_000.0
+
+
+def test_tally_classes_in_use_cooling_reserved_granted_and_the_floor() -> None:
+    node_ips = ips(9)
+    claimed = NodeIp(IPv4("10.0.1.50"), EniId("eni-0001"), claim="default/web-0")
+    state = PoolState(early_reuse=20.0)  # --cooldown 30, --cooldown-floor 10
+    for n, i in enumerate(node_ips[:3]):
+        state.allocations[i.ip] = Allocation(i.ip, i.eni_id, f"c{n}", "eth0", "", f"tke{n}")
+    state.cooldown[node_ips[3].ip] = NOW + 25  # rested 5 s of 30: cooling
+    state.cooldown[node_ips[4].ip] = NOW + 15  # rested 15 s: past the floor, reusable
+    state.cooldown[node_ips[5].ip] = NOW - 1  # over
+    state.released.add(node_ips[6].ip)  # granted back to ipamd
+    verdict = cap.tally(view([eni(1)], [*node_ips, claimed]), state, [subnet(available=0)], NOW)
+    assert verdict.tally == IpTally(
+        in_use=3, warm=4, cooling=1, reserved=1, leaving=1, can_grow=False
+    )
+    # the tally changes by itself when the first rest ends: the floor of .3 (NOW + 5)
+    assert verdict.next_change == NOW + 5
+    # and what the device plugin makes of it (S5.LARGE8: 27)
+    assert healthy_devices(verdict.tally, 27) == 3 + 4
 
 
 @pytest.mark.parametrize(
-    ("usable", "reason", "want"),
-    [(None, cap.REASON_FREE, None), (0, cap.REASON_NO_ENI, 0), (12, cap.REASON_EXHAUSTED, 12)],
+    ("grow", "reason"),
+    [(True, cap.REASON_FREE), (False, cap.REASON_NO_ENI), (False, cap.REASON_EXHAUSTED)],
 )
-def test_rendered_file_is_what_the_device_plugin_parses(
-    usable: int | None, reason: str, want: int | None
-) -> None:
-    text = cap.render(cap.CapacityVerdict(usable, reason, (ZONE,), 12))
+def test_rendered_file_is_what_the_device_plugin_parses(grow: bool, reason: str) -> None:
+    t = IpTally(in_use=2, warm=5, cooling=1, reserved=1, leaving=0, can_grow=grow)
+    text = cap.render(cap.CapacityVerdict(t, reason, (ZONE,)))
     parsed = parse_capacity_file(text)
-    assert parsed.usable_ips == want
+    assert parsed.tally == t
+    assert parsed.usable_ips is None  # the operator's key: never written by the agent
     assert parsed.max_pods is None and parsed.unavailable_enis is None  # never touched
     assert reason in text
-
-
-def test_render_does_not_change_with_the_held_count_alone() -> None:
-    a = cap.render(cap.CapacityVerdict(None, cap.REASON_FREE, (ZONE,), 3))
-    b = cap.render(cap.CapacityVerdict(None, cap.REASON_FREE, (ZONE,), 4))
-    assert a == b
 
 
 def test_write_atomic_if_changed(tmp_path: Path) -> None:
@@ -227,36 +257,38 @@ def test_write_atomic_if_changed(tmp_path: Path) -> None:
     assert sorted(os.listdir(path.parent)) == ["eni-ip-capacity"]  # no temp file left
 
 
-def test_publisher_follows_the_view_and_the_status(tmp_path: Path) -> None:
+def test_publisher_follows_the_view_the_status_and_the_pool(tmp_path: Path) -> None:
     path = tmp_path / "eni-ip-capacity"
     source = MemoryNodeIpSource()
     statuses: list[SubnetStatus] | None = None
     pub = CapacityFilePublisher(str(path), source, lambda: statuses)
+    state = PoolState()
+    pub.pool = lambda: state
 
-    def usable() -> int | None:
-        return parse_capacity_file(path.read_text()).usable_ips
+    def tally() -> IpTally | None:
+        return parse_capacity_file(path.read_text()).tally
 
     pub.start()
     try:
-        assert usable() == 0  # no ENI yet
+        assert tally() == IpTally()  # no ENI yet
         source.set_view([eni(1)], ips(5))
         # the follower thread wakes on the view change; update() makes the check deterministic
-        assert pub.update().usable_ips is None and usable() is None
+        assert pub.update().tally == IpTally(warm=5) and tally() == IpTally(warm=5)
         gauge = "tke_eni_agent_device_plugin_usable_ips"
-        assert pub.metrics.registry.get_sample_value(gauge) == -1  # no limit
-        statuses = [subnet(available=0)]
-        pub.update()  # what the status watch's on_change calls
-        assert usable() == 5
-        assert pub.metrics.registry.get_sample_value(gauge) == 5
+        assert pub.metrics.registry.get_sample_value(gauge) == 5  # warm
+        statuses = [subnet(available=3)]
+        pub.update()  # what the status watch's on_change (poke) leads to
+        assert tally() == IpTally(warm=5, can_grow=True)
         writes = pub.writes
         pub.update()
         assert pub.writes == writes  # same content: not rewritten
-        source.set_view([eni(1)], ips(6))
-        pub.update()
-        assert usable() == 6
+        first = ips(5)[0]
+        state.allocations[first.ip] = Allocation(first.ip, first.eni_id, "c", "eth0", "", "tke0")
+        pub.update()  # what an ADD's poke leads to
+        assert tally() == IpTally(in_use=1, warm=4, can_grow=True)
         path.unlink()  # someone removed it: the next update restores it
         pub.update()
-        assert usable() == 6
+        assert tally() == IpTally(in_use=1, warm=4, can_grow=True)
     finally:
         pub.stop()
 

@@ -1,0 +1,79 @@
+"""Pure: what a node can use *now* — the one rule the device plugin (its
+``Healthy`` devices, the node's allocatable ``eni-ip``) and the scheduler
+extender (its headroom check) both apply, each to its own view of the same
+counts (docs/device-plugin.md, "Usable now").
+
+A node's secondary IPs fall in exactly one class:
+
+- ``in_use``: a pod has it;
+- ``cooling``: released by a pod, resting before reuse (the agent's
+  ``--cooldown``); one past the agent's ``--cooldown-floor`` counts as
+  ``warm`` instead (the agent reports it ``Free``);
+- ``reserved``: held for a static pod's claim, no pod has it: never usable
+  by another pod;
+- ``leaving``: being given back to ipamd (``Releasing``/``Released``);
+- ``warm``: none of the above — a new pod can get it now.
+
+``limit`` is the instance's bound on secondary IPs, ``(ENIs − 1) × (IPs per
+ENI − 1)`` (``core.limits``). ``can_grow``: ipamd can add IPs to this node
+(an ``Active`` subnet of its zone has free IPs); the room left under the
+limit then counts as usable too, because the agent's ADD waits (bounded) for
+ipamd's refill instead of failing the sandbox (docs/cni.md, "Waiting for the
+refill")::
+
+    occupied   = in_use + cooling + reserved + leaving
+    usable_now = max(0, limit − occupied)                 if can_grow
+               = max(0, min(warm, limit − occupied))      otherwise
+    healthy    = in_use + usable_now                      (≤ limit)
+
+So IPs cooling down or reserved for another pod's claim are never usable
+now, whatever the subnet; with no limit known only ``warm`` counts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+
+@dataclass(frozen=True, slots=True)
+class IpTally:
+    """A node's secondary IPs by class (see the module doc)."""
+
+    in_use: int = 0
+    warm: int = 0
+    cooling: int = 0
+    reserved: int = 0
+    leaving: int = 0
+    can_grow: bool = False
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name != "can_grow" and value < 0:
+                raise ValueError(f"IpTally.{f.name} must be >= 0, got {value}")
+
+    @property
+    def occupied(self) -> int:
+        """IPs that take a slot under the limit and no new pod can get."""
+        return self.in_use + self.cooling + self.reserved + self.leaving
+
+
+def usable_now(tally: IpTally, limit: int | None) -> int:
+    """How many more pods this node can give an IP to now (see the module doc)."""
+    if limit is None:
+        return tally.warm
+    room = max(0, limit - tally.occupied)
+    return room if tally.can_grow else min(tally.warm, room)
+
+
+def healthy_devices(tally: IpTally, limit: int | None) -> int:
+    """The device plugin's ``Healthy`` count: the pods that have an IP plus
+    those that can get one now, never above ``limit``."""
+    healthy = tally.in_use + usable_now(tally, limit)
+    return healthy if limit is None else min(limit, healthy)
+
+
+def has_headroom(tally: IpTally, limit: int | None, need: int, own_reserved: int = 0) -> bool:
+    """Whether a pod needing ``need`` IPs fits; ``own_reserved``: IPs already
+    reserved on this node for the pod's own claim (it needs no new slot)."""
+    return need - own_reserved <= usable_now(tally, limit)

@@ -60,10 +60,16 @@ class IpTally:
 
 def usable_now(tally: IpTally, limit: int | None) -> int:
     """How many more pods this node can give an IP to now (see the module doc)."""
+    return usable_from(tally.warm, tally.occupied, tally.can_grow, limit)
+
+
+def usable_from(warm: int, occupied: int, can_grow: bool, limit: int | None) -> int:
+    """``usable_now`` from the counts alone (no object: the scheduler
+    extender's per-node hot path)."""
     if limit is None:
-        return tally.warm
-    room = max(0, limit - tally.occupied)
-    return room if tally.can_grow else min(tally.warm, room)
+        return warm
+    room = max(0, limit - occupied)
+    return room if can_grow else min(warm, room)
 
 
 def healthy_devices(tally: IpTally, limit: int | None) -> int:

@@ -12,9 +12,12 @@ Filter, per candidate node, first failing rule wins:
    configured but not validated by ipamd yet → failed; only Invalid subnets
    → unresolvable; no free IP in the zone's Active subnets and no warm IP on
    the node → failed;
-5. ENI headroom: eni-ip allocatable − occupied (in use + cooling down +
-   reserved for static claims) must cover the pod's request; a static pod's
-   IP already on the node needs no new slot → else failed.
+5. ENI headroom: what the node can use now (``core.usable``, the rule the
+   device plugin applies too: warm IPs, or the room under the eni-ip
+   capacity left by IPs in use, cooling down, reserved for static claims or
+   leaving while the zone's subnets have free IPs) must cover the pod's
+   request; a static pod's IP already on the node needs no new slot → else
+   failed.
 
 Reasons are phrased so the scheduler's summary ("0/6 nodes are available:
 3 <reason>, ...") reads well: they never name the node, so equal reasons add up.
@@ -38,6 +41,7 @@ from core.names import (
     RESOURCE_ENI_IP,
     ZONE_LABEL,
 )
+from core.usable import usable_from
 
 from .facts import ClaimFacts, NodeFacts
 from .pod import PodFacts
@@ -166,7 +170,9 @@ def filter_nodes(  # noqa: PLR0912 (one flat loop: the hot path at 15,000 nodes)
                     why = exhausted
                 elif not allocatable:
                     why = NO_RESOURCE
-                elif ips.occupied + need - (name == claim_node) > allocatable:
+                elif need - (name == claim_node) > usable_from(
+                    ips.warm, ips.occupied, zone_has_free, node.eni_ip_capacity or allocatable
+                ):
                     why = headroom
                 else:
                     passed.append(name)

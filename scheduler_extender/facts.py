@@ -31,6 +31,8 @@ class NodeFacts(NamedTuple):
     name: str
     zone: str | None
     eni_ip_allocatable: int | None  # None: the node advertises no eni-ip
+    # the instance's limit (device plugin: healthy + unhealthy); None: not advertised
+    eni_ip_capacity: int | None = None
 
 
 # What one VpcIP means for its node's headroom (see docs/scheduler-extender.md).
@@ -85,11 +87,13 @@ NO_SUBNET_CONFIG = SubnetConfig(present=False, subnet_ids=(), vpc_id="")
 def node_facts(obj: dict[str, Any]) -> NodeFacts:
     meta = _dict(obj.get("metadata"))
     labels = {k: v for k, v in _dict(meta.get("labels")).items() if isinstance(v, str)}
-    allocatable = _dict(_dict(obj.get("status")).get("allocatable"))
+    status = _dict(obj.get("status"))
+    allocatable = _dict(status.get("allocatable"))
     return NodeFacts(
         name=str(meta.get("name", "")),
         zone=zone_of(labels),
         eni_ip_allocatable=quantity(allocatable.get(RESOURCE_ENI_IP)),
+        eni_ip_capacity=quantity(_dict(status.get("capacity")).get(RESOURCE_ENI_IP)),
     )
 
 

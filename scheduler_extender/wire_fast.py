@@ -38,6 +38,7 @@ class _Meta(msgspec.Struct):
 
 class _Status(msgspec.Struct):
     allocatable: _Allocatable | None = None
+    capacity: _Allocatable | None = None  # the same one field
 
 
 class _Node(msgspec.Struct):
@@ -124,8 +125,10 @@ def _nodes(
         status = node.status
         allocatable = status.allocatable if status is not None else None
         eni_ip = quantity(allocatable.eni_ip) if allocatable is not None else None
+        capacity = status.capacity if status is not None else None
+        eni_ip_cap = quantity(capacity.eni_ip) if capacity is not None else None
         items[name] = item
-        nodes[name] = NodeFacts(name, zone, eni_ip)
+        nodes[name] = NodeFacts(name, zone, eni_ip, eni_ip_cap)
     return items, list(nodes), nodes
 
 

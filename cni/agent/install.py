@@ -39,8 +39,8 @@ def launcher_text(python: str, lib_dir: str, socket_path: str) -> str:
         f"#!{python} -IS\n"  # one shebang argument: -I -S combined
         "import sys\n"
         f"sys.path.insert(0, {lib_dir!r})\n"
-        f"from {MODULE} import main\n"
-        f"sys.exit(main({socket_path!r}))\n"
+        f"from {MODULE} import run\n"
+        f"run({socket_path!r})\n"
     )
 
 

@@ -32,7 +32,6 @@ STATUS fails with code 50; GC fails with code 11.
 
 import _socket
 import posix
-import sys
 from _json import encode_basestring_ascii as _quote
 
 PROTOCOL_VERSION = 1
@@ -279,5 +278,14 @@ def main(socket_path: str = DEFAULT_SOCKET) -> int:
         return emit_error(CniError(ERR_IO, f"tke-route-eni: I/O error: {exc}"), text)
 
 
+def run(socket_path: str = DEFAULT_SOCKET) -> None:
+    """``main``, then leave at once: ``_exit`` skips the interpreter's teardown
+    (freeing every module and object: ~1.4 ms of CPU per call here, a sixth of
+    the start-up). Nothing is lost: every byte went out through ``posix.write``,
+    unbuffered. An exception escaping ``main`` (a bug) still prints its
+    traceback and exits 1 the usual way."""
+    posix._exit(main(socket_path))
+
+
 if __name__ == "__main__":
-    sys.exit(main(environ().get("TKE_ROUTE_ENI_SOCKET") or DEFAULT_SOCKET))
+    run(environ().get("TKE_ROUTE_ENI_SOCKET") or DEFAULT_SOCKET)

@@ -14,6 +14,7 @@ nothing."""
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 
 from cloud.errors import CloudError, NotFoundError
 from cloud.models import Subnet
@@ -24,6 +25,7 @@ from ipamd import metrics
 from ipamd.deps import Deps
 from ipamd.kube import events as ev
 from ipamd.kube import paths
+from ipamd.kube.api import KubeApi, KubeError
 from ipamd.rules import subnets
 from ipamd.state import NODE
 
@@ -33,6 +35,8 @@ log = logging.getLogger(__name__)
 class SubnetController:
     def __init__(self, deps: Deps) -> None:
         self.d = deps
+        # zone -> has room, as last published (None: nothing published yet)
+        self._zone_room: dict[str, bool] | None = None
         self.condition = "ConfigMap not read yet"
         self._last_config: subnets.SubnetConfig | None = None
         self._last_error = ""
@@ -250,6 +254,81 @@ class SubnetController:
         metrics.SUBNETS.labels(m.SUBNET_ACTIVE).set(len(d.active) if d else 0)
         metrics.SUBNETS.labels(m.SUBNET_DRAINING).set(len(d.draining) if d else 0)
         self.d.objects.publish_subnets(statuses)
+        if d is not None:
+            self._wake_zones(zone_room(statuses, self.d.state.exhausted))
+
+    def _wake_zones(self, room: dict[str, bool]) -> None:
+        """Set ``TKEENISubnetRoom`` on the nodes of every zone whose room
+        changed since the last publish (not at the first one: nothing is
+        pending on a change then). A failed patch is logged and retried at the
+        next publish (the zone stays "changed")."""
+        previous, self._zone_room = self._zone_room, dict(room)
+        if previous is None:
+            return
+        changed = {
+            z for z in set(room) | set(previous) if room.get(z, False) != previous.get(z, False)
+        }
+        if not changed:
+            return
+        st = self.d.state
+        failed: set[str] = set()
+        for _, node in st.nodes.items() if st.nodes is not None else []:
+            facts = st.facts.get(node.name)
+            zone = node.zone or (facts.zone if facts else "")
+            if zone not in changed:
+                continue
+            try:
+                set_room_condition(self.d.objects.api, node.name, zone, room.get(zone, False))
+            except KubeError as exc:
+                log.warning("could not set %s on node %s: %s", ROOM_CONDITION, node.name, exc)
+                failed.add(zone)
+        for zone in changed:
+            log.info(
+                "zone %s %s: nodes marked %s=%s (pending pods are retried)",
+                zone,
+                "has room again" if room.get(zone, False) else "has no room",
+                ROOM_CONDITION,
+                room.get(zone, False),
+            )
+        for zone in failed:  # try again next time
+            self._zone_room[zone] = not room.get(zone, False)
+
+
+ROOM_CONDITION = "TKEENISubnetRoom"
+
+
+def zone_room(statuses: list[m.SubnetStatus], exhausted: set[str]) -> dict[str, bool]:
+    """zone -> an Active subnet of it has free IPs (zones of Draining subnets: False)."""
+    room: dict[str, bool] = {}
+    for s in statuses:
+        if not s.zone:
+            continue
+        free = s.state == m.SUBNET_ACTIVE and s.available > 0 and s.subnet_id not in exhausted
+        room[s.zone] = room.get(s.zone, False) or free
+    return room
+
+
+def set_room_condition(api: KubeApi, node: str, zone: str, ok: bool) -> None:
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    body = {
+        "status": {
+            "conditions": [
+                {
+                    "type": ROOM_CONDITION,
+                    "status": "True" if ok else "False",
+                    "reason": "SubnetHasFreeIPs" if ok else "NoFreeIPInZone",
+                    "message": (
+                        f"an Active subnet of zone {zone} has free IPs"
+                        if ok
+                        else f"no Active subnet of zone {zone} has a free IP"
+                    ),
+                    "lastHeartbeatTime": now,
+                    "lastTransitionTime": now,
+                }
+            ]
+        }
+    }
+    api.patch_strategic(paths.node(node) + "/status", body)
 
 
 def _keep(

@@ -165,3 +165,23 @@ def test_manifest_commands_are_console_scripts() -> None:
                 assert command and command[0] in scripts, f"{path}: {c.get('name')}: {command}"
                 seen += 1
     assert seen
+
+
+def test_privileged_containers_say_they_run_as_root() -> None:
+    """The image's USER is non-root, so a container that needs root (privileged: sysctls,
+    netlink, the CNI dirs of the node) must say runAsUser: 0 itself; else it runs as the
+    image's user and fails (found running deploy/'s DaemonSet as pods: the agent could not
+    write /proc/sys/net/ipv4/ip_forward)."""
+    for path in sorted((ROOT / "deploy").rglob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if not isinstance(doc, dict) or doc.get("kind") not in ("Deployment", "DaemonSet"):
+                continue
+            spec = doc["spec"]["template"]["spec"]
+            pod_user = (spec.get("securityContext") or {}).get("runAsUser")
+            for c in spec.get("containers") or []:
+                sc = c.get("securityContext") or {}
+                if sc.get("privileged"):
+                    user = sc.get("runAsUser", pod_user)
+                    assert user == 0, (
+                        f"{path.relative_to(ROOT)}: container {c['name']} is privileged but "
+                        f"runs as {user!r} (the image's USER unless it says runAsUser: 0)")

@@ -110,6 +110,16 @@ def past_floor(state: PoolState, ip: str, now: float) -> bool:
     return until > now and state.early_reuse > 0 and until - now <= state.early_reuse
 
 
+def next_cooldown_change(state: PoolState, now: float) -> float | None:
+    """The next time (unix) an IP's cooldown, or its floor, ends: its
+    reported phase and this node's usable IPs change then by themselves."""
+    times: list[float] = []
+    for until in state.cooldown.values():
+        floor = until - state.early_reuse if state.early_reuse > 0 else until
+        times.extend(t for t in (floor, until) if t > now)
+    return min(times) if times else None
+
+
 def choose_dynamic(view: NodeIpView, state: PoolState, now: float) -> NodeIp | None:
     """A warm IP: Assigned, no claim, not used, not cooling down, not granted
     back. "Fewest ENIs": pack onto the ENI with the most IPs in use. When

@@ -1,6 +1,7 @@
 """Publish IP usage to the IP source (``VpcIP.status``) off the CNI hot path.
 ADD/DEL only poke this thread, which then sends what changed since its last
-good report. Every ``interval`` seconds a full pass compares the whole usage
+good report; it also wakes when a cooldown (or its floor) ends, so the IP is
+reported ``Free`` at once. Every ``interval`` seconds a full pass compares the whole usage
 with what the API actually holds (the source's ``held``: for Kubernetes the
 watch cache, no extra reads) and re-sends every IP that differs: a VpcIP
 re-created under a running pod, a lost write or a hand edit is repaired
@@ -78,7 +79,7 @@ class Reporter:
     def _loop(self) -> None:
         backoff = 1.0
         while not self._stop.is_set():
-            if self._wake.wait(self.interval):
+            if self._wake.wait(self._timeout()):
                 self._stop.wait(self.debounce)
             self._wake.clear()
             if self._stop.is_set():
@@ -92,6 +93,18 @@ class Reporter:
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 60.0)
                 self._wake.set()
+
+    def _timeout(self) -> float:
+        """Until the next full pass, or sooner when a cooldown (or its floor)
+        ends: the IP is reported ``Free`` then, at once (the scheduler
+        extender counts it usable from that report)."""
+        a = self.agent
+        now = time.time()
+        with a.lock:
+            nxt = pool.next_cooldown_change(a.state, now)
+        if nxt is None:
+            return self.interval
+        return min(self.interval, max(0.0, nxt - now) + 0.001)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="usage-reporter", daemon=True)

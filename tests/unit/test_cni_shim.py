@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
+import threading
+from pathlib import Path
 
 import pytest
 
+from cni.agent import install
 from cni.agent.cnitypes import decode_wire_request
 from cni.plugin import tke_route_eni as shim
 
@@ -61,3 +65,70 @@ def test_shim_imports_only_what_a_forwarder_needs() -> None:
     assert set(json.loads(out.stdout.replace("'", '"'))) <= {"tke_route_eni", "_socket", "_json"}, (
         out.stdout
     )
+
+
+def _fake_agent(path: str) -> threading.Thread:
+    """Answers one request per connection with exit 0 and an empty body."""
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(path)
+    server.listen(8)
+
+    def serve() -> None:
+        with server:
+            while True:
+                conn, _ = server.accept()
+                with conn:
+                    while conn.recv(65536):
+                        pass
+                    conn.sendall(b'{"v":1,"exit":0}\n')
+                    if path.endswith("last.sock"):
+                        return
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return thread
+
+
+@pytest.mark.parametrize("command", ["STATUS", "ADD", "DEL"])
+def test_installed_config_costs_no_json_import(tmp_path: Path, command: str) -> None:
+    """The conflist the agent installs names ``agentSocket``, so the runtime
+    passes it on every call: finding it must not import the ``json`` package
+    (``re``, ``enum``, ...: ~8 ms, as long as the interpreter start-up)."""
+    sock = str(tmp_path / "last.sock")
+    agent = _fake_agent(sock)
+    exe = install.install_plugin(str(tmp_path / "bin"), sys.executable, "/nonexistent.sock")
+    conflist = install.build_conflist(
+        "tke-route-eni",
+        cni_version="1.1.0",
+        socket_path=sock,
+        chain=install.DEFAULT_CHAIN,
+        delegates=[],
+        host_veth_prefix="tke",
+    )
+    netconf = {"cniVersion": "1.1.0", "name": conflist["name"], **conflist["plugins"][0]}
+    env = {
+        "CNI_COMMAND": command,
+        "CNI_CONTAINERID": "c1",
+        "CNI_NETNS": "/run/netns/x",
+        "CNI_IFNAME": "eth0",
+    }
+    out = subprocess.run(
+        [sys.executable, "-I", "-S", "-X", "importtime", exe],
+        input=json.dumps(netconf).encode(),
+        env=env,
+        capture_output=True,
+        check=False,
+    )
+    agent.join(10)
+    assert out.returncode == 0, out.stdout + out.stderr
+    imported = {
+        line.rsplit("|", 1)[1].strip()
+        for line in out.stderr.decode().splitlines()
+        if line.startswith("import time:") and "|" in line
+    }
+    imported.discard("imported package")
+    startup = {"_io", "marshal", "posix", "_frozen_importlib_external", "time", "zipimport"}
+    startup |= {"_codecs", "codecs", "encodings.aliases", "encodings", "encodings.utf_8"}
+    startup |= {"_signal", "_abc", "abc", "io"}
+    extra = sorted(imported - startup - {"tke_route_eni", "_socket", "_json"})
+    assert not extra, f"with the installed netconf the shim imported {', '.join(extra)}"

@@ -18,7 +18,7 @@ from kit import logs
 from kit.httpserve import StatusServer
 from kit.settings import log_effective
 
-from . import checkpoint, config, install, recover
+from . import checkpoint, config, install, podcidr, recover
 from .agent import Agent, AgentSettings
 from .capacity_file import CapacityFilePublisher, pool_reader
 from .dataplane.netops import NetOps
@@ -59,6 +59,13 @@ def install_cni(cfg: config.AgentConfig) -> None:
         else install.DEFAULT_CHAIN
     )
     delegates = install.load_json_list(cfg.delegate_file, "delegates") if cfg.delegate_file else []
+    if podcidr.needs_pod_cidr(delegates):
+        from .sources.kube_ipsource import load_kube_config
+        from .sources.kube_node import wait_pod_cidr
+
+        cidr = wait_pod_cidr(load_kube_config(cfg.kubeconfig), cfg.node_name)
+        delegates = podcidr.with_pod_cidr(delegates, cidr)
+        log.info("default network on the node's podCIDR", extra={"pod_cidr": cidr})
     conflist = install.build_conflist(
         cfg.cni_network_name,
         cni_version=cfg.cni_version,

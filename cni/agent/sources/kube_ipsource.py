@@ -116,22 +116,27 @@ class KubeNodeIpSource:
         return self._mem.wait_for_change(generation, timeout)
 
     def _publish(self) -> None:
+        """One view from both watches' objects. Read and set under the lock:
+        the two watch threads publish at once, and a view computed earlier
+        must never land after a later one."""
         with self._lock:
             enis = [e for o in self._objs[PLURAL_VPC_ENI].values() if (e := eni_of(o))]
             ips = [ip_of(o) for o in self._objs[PLURAL_VPC_IP].values()]
-        enis = [
-            e
-            for e in enis
-            if VpcEniSpec.from_dict(self._objs[PLURAL_VPC_ENI][e.eni_id].get("spec")).node_name
-            in ("", self.node_name)
-        ]
-        ips = [
-            i
-            for i in ips
-            if VpcIpSpec.from_dict(self._objs[PLURAL_VPC_IP][i.ip].get("spec")).node_name
-            in ("", self.node_name)
-        ]
-        self._mem.set_view(sorted(enis, key=lambda e: e.eni_id), sorted(ips, key=lambda i: i.ip))
+            enis = [
+                e
+                for e in enis
+                if VpcEniSpec.from_dict(self._objs[PLURAL_VPC_ENI][e.eni_id].get("spec")).node_name
+                in ("", self.node_name)
+            ]
+            ips = [
+                i
+                for i in ips
+                if VpcIpSpec.from_dict(self._objs[PLURAL_VPC_IP][i.ip].get("spec")).node_name
+                in ("", self.node_name)
+            ]
+            self._mem.set_view(
+                sorted(enis, key=lambda e: e.eni_id), sorted(ips, key=lambda i: i.ip)
+            )
 
     def _handlers(self, plural: str) -> Handlers:
         def replace(items: list[dict[str, Any]]) -> None:

@@ -99,8 +99,8 @@ OPTIONS: tuple[Flag, ...] = (
     _option("unavailable_enis", "secondary ENIs not usable by pods (lowers Healthy devices)"),
     _option(
         "capacity_file",
-        "optional file of key=value lines (max_pods, unavailable_enis, usable_ips), "
-        "re-read when it changes",
+        "optional file of key=value lines (max_pods, unavailable_enis, usable_ips, and the "
+        "node agent's IP tally), re-read when it changes",
     ),
     _option("limits_retry_interval", "first retry delay (s) of the limits API after a failure"),
     _option("limits_retry_max", "longest retry delay (s) of the limits API"),

@@ -98,6 +98,15 @@ def plugin_python_info(python: str) -> str:
     return f"{python} ({real}, Python {version or '?'}, {build})"
 
 
+def runtime_netconf(conf_dir: Path) -> dict[str, Any]:
+    """What a runtime passes our plugin on stdin: the first plugin of the
+    conflist the agent installed, with the list's name and cniVersion (it
+    names ``agentSocket``; the chained portmap is not run here)."""
+    conflist = json.loads(next(conf_dir.glob("*.conflist")).read_text())
+    first: dict[str, Any] = conflist["plugins"][0]
+    return {"cniVersion": conflist["cniVersion"], "name": conflist["name"], **first}
+
+
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
@@ -253,7 +262,7 @@ def main() -> int:
                 time.sleep(0.05)
         ours = str(work / "bin" / "tke-route-eni")
         our_path = f"{work / 'bin'}:{DEBIAN_CNI}"
-        our_conf = {"cniVersion": "1.0.0", "name": "tke-route-eni", "type": "tke-route-eni"}
+        our_conf = runtime_netconf(work / "net.d")
         ptp_conf = {
             "cniVersion": "1.0.0",
             "name": "ptpnet",

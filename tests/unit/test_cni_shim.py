@@ -132,3 +132,56 @@ def test_installed_config_costs_no_json_import(tmp_path: Path, command: str) -> 
     startup |= {"_signal", "_abc", "abc", "io"}
     extra = sorted(imported - startup - {"tke_route_eni", "_socket", "_json"})
     assert not extra, f"with the installed netconf the shim imported {', '.join(extra)}"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"cniVersion": "1.0.0", "agentSocket": "/run/a.sock", "x": [1, 2.5, null, true]}',
+        '  \n{"a": {"agentSocket": "nested"}, "agentSocket": "/top"}\t ',
+        '{"s": "\\u2603 \\" \\\\ \\n", "n": NaN, "i": -Infinity, "big": 123456789012345678901}',
+        '{"a": 1} trailing',
+        '{"a": 1}{"b": 2}',
+        "[1, 2]",
+        '"just a string"',
+        "",
+        "   ",
+        "{not json",
+        '{"a": "\x01 raw control char"}',
+        "\ufeff{}",
+        "[" * 100_000,
+    ],
+)
+def test_netconf_reads_as_json_loads(text: str) -> None:
+    try:
+        want = json.loads(text)
+    except (ValueError, RecursionError):
+        want = None
+    got = shim._netconf(text)
+    if isinstance(want, dict):
+        assert json.dumps(got, sort_keys=True) == json.dumps(want, sort_keys=True)
+    else:
+        assert got == {}
+
+
+@pytest.mark.parametrize(
+    ("failure", "text"),
+    [
+        (shim.CniError(4, "CNI_IFNAME is invalid: 'a b'", "1-15 chars"), '{"cniVersion":"0.4.0"}'),
+        (shim.CniError(11, 'agent "down" \u2603 \\ \n'), "not json"),
+    ],
+)
+def test_error_and_version_answers_are_the_json_they_were(
+    failure: shim.CniError, text: str, capfd: pytest.CaptureFixture[str]
+) -> None:
+    assert shim.emit_error(failure, text) == 1
+    body = {"cniVersion": shim._version_of(text), "code": failure.code, "msg": failure.msg}
+    if failure.details:
+        body["details"] = failure.details
+    assert capfd.readouterr().out == json.dumps(body) + "\n"
+    assert shim.emit_version(text) == 0
+    answer = {
+        "cniVersion": shim._version_of(text),
+        "supportedVersions": ["0.4.0", "1.0.0", "1.1.0"],
+    }
+    assert capfd.readouterr().out == json.dumps(answer) + "\n"

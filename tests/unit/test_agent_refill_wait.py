@@ -135,3 +135,32 @@ def test_a_cooling_ip_past_the_floor_is_reused_when_nothing_else_is_free(tmp_pat
     result = a.handle(req("ADD", "p3"))
     assert result is not None and result["ips"][0]["address"] == "10.0.0.10/32"
     assert sample(a, "cooldown_floor_reuses_total") == 1
+
+
+class LateLinkNet(Net):
+    """The ENI ipamd just attached gets its link on the node a moment later."""
+
+    def __init__(self, misses: int) -> None:
+        self.misses = misses
+
+    def ensure_eni(self, eni: EniInfo, links: Any) -> tuple[EniLink | None, list[str]]:
+        if self.misses > 0:
+            self.misses -= 1
+            return None, [f"eni {eni.eni_id}: no link with mac {eni.mac}"]
+        return super().ensure_eni(eni, links)
+
+
+def test_add_waits_for_a_new_enis_link_instead_of_failing(tmp_path: Path) -> None:
+    a = make(tmp_path, refill_wait=30.0)
+    a.net = LateLinkNet(misses=3)  # type: ignore[assignment]
+    result = a.handle(req("ADD", "p1"))
+    assert result is not None and result["ips"][0]["address"] == "10.0.0.10/32"
+
+
+def test_a_link_that_never_comes_fails_past_the_bound(tmp_path: Path) -> None:
+    a = make(tmp_path, refill_wait=0.5)
+    a.net = LateLinkNet(misses=10_000)  # type: ignore[assignment]
+    with pytest.raises(CniError, match=r"has no link on this node yet") as err:
+        a.handle(req("ADD", "p1"))
+    assert err.value.code == ERR_TRY_AGAIN
+    assert a.state.allocations == {}  # the IP went back (no cooldown: it served no pod)

@@ -216,7 +216,7 @@ class Agent:
         try:
             self._clean_earlier(replaced)
             self.fault("after-reserve")
-            link = self.eni_link(alloc.eni_id, self.source.view())
+            link = self._wait_eni_link(alloc.eni_id)
             att = self.net.add_pod(alloc, link.table)
             self.checkpoint.wait(seq)  # written while we plumbed
             self.fault("before-reply")
@@ -242,6 +242,27 @@ class Agent:
             },
         )
         return build_result(req.cni_version, att, req.prev_result)
+
+    def _wait_eni_link(self, eni_id: str) -> EniLink:
+        """``eni_link``, waiting (bounded by ``--refill-wait``) while the ENI
+        ipamd just attached has no link on the node yet: a burst that takes
+        the IPs of a new ENI does not fail its sandboxes for the attach's
+        last step."""
+        deadline = time.monotonic() + self.settings.refill_wait
+        said = False
+        while True:
+            try:
+                return self.eni_link(eni_id, self.source.view())
+            except CniError as exc:
+                if exc.code != ERR_TRY_AGAIN or time.monotonic() >= deadline:
+                    raise
+                if not said:
+                    said = True
+                    log.info(
+                        f"{exc.msg}: waiting up to {self.settings.refill_wait:g}s for it",
+                        extra={"eni": eni_id},
+                    )
+            time.sleep(0.2)
 
     def _clean_earlier(self, replaced: list[Allocation]) -> None:
         """Rules of earlier sandboxes whose IPs ``_reserve`` released. A failure

@@ -290,6 +290,7 @@ def main() -> int:
             status.append(time.perf_counter() - start)
 
         res: dict[str, list[float]] = {"ours ADD": [], "ours DEL": [], "ptp ADD": [], "ptp DEL": []}
+        cpu0, t0 = cpu_sample(agent.pid), time.perf_counter()
         for i in range(opts.n):
             for kind in ("ours", "ptp"):
                 name = f"{TAG}-{kind}{i}"
@@ -310,6 +311,7 @@ def main() -> int:
                 sh("ip", "netns", "del", name)
                 pods.remove(name)
 
+        steady_cpu = cpu_split(cpu0, cpu_sample(agent.pid), time.perf_counter() - t0)
         steady = agent_totals()
         burst_ns: list[str] = []
         ptp_burst_ns: list[str] = []
@@ -364,6 +366,7 @@ def main() -> int:
         for key, vals in res.items():
             p50, p99, mean = pct(vals, 0.5) * ms, pct(vals, 0.99) * ms, statistics.mean(vals) * ms
             print(f"{key:12}{p50:9.2f}{p99:9.2f}{mean:9.2f}")
+        print(f"  {steady_cpu.replace('shims', 'plugins')}")
         add_ratio = pct(res["ours ADD"], 0.5) / pct(res["ptp ADD"], 0.5)
         del_ratio = pct(res["ours DEL"], 0.5) / pct(res["ptp DEL"], 0.5)
         print(f"ADD p50 ratio ours/ptp: {add_ratio:.2f}x (target <= {ADD_TARGET}x)")

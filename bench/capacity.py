@@ -5,8 +5,9 @@ set-up; several minutes per environment); not part of ``python -m bench``.
 
 For each setting: a fresh ``localrun`` Environment (three real nodes, S5.LARGE8: 27
 eni-ip each) with the agent's ``--cooldown`` set; a Deployment (busybox sleepers, one
-``eni-ip`` each, ``maxSurge 25%``, ``maxUnavailable 0``) sized to what the real nodes
-can use; once all Running, ``kubectl rollout restart`` (the template annotation
+``eni-ip`` each, ``maxSurge 25%``, ``maxUnavailable 0``) sized so that it and its
+surge fill what the real nodes can use (81 / 1.25 → 64 + 16); once all Running,
+``kubectl rollout restart`` (the template annotation
 ``kubectl.kubernetes.io/restartedAt``). Printed:
 
 - the total rollout time (restart → every pod of the new template Running, none old);
@@ -85,7 +86,8 @@ def measure(cooldown: str) -> Run:
     env.start()
     try:
         kube, real = env.kube, list(env.real)
-        run.replicas = sum(allocatable(kube, real).values())
+        # the rollout's surge (25%) must fit too, or maxUnavailable 0 never starts
+        run.replicas = int(sum(allocatable(kube, real).values()) / 1.25)
         kube.apply(deployment(run.replicas))
 
         def all_running() -> bool:

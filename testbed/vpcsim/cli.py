@@ -80,6 +80,15 @@ def _parser() -> argparse.ArgumentParser:
         help="another DNS name or IP for the serving certificate (repeatable; "
         "loopback and --host are always in it)",
     )
+    s.add_argument(
+        "--vpc-listen",
+        action="append",
+        default=[],
+        metavar="NETNS=HOST:PORT",
+        help="also serve plain HTTP inside this network namespace (a file such as "
+        "/run/netns/x): the VPC side, where instances reach the API and their own "
+        "metadata at /latest/meta-data/ by their private IP; no /_admin/ there (repeatable)",
+    )
     s.add_argument("--secret-id", default=_env("TKE_VPCSIM_SECRET_ID", DEFAULT_SECRET_ID))
     s.add_argument("--secret-key", default=_env("TKE_VPCSIM_SECRET_KEY", DEFAULT_SECRET_KEY))
     s.add_argument("--seed", type=int, default=None, help="random seed for fault rolls")
@@ -134,6 +143,7 @@ def serve(args: argparse.Namespace) -> int:
         return 2
     try:
         pair = _serving_pair(args)
+        vpc_listeners = [_vpc_listen(v) for v in args.vpc_listen]
     except ValueError as exc:
         print(f"tke-vpcsim: {exc}", file=sys.stderr)
         return 2
@@ -150,6 +160,9 @@ def serve(args: argparse.Namespace) -> int:
         servers.append(make_server(emu, args.host, args.port))
         if pair is not None:
             servers.append(make_server(emu, args.host, args.https_port, tls.server_context(pair)))
+        for netns, host, port in vpc_listeners:
+            servers.append(make_server(emu, host, port, netns=netns))
+            print(f"tke-vpcsim listening on {host}:{port} in {netns}", flush=True)
         _announce(args, [int(s.server_address[1]) for s in servers], pair, faults)
     except OSError as exc:  # a port in use, an unwritable CA or port file
         print(f"tke-vpcsim: {exc}", file=sys.stderr)
@@ -171,6 +184,15 @@ def serve(args: argparse.Namespace) -> int:
         server.server_close()
     emu.save()
     return 0
+
+
+def _vpc_listen(text: str) -> tuple[str, str, int]:
+    """NETNS=HOST:PORT -> (netns, host, port); a clear error otherwise."""
+    netns, sep, addr = text.partition("=")
+    host, _, port = addr.rpartition(":")
+    if not sep or not netns.startswith("/") or not host or not port.isdigit():
+        raise ValueError(f"--vpc-listen wants /path/of/netns=HOST:PORT, got {text!r}")
+    return netns, host, int(port)
 
 
 def _serving_pair(args: argparse.Namespace) -> tls.ServingPair | None:

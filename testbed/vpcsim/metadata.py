@@ -24,6 +24,14 @@ class Metadata:
         self.credentials = credentials
         self._issued: dict[str, tuple[str, str, str, float]] = {}  # instance -> tmp creds
 
+    def instance_at(self, address: str) -> str | None:
+        """The instance whose private IP is ``address`` (who is calling), or None."""
+        with self.world.lock:
+            for inst in self.world.instances.values():
+                if inst.private_ip == address:
+                    return inst.instance_id
+        return None
+
     def get(self, instance_id: str, path: str) -> str | None:
         """The text at ``path`` (relative to ``latest/meta-data/``) or None (404)."""
         with self.world.lock:

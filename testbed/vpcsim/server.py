@@ -3,7 +3,11 @@ or, given an ``ssl.SSLContext`` (see ``vpcsim.tls``), HTTPS.
 
 - ``POST /``: the VPC and CVM API v3 (``api.Api``)
 - ``GET /meta/<instance-id>/latest/meta-data/<path>``: the metadata service
-- ``/_admin/...``: state dump, faults, instances, subnets (``admin.Admin``)
+- ``GET /latest/meta-data/<path>``: the metadata service of the instance whose private
+  IP the request comes from (as on a CVM: no instance id in the URL)
+- ``/_admin/...``: state dump, faults, instances, subnets (``admin.Admin``); not on a
+  VPC-side listener (``make_server(..., vpc_side=True)``: the cloud's control API is
+  not reachable from inside the VPC)
 - ``GET /healthz``
 """
 
@@ -18,7 +22,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from vpcsim import tasks
+from vpcsim import nsenter, tasks
 from vpcsim.admin import Admin
 from vpcsim.api import Api, Credential
 from vpcsim.faults import Faults
@@ -76,6 +80,7 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "tke-vpcsim/0.1"
     protocol_version = "HTTP/1.1"
     emulator: Emulator  # set on the subclass built by make_server
+    vpc_side = False  # set on the subclass built by make_server
 
     def setup(self) -> None:
         super().setup()
@@ -112,7 +117,7 @@ class _Handler(BaseHTTPRequestHandler):
             status, out = self.emulator.api.handle(headers, body)
             self._send(status, out)
             return
-        if path.startswith("/_admin/"):
+        if path.startswith("/_admin/") and not self.vpc_side:
             status, out = self.emulator.admin.post(path, body)
             self._send(status, out)
             return
@@ -133,15 +138,30 @@ class _Handler(BaseHTTPRequestHandler):
             else:
                 self._send(200, text.encode(), "text/plain")
             return
-        if path.startswith("/_admin/"):
+        if path == META_MIDDLE.rstrip("/") or path.startswith(META_MIDDLE):
+            self._metadata_of_caller(path[len(META_MIDDLE):])
+            return
+        if path.startswith("/_admin/") and not self.vpc_side:
             status, out = self.emulator.admin.get(path)
             self._send(status, out)
             return
         self._send(404, b'{"error": "not found"}')
 
+    def _metadata_of_caller(self, rest: str) -> None:
+        caller = str(self.client_address[0])
+        instance_id = self.emulator.metadata.instance_at(caller)
+        if instance_id is None:
+            self._send(404, f"no instance has the private IP {caller}".encode(), "text/plain")
+            return
+        text = self.emulator.metadata.get(instance_id, rest)
+        if text is None:
+            self._send(404, b"Not Found", "text/plain")
+        else:
+            self._send(200, text.encode(), "text/plain")
+
     def do_DELETE(self) -> None:
         path = self.path.split("?")[0]
-        if path.startswith("/_admin/"):
+        if path.startswith("/_admin/") and not self.vpc_side:
             status, out = self.emulator.admin.delete(path)
             self._send(status, out)
             return
@@ -171,11 +191,20 @@ def make_server(
     host: str = "127.0.0.1",
     port: int = 0,
     tls: ssl.SSLContext | None = None,
+    *,
+    netns: str = "",
 ) -> ThreadingHTTPServer:
-    """The server, bound and not yet serving; HTTPS when ``tls`` is given."""
+    """The server, bound and not yet serving; HTTPS when ``tls`` is given. With
+    ``netns`` (a network namespace file, e.g. ``/run/netns/x``) the listening socket
+    is made in that namespace: a VPC-side listener, without the admin API. Call it
+    before any thread starts (the namespace is entered by the calling thread)."""
     base = _Handler if tls is None else _TlsHandler
-    handler = type("EmulatorHandler", (base,), {"emulator": emulator})
-    server = ThreadingHTTPServer((host, port), handler)
+    handler = type("EmulatorHandler", (base,), {"emulator": emulator, "vpc_side": bool(netns)})
+    if netns:
+        with nsenter.entered(netns):
+            server = ThreadingHTTPServer((host, port), handler)
+    else:
+        server = ThreadingHTTPServer((host, port), handler)
     server.daemon_threads = True
     if tls is not None:
         server.socket = tls.wrap_socket(

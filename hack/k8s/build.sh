@@ -3,7 +3,8 @@
 # run, from the Go module proxy, into a cache outside the work tree:
 #
 #   ${TKE_K8S_CACHE:-/var/cache/tke-vpc-cni/k8s}/<K8S_VERSION>/bin/
-#       kube-apiserver kube-scheduler kube-controller-manager kubelet kubectl etcd kwok cnitool kustomize
+#       kube-apiserver kube-scheduler kube-controller-manager kubelet kubectl kube-proxy
+#       etcd kwok cnitool kustomize
 #
 # Pins are in hack/k8s/versions.env. Idempotent: a binary is rebuilt only when
 # it is missing or its --version does not report the pinned version. A pinned
@@ -125,11 +126,14 @@ if ! cached cnitool "$cni_expect" go version -m "$bin/cnitool"; then
   verify cnitool "$cni_expect" go version -m "$bin/cnitool"
 fi
 
-# --- kube-apiserver, kube-scheduler, kube-controller-manager, kubelet, kubectl -
+# --- kube-apiserver, kube-scheduler, kube-controller-manager, kubelet, kubectl, kube-proxy
 # kube-controller-manager runs Deployments, StatefulSets and garbage collection
 # for the end-to-end tests and the local run; kubectl is for people using the
-# local cluster (`tke-localcluster up`). All in one go build.
-k8s_cmds=(kube-apiserver kube-scheduler kube-controller-manager kubelet kubectl)
+# local cluster (`tke-localcluster up`); kube-proxy gives the local run's nodes and
+# control-plane host their Services. One go build of the binaries that are missing
+# or stale (the wrapper module always lists all of them, so its go.sum is the same).
+k8s_cmds=(kube-apiserver kube-scheduler kube-controller-manager kubelet kubectl kube-proxy)
+k8s_missing=()
 # version_cmd NAME: how a binary reports its version (kubectl has no --version).
 version_cmd() { if [ "$1" = kubectl ]; then echo "version --client"; else echo "--version"; fi; }
 k8s_expect() { if [ "$1" = kubectl ]; then echo "Client Version: $K8S_VERSION"; else echo "Kubernetes $K8S_VERSION"; fi; }
@@ -168,20 +172,21 @@ PY
   done
   log "kubernetes: go mod tidy"
   (cd "$dir" && go mod tidy) || return 1
-  log "kubernetes: go build ${k8s_cmds[*]} (one invocation; several minutes on 2 cores)"
+  log "kubernetes: go build ${k8s_missing[*]} (one invocation; several minutes on 2 cores)"
   mkdir -p "$dir/out"
+  pkgs=()
+  for c in "${k8s_missing[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$c"); done
   (cd "$dir" && go build -trimpath -ldflags "$ldflags" -o "$dir/out/" "${pkgs[@]}") || return 1
-  for c in "${k8s_cmds[@]}"; do mv -f "$dir/out/$c" "$bin/$c"; done
+  for c in "${k8s_missing[@]}"; do mv -f "$dir/out/$c" "$bin/$c"; done
 }
-need_k8s=0
 for c in "${k8s_cmds[@]}"; do
   # shellcheck disable=SC2046
-  cached "$c" "$(k8s_expect "$c")" "$bin/$c" $(version_cmd "$c") || need_k8s=1
+  cached "$c" "$(k8s_expect "$c")" "$bin/$c" $(version_cmd "$c") || k8s_missing+=("$c")
 done
-if [ "$need_k8s" = 1 ]; then
-  timed "${k8s_cmds[*]} $K8S_VERSION" build_k8s
+if [ "${#k8s_missing[@]}" -gt 0 ]; then
+  timed "${k8s_missing[*]} $K8S_VERSION" build_k8s
   # shellcheck disable=SC2046
-  for c in "${k8s_cmds[@]}"; do verify "$c" "$(k8s_expect "$c")" "$bin/$c" $(version_cmd "$c"); done
+  for c in "${k8s_missing[@]}"; do verify "$c" "$(k8s_expect "$c")" "$bin/$c" $(version_cmd "$c"); done
 fi
 
 # --- kustomize ----------------------------------------------------------------

@@ -32,6 +32,15 @@ class ClusterPKI:
     sa_key: Path
     sa_pub: Path
 
+    @property
+    def kubelet_client_cert(self) -> Path:
+        """The apiserver's client certificate towards kubelets (group system:masters)."""
+        return self.directory / "apiserver-kubelet-client.crt"
+
+    @property
+    def kubelet_client_key(self) -> Path:
+        return self.directory / "apiserver-kubelet-client.key"
+
 
 def _openssl(*args: str, cwd: Path) -> None:
     try:
@@ -55,8 +64,10 @@ def _leaf(d: Path, name: str, subject: str, extensions: str) -> None:
              "-out", f"{name}.crt", cwd=d)
 
 
-def make_pki(directory: Path, service_ip: str = "10.0.0.1") -> ClusterPKI:
-    """Write a fresh PKI into ``directory`` (created, mode 0700)."""
+def make_pki(directory: Path, service_ip: str = "10.0.0.1",
+             extra_ips: tuple[str, ...] = ()) -> ClusterPKI:
+    """Write a fresh PKI into ``directory`` (created, mode 0700); the apiserver's
+    certificate names loopback, ``service_ip`` and ``extra_ips``."""
     directory.mkdir(parents=True, exist_ok=True)
     directory.chmod(0o700)
     d = directory
@@ -64,11 +75,15 @@ def make_pki(directory: Path, service_ip: str = "10.0.0.1") -> ClusterPKI:
              "-days", "3650", "-sha256", "-subj", "/CN=tke-localcluster-ca",
              "-addext", "basicConstraints=critical,CA:TRUE",
              "-addext", "keyUsage=critical,keyCertSign,cRLSign,digitalSignature", cwd=d)
-    sans = ",".join([*(f"DNS:{n}" for n in APISERVER_NAMES), "IP:127.0.0.1", f"IP:{service_ip}"])
+    sans = ",".join([*(f"DNS:{n}" for n in APISERVER_NAMES), "IP:127.0.0.1", f"IP:{service_ip}",
+                     *(f"IP:{a}" for a in extra_ips)])
     _leaf(d, "apiserver", "/CN=kube-apiserver",
           "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n"
           f"extendedKeyUsage=serverAuth\nsubjectAltName={sans}\n")
     _leaf(d, "admin", f"/O=system:masters/CN={ADMIN_USER}",
+          "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n"
+          "extendedKeyUsage=clientAuth\n")
+    _leaf(d, "apiserver-kubelet-client", "/O=system:masters/CN=kube-apiserver-kubelet-client",
           "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n"
           "extendedKeyUsage=clientAuth\n")
     _openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256",

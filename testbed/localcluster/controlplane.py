@@ -15,8 +15,9 @@ import contextlib
 import json
 import logging
 import os
+import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -25,8 +26,10 @@ from typing import TYPE_CHECKING, Any, cast
 from localcluster import components
 from localcluster.binaries import K8sBinaries, k8s_binaries
 from localcluster.certs import ClusterPKI, make_pki
+from localcluster.egressproxy import egress_selector_config
 from localcluster.fakenodes import KWOK_SELECTOR, FakeNode, numbered_nodes
 from localcluster.kubeconfig import write_kubeconfig
+from localcluster.nsrun import call_in_netns
 from localcluster.ports import free_ports
 from localcluster.process import ManagedProcess, tail
 from localcluster.readiness import NotReadyError, TLSClient, http_ok, wait_ready
@@ -51,6 +54,7 @@ class Timings:
     apiserver: float = 0.0
     scheduler: float = 0.0
     controller_manager: float = 0.0
+    egress: float = 0.0
     kwok: float = 0.0
     total: float = 0.0
 
@@ -70,6 +74,17 @@ class ControlPlane:
     controller_manager_args: Sequence[str] = ()
     ready_timeout: float = 60.0
     binaries: K8sBinaries | None = None
+    #: set when real pods use in-cluster config (components.ClusterNetwork)
+    network: components.ClusterNetwork | None = None
+    #: the cluster network's namespace (a file under /run/netns): kube-scheduler runs in
+    #: it (it reaches the extender's Service there) and the apiserver's ``cluster``
+    #: egress goes through a proxy started in it (localcluster.egressproxy)
+    cluster_netns: str = ""
+    #: called once the apiserver is ready, before the scheduler starts (e.g. to give the
+    #: cluster netns its route to the apiserver)
+    on_apiserver_ready: Callable[[ControlPlane], None] | None = None
+    #: node IPAM: every Node gets a /24 of this range (spec.podCIDR); "" = off
+    pod_cidr: str = ""
 
     processes: dict[str, ManagedProcess] = field(default_factory=dict, init=False)
     pki: ClusterPKI | None = field(default=None, init=False)
@@ -90,6 +105,11 @@ class ControlPlane:
     @property
     def server(self) -> str:
         return f"https://127.0.0.1:{self.ports['apiserver']}"
+
+    @property
+    def egress_socket(self) -> Path:
+        """The apiserver's egress proxy (with ``cluster_netns``)."""
+        return self.workdir / "egress.sock"
 
     @property
     def logs_dir(self) -> Path:
@@ -120,7 +140,10 @@ class ControlPlane:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.logs_dir.mkdir(exist_ok=True)
         t = time.monotonic()
-        self.pki = pki = make_pki(self.workdir / "pki")
+        net = self.network
+        self.pki = pki = (make_pki(self.workdir / "pki", net.kubernetes_service_ip,
+                                   (net.advertise_address,))
+                          if net else make_pki(self.workdir / "pki"))
         self.timings.pki = time.monotonic() - t
         names = ["etcd", "etcd-peer", "apiserver", "scheduler", "kwok", "controller-manager"]
         self.ports = dict(zip(names, free_ports(len(names)), strict=True))
@@ -131,26 +154,51 @@ class ControlPlane:
         self.timings.etcd = self._wait(etcd, "etcd /health", lambda: http_ok(
             f"http://127.0.0.1:{self.ports['etcd']}/health", expect='"health":"true"'))
 
+        extra = list(self.apiserver_args)
+        if self.cluster_netns:
+            self._spawn("egress-proxy", ["nsenter", f"--net={self.cluster_netns}",
+                                         sys.executable, "-m", "localcluster.egressproxy",
+                                         "--socket", str(self.egress_socket)])
+            self.timings.egress = self._wait(
+                self.processes["egress-proxy"], "egress proxy socket",
+                lambda: (self.egress_socket.exists(), "no socket yet"))
+            config = self.workdir / "egress-selector.yaml"
+            config.write_text(egress_selector_config(str(self.egress_socket)))
+            extra.append(f"--egress-selector-config-file={config}")
         apiserver = self._spawn("kube-apiserver", components.apiserver_argv(
             bins.kube_apiserver, pki, self.ports["etcd"], self.ports["apiserver"],
-            self.apiserver_args))
+            extra, network=self.network))
         admin = TLSClient(pki.ca_cert, pki.admin_cert, pki.admin_key)
         self.timings.apiserver = self._wait(apiserver, "kube-apiserver /readyz", lambda: http_ok(
             f"{self.server}/readyz", admin, expect="ok"))
 
+        if self.on_apiserver_ready is not None:
+            self.on_apiserver_ready(self)
         if self.with_scheduler:
             config = write_scheduler_config(self.workdir / "kube-scheduler.yaml",
                                             self.scheduler_config, self.kubeconfig)
-            sched = self._spawn("kube-scheduler", components.scheduler_argv(
+            argv = components.scheduler_argv(
                 bins.kube_scheduler, config, self.kubeconfig, self.ports["scheduler"],
-                self.scheduler_args))
-            self.timings.scheduler = self._wait(sched, "kube-scheduler /healthz", lambda: http_ok(
-                f"https://127.0.0.1:{self.ports['scheduler']}/healthz", TLSClient(), expect="ok"))
+                self.scheduler_args)
+            url = f"https://127.0.0.1:{self.ports['scheduler']}/healthz"
+            if self.cluster_netns:
+                argv = ["nsenter", f"--net={self.cluster_netns}", *argv]
+            netns = self.cluster_netns
+
+            def healthy() -> tuple[bool, str]:
+                def check() -> tuple[bool, str]:
+                    return http_ok(url, TLSClient(), expect="ok")
+                return call_in_netns(netns, check) if netns else check()
+            sched = self._spawn("kube-scheduler", argv)
+            self.timings.scheduler = self._wait(sched, "kube-scheduler /healthz", healthy)
 
         if self.with_controller_manager:
             kcm = self._spawn("kube-controller-manager", components.controller_manager_argv(
                 bins.kube_controller_manager, pki, self.kubeconfig,
-                self.ports["controller-manager"], self.controller_manager_args))
+                self.ports["controller-manager"], self.controller_manager_args,
+                pod_cidr=self.pod_cidr,
+                service_cidr=self.network.service_cidr if self.network
+                else components.SERVICE_CIDR))
             self.timings.controller_manager = self._wait(
                 kcm, "kube-controller-manager /healthz", lambda: http_ok(
                     f"https://127.0.0.1:{self.ports['controller-manager']}/healthz",

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -12,16 +14,24 @@ REFERENCE_PLUGINS = Path("/usr/lib/cni")
 
 
 def populate_bin_dir(bin_dir: Path, source: Path = REFERENCE_PLUGINS) -> None:
-    """Symlink every reference plugin into ``bin_dir`` (containerd needs ``loopback``)."""
+    """Put every reference plugin into ``bin_dir`` (containerd needs ``loopback``) as a
+    real file (a hard link, else a copy), as a node image installs them: a container
+    that mounts the directory (a CNI DaemonSet running a delegate plugin) can run them,
+    where a symlink into the host's /usr/lib/cni would dangle."""
     if not (source / "loopback").exists():
         raise FileNotFoundError(
             f"{source}/loopback missing: install containernetworking-plugins "
             "(run hack/setup.sh (step: apt))")
     bin_dir.mkdir(parents=True, exist_ok=True)
     for plugin in source.iterdir():
-        link = bin_dir / plugin.name
-        if not link.exists():
-            link.symlink_to(plugin)
+        target = bin_dir / plugin.name
+        if target.is_symlink():
+            target.unlink()  # made by an earlier version of this function
+        if not target.exists():
+            try:
+                os.link(plugin, target)
+            except OSError:
+                shutil.copy2(plugin, target)
 
 
 def ptp_conflist(name: str, subnet: str, data_dir: Path) -> dict[str, Any]:

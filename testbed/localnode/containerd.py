@@ -59,8 +59,10 @@ class ContainerdPaths:
 
 def render_config(paths: ContainerdPaths, cni_bin_dir: Path, cni_conf_dir: Path, *,
                   sandbox_image: str = PAUSE_REF, snapshotter: str = "overlayfs",
-                  registry_mirror: str = "") -> str:
-    """The containerd 1.6 (config version 2) TOML for one node."""
+                  registry_mirror: str = "", netns_under_state_dir: bool = True) -> str:
+    """The containerd 1.6 (config version 2) TOML for one node (pod netns under its state
+    dir, or with ``netns_under_state_dir=False`` under /var/run/netns, where a node agent's
+    hostPath expects them)."""
     mirrors = ""
     if registry_mirror:
         mirrors = "".join(
@@ -93,7 +95,7 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
 [plugins."io.containerd.grpc.v1.cri"]
   sandbox_image = "{sandbox_image}"
   restrict_oom_score_adj = true
-  netns_mounts_under_state_dir = true
+  netns_mounts_under_state_dir = {str(netns_under_state_dir).lower()}
   enable_selinux = false
   disable_apparmor = true
   stream_server_address = "127.0.0.1"
@@ -121,8 +123,10 @@ class Containerd:
 
     def __init__(self, paths: ContainerdPaths, cni_bin_dir: Path, cni_conf_dir: Path, *,
                  netns: str | None = None, mntns: str | None = None, sandbox_image: str = PAUSE_REF,
-                 snapshotter: str = "overlayfs", registry_mirror: str = "") -> None:
+                 snapshotter: str = "overlayfs", registry_mirror: str = "",
+                 netns_under_state_dir: bool = True) -> None:
         self.paths = paths
+        self.netns_under_state_dir = netns_under_state_dir
         self.cni_bin_dir = cni_bin_dir
         self.cni_conf_dir = cni_conf_dir
         self.netns = netns
@@ -146,6 +150,7 @@ class Containerd:
             d.mkdir(parents=True, exist_ok=True)
         p.config.write_text(render_config(p, self.cni_bin_dir, self.cni_conf_dir,
                                           sandbox_image=self.sandbox_image,
+                                          netns_under_state_dir=self.netns_under_state_dir,
                                           snapshotter=self.snapshotter,
                                           registry_mirror=self.registry_mirror))
         p.socket.unlink(missing_ok=True)

@@ -177,9 +177,14 @@ class CriClient:
                                       timeout=self.timeout)
 
     def remove_all(self) -> list[str]:
-        """Stop and remove every sandbox (CNI DEL runs for each); return the errors."""
+        """Stop and remove every sandbox (CNI DEL runs for each); return the errors.
+        kube-system's sandboxes go last: a CNI's own agent may run there, and every other
+        pod's DEL needs it."""
         errors: list[str] = []
-        for sid in self.list_sandboxes():
+        resp = self.runtime.ListPodSandbox(self.pb.ListPodSandboxRequest(), timeout=self.timeout)
+        ordered = sorted(resp.items, key=lambda s: s.labels.get(
+            "io.kubernetes.pod.namespace") == "kube-system")
+        for sid in (str(s.id) for s in ordered):
             try:
                 self.stop_and_remove_sandbox(sid)
             except Exception as exc:  # noqa: BLE001 - clean-up collects every failure

@@ -46,18 +46,35 @@ def exists(name: str) -> bool:
     return _is_mountpoint(path_of(name))
 
 
-def create(name: str, binds: Sequence[tuple[Path, Path]]) -> Path:
+def create(name: str, binds: Sequence[tuple[Path, Path]], shared: Sequence[Path] = ()) -> Path:
     """A new mount namespace (propagation unchanged: /run/netns stays shared with the host)
-    with each ``(source, target)`` bind-mounted inside it only."""
+    with each ``(source, target)`` bind-mounted inside it only. A target that is a mount
+    point shared with the host (e.g. ``/run/netns``) is made private in the new namespace
+    first, so the bind never propagates back. Targets in ``shared`` become shared mounts
+    of their own (mounts made under them reach slave mounts, e.g. a container's hostPath
+    with mountPropagation HostToContainer)."""
     delete(name)
     _ensure_dir()
     pin = path_of(name)
     pin.touch()
     script = ["set -e"]
+    if shared:
+        # nothing made in here may reach the host: detach every mount from the host's
+        # peer groups first (the shared mounts below are peer groups of their own)
+        script.append("mount --make-rprivate /")
     for source, target in binds:
         source.mkdir(parents=True, exist_ok=True)
         target.mkdir(parents=True, exist_ok=True)
+        if _is_mountpoint(target) and not shared:
+            script.append(f"mount --make-rprivate '{target}'")
         script.append(f"mount --bind '{source}' '{target}'")
+        if target in shared:
+            script.append(f"mount --make-shared '{target}'")
+    if shared:
+        # the runtime checks a hostPath with mountPropagation against the mount it finds
+        # by path; /var/run/netns is a symlinked path, found as "/": make the namespace's
+        # own / shared too (its own peer group: the host's / is private and stays so)
+        script.append("mount --make-shared /")
     try:
         run([UNSHARE, f"--mount={pin}", "--propagation", "unchanged", "--",
              "/bin/sh", "-c", "; ".join(script)])

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-from localnode import cgroups, cniconf, mntns, netns
+from localnode import cgroups, cniconf, kubeproxy, mntns, netns
 from localnode.containerd import Containerd, ContainerdPaths
 from localnode.cri import CriClient
 from localnode.images import build_images
@@ -36,6 +36,8 @@ REGION_LABEL = "topology.kubernetes.io/region"
 KUBELET_SETUP = "run hack/setup.sh (step: k8s build)"
 REGISTRY_PORT = 5000
 KUBELET_DEVICE_PLUGIN_DIR = Path("/var/lib/kubelet/device-plugins")
+#: where containerd mounts pod netns when the node has its own /run/netns (host_paths)
+NETNS_HOST_PATH = "/run/netns"
 NOT_READY_TAINT = "node.kubernetes.io/not-ready"
 DEFAULT_CACHE = Path(os.environ.get("TKE_NODE_CACHE", "/var/cache/tke-vpc-cni/localnode"))
 
@@ -100,9 +102,19 @@ class Node:
     with_registry: bool = True
     untaint_when_ready: bool = True
     delete_node_on_stop: bool = True  # tests: a stopped node leaves no stale Ready Node
+    #: the node subnet's gateway on the fabric: the node's default route (the VPC router)
+    gateway: str = ""
+    #: host paths this node gets a private directory for (in its mount namespace), as
+    #: hostPath volumes of a DaemonSet need: e.g. /opt/cni/bin, /etc/cni/net.d, /run/netns.
+    #: With /run/netns, containerd mounts pod netns there (what a hostPath of it with
+    #: mountPropagation HostToContainer expects) instead of under its state dir.
+    host_paths: Sequence[str] = ()
+    #: run kube-proxy (nftables, in the node's namespaces) beside the kubelet
+    kube_proxy: bool = False
 
     containerd: Containerd | None = field(default=None, init=False)
     kubelet: Daemon | None = field(default=None, init=False)
+    proxy: Daemon | None = field(default=None, init=False)
     forwarder: Daemon | None = field(default=None, init=False)
     registry: Daemon | None = field(default=None, init=False)
     extras: list[Daemon] = field(default_factory=list, init=False)
@@ -124,11 +136,22 @@ class Node:
 
     @property
     def cni_bin_dir(self) -> Path:
-        return self.workdir / "cni" / "bin"
+        return self.host_dir("/opt/cni/bin") if "/opt/cni/bin" in self.host_paths \
+            else self.workdir / "cni" / "bin"
 
     @property
     def cni_conf_dir(self) -> Path:
-        return self.workdir / "cni" / "net.d"
+        return self.host_dir("/etc/cni/net.d") if "/etc/cni/net.d" in self.host_paths \
+            else self.workdir / "cni" / "net.d"
+
+    def host_dir(self, host_path: str) -> Path:
+        """The node's own directory behind ``host_path`` (one of ``host_paths``), as seen
+        from outside the node's mount namespace."""
+        return self.workdir / "host" / host_path.strip("/").replace("/", "_")
+
+    @property
+    def pod_netns_on_host_path(self) -> bool:
+        return NETNS_HOST_PATH in self.host_paths
 
     @property
     def containerd_paths(self) -> ContainerdPaths:
@@ -204,10 +227,12 @@ class Node:
         if self.node_ip:
             netns.ensure_fabric(self.fabric)
             netns.attach(self.netns_name, self.fabric, port=f"p-{self.name}"[:15],
-                         address_cidr=self.node_ip)
+                         address_cidr=self.node_ip, gateway=self.gateway)
         cgroups.create(self.cgroup_root)
         # the kubelet's device-plugin dir is fixed: give this node its own, in its own mntns
-        mntns.create(self.netns_name, [(self.device_plugin_dir, KUBELET_DEVICE_PLUGIN_DIR)])
+        mntns.create(self.netns_name, [(self.device_plugin_dir, KUBELET_DEVICE_PLUGIN_DIR),
+                                       *((self.host_dir(p), Path(p)) for p in self.host_paths)],
+                     shared=[Path(NETNS_HOST_PATH)] if self.pod_netns_on_host_path else [])
         cniconf.populate_bin_dir(self.cni_bin_dir)
         if not self.external_cni:
             conflist = self.cni_conf or cniconf.ptp_conflist(
@@ -221,10 +246,16 @@ class Node:
         images = build_images(self.image_cache)
         mirror = self._start_registry(images.archive) if self.with_registry else ""
         t_ctd = time.monotonic()
-        self.containerd = Containerd(self.containerd_paths, self.cni_bin_dir,
-                                     self.cni_conf_dir, netns=self.netns_path,
+        # the CNI dirs as seen inside the node (containerd passes CNI_PATH on to plugins,
+        # and a plugin in a container with those hostPaths sees them there)
+        in_node = {p: Path(p) for p in ("/opt/cni/bin", "/etc/cni/net.d") if p in self.host_paths}
+        self.containerd = Containerd(self.containerd_paths,
+                                     in_node.get("/opt/cni/bin", self.cni_bin_dir),
+                                     in_node.get("/etc/cni/net.d", self.cni_conf_dir),
+                                     netns=self.netns_path,
                                      mntns=self.mntns_path,
-                                     registry_mirror=mirror)
+                                     registry_mirror=mirror,
+                                     netns_under_state_dir=not self.pod_netns_on_host_path)
         self.containerd.start()
         self.timings.containerd = time.monotonic() - t_ctd
         self.containerd.import_images(images.archive)
@@ -278,6 +309,11 @@ class Node:
         self.kubelet = make_daemon(binary, settings, self.kubelet_paths, self.netns_path,
                                    self.mntns_path)
         self.kubelet.start()
+        if self.kube_proxy and self.proxy is None:
+            self.proxy = kubeproxy.make_daemon(self.name, self.workdir / "kube-proxy",
+                                               self.control_plane.kubeconfig, self.ip,
+                                               netns=self.netns_path, mntns=self.mntns_path)
+            self.proxy.start()
 
     def restart_kubelet(self, ready_timeout: float = 120.0) -> float:
         """Stop the kubelet (TERM, wait), start it again on the same root dir, wait for Ready.
@@ -378,7 +414,7 @@ class Node:
         step("kill shims", lambda: kill_and_wait(pids_with_arg(str(sock))))
         step("cgroups", lambda: cgroups.destroy(self.cgroup_root))
         step("unmount", lambda: unmount_all(self.workdir))
-        for name in ("forwarder", "registry"):
+        for name in ("proxy", "forwarder", "registry"):
             daemon = getattr(self, name)
             if daemon is not None:
                 step(f"stop {daemon.name}", daemon.stop)

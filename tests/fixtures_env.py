@@ -1,9 +1,10 @@
 """The whole local environment for the guide scenarios (localrun; docs/local-run.md).
 
 - ``guide_env``: one ``localrun.environment.Environment`` (emulated VPC, control plane
-  with the scheduler wired to the extender and kube-controller-manager, deploy/ applied,
-  ipamd + extender processes, three real nodes with agent + device plugin, the ENI
-  plumber) shared by consecutive tests (every tests/e2e/test_guide_*.py module); stopped
+  with the scheduler wired to the extender, kube-controller-manager and kube-proxy,
+  deploy/ applied through the local overlay, three real nodes running every component
+  as a pod from the tke-vpc-cni image, the ENI plumber) shared by consecutive tests
+  (every tests/e2e/test_guide_*.py module); stopped
   after the last of them (and at session end), asserting that nothing (processes,
   netns) is left behind.
 - helpers: ``zone_subnets``, ``configured_subnets``, ``in_subnets``.
@@ -68,7 +69,8 @@ class _SharedEnvironment:
         problems = env.stop()
         print("stop: " + ", ".join(f"{w} {t:.1f}s" for w, t in env.stop_timings))
         left = pids_with_arg(str(env.workdir))
-        stale = [n for n in (f"{PREFIX}-fabric", *(f"{PREFIX}-{s.name}" for s in env.nodes))
+        stale = [n for n in (f"{PREFIX}-fabric", f"{PREFIX}-cp",
+                             *(f"{PREFIX}-{s.name}" for s in env.nodes))
                  if netns.exists(n)]
         if not problems and not left and not stale:
             shutil.rmtree(env.workdir, ignore_errors=True)

@@ -10,7 +10,7 @@ from typing import Any
 from localrun.environment import ENI_IP, IPAMD, ZONE_LABEL, Environment
 from localrun.kube import Kube
 from localrun.manifests import examples
-from localrun.pods import exec_in, ping, plain_pod, running_pod, running_pods, with_replicas
+from localrun.pods import plain_pod, running_pod, running_pods, with_replicas
 
 NGINX_REPLICAS = 3  # the guide's Deployment says 1; three show the pods spread over nodes
 
@@ -78,6 +78,14 @@ def vips_table(kube: Kube) -> str:
     return summary + "\n\n" + table(sorted(used), ("VIP", "NODE", "ENI", "PHASE", "POD", "CLAIM"))
 
 
+def kubectl_exec(env: Environment, pod: Mapping[str, Any], cmd: list[str]) -> tuple[bool, str]:
+    """``kubectl exec`` in the pod's container: (exit 0?, output)."""
+    meta = pod["metadata"]
+    code, out = env.kubectl_run("-n", meta["namespace"], "exec", meta["name"], "--", *cmd,
+                                timeout=30)
+    return code == 0, out
+
+
 def run(env: Environment, say: Callable[[str], None] = print) -> dict[str, Any]:  # noqa: PLR0915
     """The guide's Deployment and StatefulSet, then what a user wants to see. Returns the
     facts it showed (for tests)."""
@@ -95,6 +103,11 @@ def run(env: Environment, say: Callable[[str], None] = print) -> dict[str, Any]:
 
     say("\n=== Nodes (zone, eni-ip from our device plugin through the kubelet) ===")
     say(nodes_table(kube, set(env.real)))
+    say("\n=== Our components: pods of deploy/ from the tke-vpc-cni image "
+        "(kubectl -n kube-system get pods -o wide) ===")
+    listing = env.kubectl("-n", "kube-system", "get", "pods", "-o", "wide")
+    say("  " + "\n  ".join(line.rstrip() for line in listing.strip().splitlines()))
+    facts["components"] = listing
     say(f"\n=== Pods (nginx: the guide's Deployment, {NGINX_REPLICAS} replicas; busybox: the "
         "guide's StatefulSet, apps/v1) ===")
     say(pods_table(kube, subnets))
@@ -105,19 +118,19 @@ def run(env: Environment, say: Callable[[str], None] = print) -> dict[str, Any]:
 
     with env.phases.phase("demo: cross-node ping + HTTP between pods"):
         src = busybox
-        src_node = env.real[src["spec"]["nodeName"]].node
         others = [p for p in nginx if p["spec"]["nodeName"] != src["spec"]["nodeName"]]
         if not others:  # every nginx landed beside busybox-0: ping from another node
             other = next(n for n in env.real if n != src["spec"]["nodeName"])
             kube.request("/api/v1/namespaces/default/pods", "POST",
                          plain_pod("pinger", node_name=other, eni=True))
             src = running_pod(kube, "pinger")
-            src_node = env.real[other].node
             others = [nginx[0]]
         dst = others[0]
-        ok, out = ping(src_node, src, dst["status"]["podIP"])
-        code, page = exec_in(src_node, src, ["wget", "-q", "-O", "-",
-                                              f"http://{dst['status']['podIP']}/"])
+        # kubectl exec: apiserver -> (egress proxy) -> the kubelet -> the container
+        ok, out = kubectl_exec(env, src, ["ping", "-c", "2", "-W", "2", dst["status"]["podIP"]])
+        http_ok, page = kubectl_exec(env, src, ["wget", "-q", "-O", "-",
+                                                f"http://{dst['status']['podIP']}/"])
+        code = 0 if http_ok else 1
     say(f"\n=== Cross-node: {src['metadata']['name']} ({src['status']['podIP']} on "
         f"{src['spec']['nodeName']}) -> {dst['metadata']['name']} ({dst['status']['podIP']} on "
         f"{dst['spec']['nodeName']}) through both ENIs and the VPC fabric ===")

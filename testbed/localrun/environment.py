@@ -1,8 +1,9 @@
 """The whole environment, started and stopped as one (docs/local-run.md).
 
     env = Environment(workdir)
-    env.start()        # emulator, control plane (+ scheduler -> extender, + KCM), deploy/,
-                       # ipamd + extender, real nodes with agent + device plugin, plumber
+    env.start()        # image, emulator, VPC fabric, control plane (+ scheduler, KCM,
+                       # kube-proxy), deploy/ through the local overlay, real nodes (kubelet,
+                       # containerd, kube-proxy) running every component as a pod
     env.kube.pods()    # ...
     env.stop()         # everything gone: processes, netns, mounts, cgroups
 
@@ -12,8 +13,6 @@ Phase timings are in ``env.phases``.
 from __future__ import annotations
 
 import contextlib
-import copy
-import functools
 import json
 import logging
 import os
@@ -22,17 +21,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
+from localcluster.components import ClusterNetwork
 from localcluster.controlplane import ControlPlane
-from localcluster.extender_pki import ExtenderPKI, make_extender_pki
+from localcluster.extender_pki import SERVICE_NAMES, ExtenderPKI, make_extender_pki
 from localcluster.fakenodes import FakeNode
-from localcluster.ports import free_ports
-from localnode import netns
+from localnode import kubeproxy, netns
 from localnode.node import Node
 from localnode.proc import Daemon
-from localrun import manifests
-from localrun.agentcreds import node_bound_kubeconfig
+from localrun import image, manifests, overlay, workloads
+from localrun.cloudnet import CLOUD_SERVICES_ADDRESS, CLOUD_SERVICES_PORT, CP_ADDRESS, CloudNetwork
 from localrun.cloudspec import (
     NODE_SUBNETS,
     ZONE3,
@@ -43,11 +41,16 @@ from localrun.cloudspec import (
     layout_from_configmap,
 )
 from localrun.kube import Kube, wait_for
-from localrun.nodedaemons import NodeSpec, RealNode, agent_argv, device_plugin_argv
+from localrun.nodedaemons import (
+    MIXED_AGENT_ARGS,
+    MIXED_WEBHOOK_ARGS,
+    POD_CIDR,
+    NodeSpec,
+    RealNode,
+    agent_config_map,
+)
 from localrun.plumber import Plumber
-from localrun.programs import from_workload
 from localrun.timings import Phases
-from localrun.webhook import LocalWebhook
 from vpcsim.testing import RemoteEmulator, spawn_emulator
 
 log = logging.getLogger("localrun")
@@ -69,31 +72,38 @@ DEFAULT_NODES = (NodeSpec("node-a", ZONE3), NodeSpec("node-b", ZONE3), NodeSpec(
 NO_SUBNET_NODE = NodeSpec("kwok-gz5", ZONE5)
 
 
+#: Services' ClusterIPs; the extender's is pinned (kube-scheduler reaches it by address)
+SERVICE_CIDR = "10.96.0.0/16"
+EXTENDER_CLUSTER_IP = "10.96.0.20"
+EXTENDER_SERVER_NAME = "tke-eni-ip-scheduler.kube-system.svc"
+#: the host paths deploy/'s DaemonSet mounts: each real node has its own (node.md)
+NODE_HOST_PATHS = ("/opt/cni/bin", "/etc/cni/net.d", "/run/netns", "/run/tke-eni-agent",
+                   "/var/lib/tke-eni-agent")
+
+
 @dataclass
 class Environment:
     workdir: Path
     nodes: Sequence[NodeSpec] = DEFAULT_NODES
     kwok_nodes: int = 2  # plain kwok nodes for scale (no eni-ip), plus NO_SUBNET_NODE
-    prefix: str = "tkl"  # netns / cgroup / fabric names: tkl-node-a, tkl-fabric
+    prefix: str = "tkl"  # netns / cgroup / fabric names: tkl-node-a, tkl-fabric, tkl-cp
+    #: ipamd's tuning through the overlay (the test bed's shorter loops)
     ipamd_extra_env: dict[str, str] = field(default_factory=dict)
-    #: True: ipamd, the extender and the agents authenticate as their deploy/
-    #: ServiceAccounts (their RBAC is deploy/'s); False: the admin kubeconfig
-    service_accounts: bool = True
+    #: agent flags (``--name=value``) set through the overlay
     agent_extra_args: Sequence[str] = ()
     progress: Callable[[str], None] = print
+    image: str = image.IMAGE
 
     emulator: RemoteEmulator | None = field(default=None, init=False)
     cp: ControlPlane | None = field(default=None, init=False)
     objs: list[dict[str, Any]] = field(default_factory=list, init=False)
     layout: CloudLayout | None = field(default=None, init=False)
     real: dict[str, RealNode] = field(default_factory=dict, init=False)
-    ipamd: Daemon | None = field(default=None, init=False)
-    extender: Daemon | None = field(default=None, init=False)
-    webhook: LocalWebhook | None = field(default=None, init=False)
     extender_pki: ExtenderPKI | None = field(default=None, init=False)
     plumber: Plumber | None = field(default=None, init=False)
+    net: CloudNetwork | None = field(default=None, init=False)
+    cp_daemons: list[Daemon] = field(default_factory=list, init=False)
     phases: Phases = field(init=False)
-    ports: dict[str, int] = field(default_factory=dict, init=False)
     stop_timings: list[tuple[str, float]] = field(default_factory=list, init=False)
     _stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack, init=False)
 
@@ -107,40 +117,17 @@ class Environment:
         return f"{self.prefix}-fabric"
 
     @property
+    def cp_netns(self) -> str:
+        return f"{self.prefix}-cp"
+
+    @property
     def kube(self) -> Kube:
         assert self.cp is not None, "environment not started"
         return Kube(self.cp.kubeconfig, self.cp.server)
 
     @property
-    def extender_url(self) -> str:
-        """The verbs: HTTPS, kube-scheduler's client certificate required."""
-        return f"https://127.0.0.1:{self.ports['extender']}"
-
-    @property
-    def extender_health_url(self) -> str:
-        return f"http://127.0.0.1:{self.ports['extender-health']}"
-
-    def credentials(self, service_account: str) -> Path:
-        """The kubeconfig a program of ``service_account`` (kube-system) uses."""
-        assert self.cp is not None
-        if not self.service_accounts:
-            return self.cp.kubeconfig
-        path = self.workdir / "credentials" / f"{service_account}.kubeconfig"
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self.kube.service_account_kubeconfig("kube-system", service_account, path)
-        return path
-
-    def agent_credentials(self, node: str) -> Path:
-        """The agent's kubeconfig on ``node``: its token is bound to a stand-in agent pod
-        there (localrun.agentcreds), as deploy/agent/node-policy.yaml requires."""
-        assert self.cp is not None
-        if not self.service_accounts:
-            return self.cp.kubeconfig
-        path = self.workdir / "credentials" / f"{AGENT}-{node}.kubeconfig"
-        if not path.exists():
-            node_bound_kubeconfig(self.kube, AGENT, node, path)
-        return path
+    def overlay_dir(self) -> Path:
+        return self.workdir / "overlay"
 
     def ipamd_workload(self) -> dict[str, Any]:
         return manifests.find(self.objs, "Deployment", IPAMD)
@@ -157,180 +144,148 @@ class Environment:
 
     def _start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.ports = dict(zip(("extender", "ipamd-metrics", "ipamd-health", "extender-health",
-                               "webhook", "webhook-health"), free_ports(6), strict=True))
+        with self.phases.phase("component image (hack/image/build.sh, cached layers)"):
+            image.build(self.workdir / "image-build.log")
         # mutual TLS between kube-scheduler and the extender (made before the scheduler)
-        self.extender_pki = make_extender_pki(self.workdir / "extender-pki")
+        self.extender_pki = make_extender_pki(self.workdir / "extender-pki", SERVICE_NAMES,
+                                              ("127.0.0.1", EXTENDER_CLUSTER_IP))
         with self.phases.phase("deploy/ built (kustomize)"):
-            self.objs = manifests.kustomize_build()
-            manifests.set_container_arg(self.ipamd_workload(), "--clusterid", CLUSTER_ID)
-            cm = manifests.find(self.objs, "ConfigMap", "tke-eni-ipamd")
+            base = manifests.kustomize_build()
+            cm = manifests.find(base, "ConfigMap", "tke-eni-ipamd")
             self.layout = layout_from_configmap(dict(cm["data"]))
+        spec = self.layout.spec()
+        node_cidrs = [s["cidr"] for s in spec["vpcs"][0]["subnets"]
+                      if s["id"] in NODE_SUBNETS.values()]
+        with self.phases.phase("VPC fabric: router, control plane network, cloud services"):
+            self.net = CloudNetwork(self.prefix, node_cidrs)
+            self.net.up()
         with self.phases.phase("emulated VPC (tke-vpcsim) + instances"):
-            self.emulator = self._stack.enter_context(
-                spawn_emulator(self.workdir / "vpcsim", self.layout.spec()))
+            self.emulator = self._stack.enter_context(spawn_emulator(
+                self.workdir / "vpcsim", spec, extra_args=[
+                    "--vpc-listen",
+                    f"{self.net.fabric_path}={CLOUD_SERVICES_ADDRESS}:{CLOUD_SERVICES_PORT}"]))
             instances = {s.name: self.emulator.add_instance(
                 NODE_SUBNETS[s.zone], s.instance_type, name=s.name)
                 for s in (*self.nodes, NO_SUBNET_NODE)}
             by_id = {i["instance_id"]: i for i in self.emulator.state()["instances"]}
-        with self.phases.phase("control plane (etcd, apiserver, scheduler, KCM, kwok)"):
-            fake = [FakeNode(NO_SUBNET_NODE.name, allocatable={ENI_IP: "27"}, labels={
-                ZONE_LABEL: ZONE5, INSTANCE_LABEL: instances[NO_SUBNET_NODE.name],
-                "node.kubernetes.io/instance-type": NO_SUBNET_NODE.instance_type})]
-            fake += [FakeNode(f"kwok-{i}", labels={ZONE_LABEL: (ZONE3, ZONE4)[i % 2]})
-                     for i in range(self.kwok_nodes)]
-            self.cp = ControlPlane(self.workdir / "cluster", with_scheduler=True,
-                                   scheduler_config=manifests.scheduler_config(
-                                       self.extender_url, self.extender_pki.tls_config()),
-                                   with_controller_manager=True, kwok_nodes=fake)
+        with self.phases.phase("control plane (etcd, apiserver, scheduler, KCM, kube-proxy, "
+                               "kwok)"):
+            self.cp = self._control_plane(instances)
             self.cp.start()
-        with self.phases.phase("deploy/ applied (CRDs, RBAC, ConfigMap, Deployments)"):
-            self._apply_deploy()
-        with self.phases.phase("ipamd + scheduler extender (from their Deployments)"):
-            self.start_ipamd()
-            self.start_extender()
-            self.wait_extender_ready()
-        with self.phases.phase("admission webhook (certs Job's command, then its Deployment)"):
-            self.start_webhook()
+        with self.phases.phase("deploy/ applied through the local overlay (kubectl apply -k)"):
+            self.apply_deploy()
         self.plumber = Plumber(self.fabric, self.emulator.state)
-        netns.ensure_fabric(self.fabric)
         self.plumber.start()
-        for i, spec in enumerate(self.nodes):
-            with self.phases.phase(f"real node {spec.name} ({spec.zone}): containerd, agent, "
-                                   "device plugin, kubelet"):
-                inst = by_id[instances[spec.name]]
-                self._start_node(spec, inst, i)
+        for node_spec in self.nodes:
+            with self.phases.phase(f"real node {node_spec.name} ({node_spec.zone}): containerd, "
+                                   "kubelet, kube-proxy, the agent pod -> Ready"):
+                self._start_node(node_spec, by_id[instances[node_spec.name]])
+        with self.phases.phase("components Running from deploy/ (DaemonSet, Deployments, Job)"):
+            workloads.wait_all(self.kube, detail=self.logs)
         with self.phases.phase("ENIs attached + plugged, eni-ip advertised on every node"):
             for rn in self.real.values():
                 self.wait_node_networking(rn.name)
         self.write_state()
 
-    def _apply_deploy(self) -> None:
-        kube = self.kube
-        for crd in (o for o in self.objs if o["kind"] == "CustomResourceDefinition"):
-            kube.apply(crd)
-        for crd in (o for o in self.objs if o["kind"] == "CustomResourceDefinition"):
-            name = crd["metadata"]["name"]
+    def _control_plane(self, instances: dict[str, str]) -> ControlPlane:
+        assert self.net is not None and self.extender_pki is not None
+        fake = [FakeNode(NO_SUBNET_NODE.name, allocatable={ENI_IP: "27"}, labels={
+            ZONE_LABEL: ZONE5, INSTANCE_LABEL: instances[NO_SUBNET_NODE.name],
+            "node.kubernetes.io/instance-type": NO_SUBNET_NODE.instance_type})]
+        fake += [FakeNode(f"kwok-{i}", labels={ZONE_LABEL: (ZONE3, ZONE4)[i % 2]})
+                 for i in range(self.kwok_nodes)]
+        tls = {**self.extender_pki.tls_config(), "serverName": EXTENDER_SERVER_NAME}
+        return ControlPlane(
+            self.workdir / "cluster", with_scheduler=True,
+            scheduler_config=manifests.scheduler_config(
+                f"https://{EXTENDER_CLUSTER_IP}:8443", tls),
+            with_controller_manager=True, kwok_nodes=fake,
+            network=ClusterNetwork(CP_ADDRESS, SERVICE_CIDR), pod_cidr=POD_CIDR,
+            cluster_netns=self.net.cp_netns_path, on_apiserver_ready=self._cluster_side)
 
-            def established(n: str = name) -> bool:
-                got = kube.get(f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{n}")
-                conds = ((got or {}).get("status") or {}).get("conditions") or []
-                return any(c["type"] == "Established" and c["status"] == "True" for c in conds)
-            wait_for(f"CRD {name} Established", established, 60)
-        for obj in self.objs:
-            if obj["kind"] in ("CustomResourceDefinition", "DaemonSet", "Job", "CronJob",
-                               "MutatingWebhookConfiguration"):
-                continue  # node daemons and the webhook's certs Job run as processes (below);
-                # the webhook configuration goes in on loopback (localrun.webhook)
-            body = copy.deepcopy(obj)
-            if obj["kind"] == "Deployment":
-                # our programs run as processes (no image here): the Deployment is the
-                # record of their configuration, scaled to zero
-                body["spec"]["replicas"] = 0
-            kube.apply(body)
+    def _cluster_side(self, cp: ControlPlane) -> None:
+        """The apiserver's VPC endpoint and the control plane's kube-proxy (in its own
+        network namespace on the fabric), before kube-scheduler starts there."""
+        assert self.net is not None
+        endpoint = self.net.apiserver_endpoint(cp.ports["apiserver"], str(cp.logs_dir))
+        endpoint.start()
+        self.cp_daemons.append(endpoint)
+        proxy = kubeproxy.make_daemon("control-plane", cp.workdir / "kube-proxy",
+                                      cp.kubeconfig, CP_ADDRESS,
+                                      netns=self.net.cp_netns_path)
+        proxy.start()
+        self.cp_daemons.append(proxy)
 
-    # ---- our cluster processes -------------------------------------------------------------
-    def start_ipamd(self, workload: dict[str, Any] | None = None) -> Daemon:
-        """ipamd from its Deployment (``workload``: the live object, e.g. after an edit)."""
-        assert self.emulator is not None and self.cp is not None
-        workload = workload or self.ipamd_workload()
-        self.ipamd = from_workload(self.objs, workload, f"{IPAMD}-local",
-                                   log=self.workdir / "ipamd.log", extra_argv=[
-            "--kubeconfig", str(self.credentials(IPAMD)),
-            "--cloud-endpoint", self.emulator.endpoint, "--cloud-protocol", "http",
-            "--metrics-address", f"127.0.0.1:{self.ports['ipamd-metrics']}",
-            "--health-address", f"127.0.0.1:{self.ports['ipamd-health']}",
-            "--identity", f"{IPAMD}-local"],
-            extra_env={"TENCENTCLOUD_SECRET_ID": self.emulator.secret_id,  # the optional Secret
-             "TENCENTCLOUD_SECRET_KEY": self.emulator.secret_key,
-             "TKE_IPAMD_SUBNET_REFRESH_INTERVAL": "5s",
-             # leaks from a kill -9 are deleted within a scenario (default: 10m)
-             "TKE_IPAMD_LEAKED_ENI_MIN_AGE": "15s", **self.ipamd_extra_env})
-        self.ipamd.start()
-        return self.ipamd
+    def overlay_settings(self) -> overlay.OverlaySettings:
+        assert self.emulator is not None and self.extender_pki is not None
+        pki = self.extender_pki
+        cloud = f"{CLOUD_SERVICES_ADDRESS}:{CLOUD_SERVICES_PORT}"
+        return overlay.OverlaySettings(
+            image=self.image, cluster_id=CLUSTER_ID, cloud_endpoint=cloud,
+            metadata_url=f"http://{CLOUD_SERVICES_ADDRESS}/latest/meta-data/",
+            secret_id=self.emulator.secret_id, secret_key=self.emulator.secret_key,
+            extender_cluster_ip=EXTENDER_CLUSTER_IP,
+            extender_tls={"tls.crt": pki.server_cert, "tls.key": pki.server_key,
+                          "client-ca.crt": pki.client_ca},
+            ipamd_env={"TKE_IPAMD_SUBNET_REFRESH_INTERVAL": "5s",
+                       # leaks from a kill -9 are deleted within a scenario (default: 10m)
+                       "TKE_IPAMD_LEAKED_ENI_MIN_AGE": "15s", **self.ipamd_extra_env},
+            # the guide's mixed cluster ("Method 2"): pods without the annotation get the
+            # default network; deploy/ ships a VPC-CNI-only cluster ("Method 1")
+            agent_args=(*MIXED_AGENT_ARGS, *self.agent_extra_args),
+            webhook_args=MIXED_WEBHOOK_ARGS, extra_resources=[agent_config_map()])
 
-    def restart_ipamd_from_deployment(self) -> Daemon:
-        """What a rollout does to the pod: stop it, start it from the live Deployment."""
-        live = self.kube.get(f"/apis/apps/v1/namespaces/kube-system/deployments/{IPAMD}")
-        assert live is not None, "Deployment kube-system/tke-eni-ipamd is gone"
-        if self.ipamd is not None:
-            self.ipamd.stop()
-        return self.start_ipamd(live)
+    def apply_deploy(self) -> None:
+        """Write the overlay and apply it as an operator would: ``kubectl apply -k``."""
+        base = manifests.kustomize_build()
+        overlay.write(self.overlay_dir, base, self.overlay_settings())
+        self.objs = manifests.kustomize_build(self.overlay_dir)
+        self.kubectl("apply", "--server-side", "--field-manager=tke-localrun", "-k",
+                     str(self.overlay_dir))
 
-    def start_extender(self) -> Daemon:
-        assert self.cp is not None and self.extender_pki is not None
-        workload = manifests.find(self.objs, "Deployment", EXTENDER)
-        self.extender = from_workload(self.objs, workload, f"{EXTENDER}-local",
-                                      log=self.workdir / "extender.log", extra_argv=[
-            "--kubeconfig", str(self.credentials(EXTENDER)), "--host", "127.0.0.1",
-            "--port", str(self.ports["extender"]), "--log-format", "text",
-            "--health-port", str(self.ports["extender-health"]),
-            *self.extender_pki.extender_args()])
-        self.extender.start()
-        return self.extender
+    def kubectl_run(self, *args: str, timeout: float = 120.0, env: dict[str, str] | None = None,
+                    stdin: str | None = None) -> tuple[int, str]:
+        """The real kubectl with the admin kubeconfig: (exit code, stdout + stderr)."""
+        import subprocess
 
-    def start_webhook(self) -> LocalWebhook:
-        """The admission webhook as a cluster installs it (localrun.webhook); its rule
-        agrees with the agents' (--eni-only or not)."""
+        from localcluster.binaries import bin_dir
         assert self.cp is not None
-        eni_only = "--eni-only" in self.agent_extra_args
-        self.webhook = LocalWebhook(self.objs, self.kube, self.workdir, self.ports["webhook"],
-                                    self.ports["webhook-health"], self.credentials,
-                                    extra_argv=(f"--eni-only={str(eni_only).lower()}",))
-        return self.webhook.up()
+        proc = subprocess.run([str(bin_dir() / "kubectl"), f"--kubeconfig={self.cp.kubeconfig}",
+                               *args], capture_output=True, text=True, timeout=timeout,
+                              input=stdin, env={**os.environ, **(env or {})}, check=False)
+        return proc.returncode, proc.stdout + proc.stderr
 
-    def wait_extender_ready(self) -> None:
-        import urllib.request
-
-        def ready() -> bool:
-            assert self.extender is not None
-            self.extender.check_alive()
-            url = self.extender_health_url + "/readyz"
-            with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=2) as r:  # noqa: S310
-                return bool(r.status == 200)
-            return False
-        wait_for("the scheduler extender /readyz", ready, 60, detail=self.logs)
+    def kubectl(self, *args: str, timeout: float = 120.0, check: bool = True,
+                env: dict[str, str] | None = None, stdin: str | None = None) -> str:
+        """The real kubectl's output; AssertionError when it fails (``check``)."""
+        code, out = self.kubectl_run(*args, timeout=timeout, env=env, stdin=stdin)
+        if check and code != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed ({code}): {out}")
+        return out
 
     # ---- real nodes ----------------------------------------------------------------------
-    def _start_node(self, spec: NodeSpec, inst: dict[str, Any], index: int) -> RealNode:
+    def _start_node(self, spec: NodeSpec, inst: dict[str, Any]) -> RealNode:
         assert self.emulator is not None and self.cp is not None and self.plumber is not None
-        emu_port = int(urlsplit(self.emulator.url).port or 0)
+        cidr = NODE_SUBNETS[spec.zone]
+        gateway = next(s["cidr"] for s in self.layout.spec()["vpcs"][0]["subnets"]  # type: ignore[union-attr]
+                       if s["id"] == cidr)
+        from localrun.cloudnet import gateway_of
         node = Node(spec.name, spec.zone, self.cp, self.workdir / "nodes" / spec.name,
                     external_cni=True, node_ip=f"{inst['private_ip']}/24", fabric=self.fabric,
+                    gateway=gateway_of(gateway), host_paths=NODE_HOST_PATHS, kube_proxy=True,
                     provider_id=f"qcloud:///{ZONE_IDS[spec.zone]}/{inst['instance_id']}",
                     netns_name=f"{self.prefix}-{spec.name}",
-                    cgroup_root=f"/{self.prefix}-{spec.name}",
-                    extra_forwards=[(emu_port, emu_port)], status_update_frequency="3s",
+                    cgroup_root=f"/{self.prefix}-{spec.name}", status_update_frequency="3s",
                     labels={INSTANCE_LABEL: inst["instance_id"],
                             "node.kubernetes.io/instance-type": spec.instance_type})
-        rn = RealNode(spec, inst["instance_id"], inst["private_ip"], node,
-                      f"10.244.{index + 1}.0/24")
+        rn = RealNode(spec, inst["instance_id"], inst["private_ip"], node)
         self.real[spec.name] = rn
         node.start_runtime()
         self.plumber.add_node(rn.instance_id, node.netns_name)
-        self.start_agent(rn)
-        self.start_device_plugin(rn)
-        node.start_kubelet()
+        node.start_kubelet(ready_timeout=180.0)
+        rn.pod_subnet = str(((self.kube.node(spec.name) or {}).get("spec") or {})
+                            .get("podCIDR") or "")
         return rn
-
-    def start_agent(self, rn: RealNode) -> Daemon:
-        assert self.cp is not None
-        return rn.node.run_daemon("agent", agent_argv(rn, self.agent_credentials(rn.name),
-                                                      tuple(self.agent_extra_args)))
-
-    def start_device_plugin(self, rn: RealNode) -> Daemon:
-        assert self.emulator is not None
-        return rn.node.run_daemon(
-            "device-plugin", device_plugin_argv(rn, self.emulator.metadata_url(rn.instance_id),
-                                                self.emulator.endpoint),
-            env={"TENCENTCLOUD_SECRET_ID": self.emulator.secret_id,
-                 "TENCENTCLOUD_SECRET_KEY": self.emulator.secret_key})
-
-    def node_daemon(self, node: str, name: str) -> Daemon:
-        for d in self.real[node].node.extras:
-            if d.name == f"{name}[{node}]":
-                return d
-        raise KeyError(f"no daemon {name} on {node}")
 
     def wait_node_networking(self, name: str, timeout: float = 180.0) -> None:
         """An ENI of the node is Attached (VpcENI), plugged in its netns, and the node
@@ -355,21 +310,57 @@ class Environment:
             return value if value not in (None, "0") else None
         wait_for(f"{ENI_IP} allocatable on {name}", capacity, timeout, detail=self.logs)
 
+    # ---- our components (pods) -------------------------------------------------------------
+    def component_pods(self, app: str) -> list[dict[str, Any]]:
+        return workloads.pods_of(self.kube, app)
+
+    def ipamd_leader(self) -> str:
+        return workloads.ipamd_leader(self.kube)
+
+    def pod_node(self, pod: dict[str, Any]) -> Node:
+        return self.real[pod["spec"]["nodeName"]].node
+
+    def kill_component(self, pod: dict[str, Any], container: str) -> Sequence[int]:
+        """SIGKILL a component's container processes (a crash); the kubelet restarts it."""
+        return workloads.kill_container(self.pod_node(pod), pod, container)
+
+    def agent_pod(self, node: str) -> dict[str, Any]:
+        pods = [p for p in self.component_pods(AGENT) if p["spec"].get("nodeName") == node]
+        if not pods:
+            raise LookupError(f"no {AGENT} pod on {node}")
+        return pods[0]
+
+    def restart_ipamd_from_deployment(self) -> dict[str, Any]:
+        """After an edit of the Deployment: wait for its rollout, as ``kubectl rollout
+        status`` does, and for a leader."""
+        obj = workloads.wait_rolled_out(self.kube, "Deployment", IPAMD, detail=self.logs)
+        wait_for("an ipamd leader", self.ipamd_leader, 60)
+        return obj
+
     # ---- introspection ---------------------------------------------------------------------
     def logs(self, lines: int = 25) -> str:
+        """The tail of every component container's log (``kubectl logs``: apiserver ->
+        kubelet), else of what runs beside the pods."""
         parts = []
-        for d in (self.ipamd, self.extender, self.webhook.daemon if self.webhook else None):
-            if d is not None:
-                parts.append(f"----- {d.name} ({d.log}) -----\n{d.log_tail(lines)}")
+        if self.cp is not None:
+            for app in (IPAMD, EXTENDER, AGENT, workloads.WEBHOOK):
+                with contextlib.suppress(Exception):
+                    for p in self.component_pods(app):
+                        for c in p["spec"]["containers"]:
+                            name = p["metadata"]["name"]
+                            text = self.kubectl("-n", "kube-system", "logs", name, "-c", c["name"],
+                                                f"--tail={lines}", check=False, timeout=15)
+                            parts.append(f"----- {name}/{c['name']} -----\n{text}")
         for rn in self.real.values():
-            for d in rn.node.extras:
-                parts.append(f"----- {d.name} ({d.log}) -----\n{d.log_tail(lines)}")
+            if rn.node.kubelet is not None:
+                parts.append(f"----- kubelet[{rn.name}] -----\n{rn.node.kubelet.log_tail(lines)}")
         return "\n".join(parts)
 
     def state(self) -> dict[str, Any]:
         """What ``tke-localcluster stop`` needs when this process is gone."""
         return {
             "workdir": str(self.workdir), "prefix": self.prefix, "fabric": self.fabric,
+            "cp_netns": self.cp_netns,
             "kubeconfig": str(self.cp.kubeconfig) if self.cp else "",
             "cluster": str(self.cp.workdir) if self.cp else "",
             "emulator": self.emulator.url if self.emulator else "",
@@ -384,8 +375,8 @@ class Environment:
 
     # ---- stop -----------------------------------------------------------------------------
     def stop(self) -> list[str]:
-        """Stop everything (nodes first, while ipamd and the API still answer); return what
-        could not be cleaned. Each step's time goes to ``stop_timings``."""
+        """Stop everything (nodes first, while the API still answers); return what could not
+        be cleaned. Each step's time goes to ``stop_timings``."""
         problems: list[str] = []
 
         def step(what: str, fn: Callable[[], object]) -> None:
@@ -404,17 +395,16 @@ class Environment:
         if self.plumber is not None:
             step("ENI plumber", self.plumber.stop)
             self.plumber = None
-        if self.webhook is not None:
-            step("admission webhook", self.webhook.stop)
-            self.webhook = None
-        for d in (self.extender, self.ipamd):
-            if d is not None:
-                # TERM, then KILL after 5 s (the extender ignores TERM for now: see the doc)
-                step(d.name, functools.partial(d.stop, 5.0))
-        self.extender = self.ipamd = None
         if self.cp is not None:
             step("control plane", self.cp.stop)
+        for d in reversed(self.cp_daemons):
+            step(d.name, d.stop)
+        self.cp_daemons.clear()
         step("emulator", self._stack.close)
         self.emulator = None
-        step("fabric netns", lambda: netns.delete(self.fabric))
+        step("VPC fabric + control plane netns",
+             lambda: CloudNetwork(self.prefix, ()).down())
         return problems
+
+
+__all__ = ["DEFAULT_NODES", "NO_SUBNET_NODE", "Environment", "RealNode"]

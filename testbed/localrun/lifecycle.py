@@ -148,7 +148,8 @@ def stop(state_dir: Path, keep: bool = False, timeout: float = 180.0) -> list[st
 
 def sweep(workdir: Path) -> list[str]:
     """Remove what a killed environment left: processes naming ``workdir``, node
-    namespaces/cgroups/mounts, the fabric. Returns what it found."""
+    namespaces/cgroups/mounts, the control plane's network namespace, the fabric. Returns
+    what it found."""
     found: list[str] = []
     try:
         state = json.loads((workdir / "environment.json").read_text())
@@ -165,8 +166,9 @@ def sweep(workdir: Path) -> list[str]:
             found.append(f"node {name}")
         node.sweep_stale()
         mounts.unmount_all(node.workdir)
-    fabric = state.get("fabric")
-    if fabric and netns.exists(fabric):
-        found.append(f"netns {fabric}")
-        netns.delete(fabric)
+    for ns in (state.get("cp_netns"), state.get("fabric")):
+        if ns and netns.exists(ns):
+            found.append(f"netns {ns}")
+            kill_and_wait(netns.pids_in(ns))  # the apiserver endpoint, kube-proxy, scheduler
+            netns.delete(ns)
     return found

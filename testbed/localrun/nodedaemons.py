@@ -1,6 +1,6 @@
-"""What runs beside each real node's kubelet, as the tke-eni-agent DaemonSet pod would:
-the node agent (Kubernetes IP source, a default-network delegate for pods without the
-annotation) and the device plugin (identity and limits from the emulated cloud)."""
+"""The local run's real nodes, and the default network the agent gives pods that ask for
+no ENI IP (the guide's mixed "Method 2" cluster): Debian's bridge + host-local on the
+node's own podCIDR, configured once for every node through the agent's ConfigMap."""
 
 from __future__ import annotations
 
@@ -10,7 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from localnode.node import Node
-from localrun.programs import VENV_BIN
+
+#: the cluster's pod range for the default network; each Node gets a /24 (node IPAM)
+POD_CIDR = "10.244.0.0/16"
+AGENT_CONFIG = "tke-eni-agent-config"  # deploy/agent/daemonset.yaml mounts it, optional
+DELEGATE_FILE = "/etc/tke-eni-agent/delegate.json"
 
 
 @dataclass(frozen=True)
@@ -26,40 +30,28 @@ class RealNode:
     instance_id: str
     private_ip: str
     node: Node
-    pod_subnet: str  # default network (delegate bridge + host-local)
+    pod_subnet: str = ""  # the default network's range on this node (its podCIDR)
 
     @property
     def name(self) -> str:
         return self.spec.name
 
-    @property
-    def agent_dir(self) -> Path:
-        return self.node.workdir / "agent"
 
-
-def delegate_plugins(rn: RealNode) -> list[dict[str, Any]]:
-    """Global Router-style default network for pods that ask for no ENI IP."""
+def delegate_plugins() -> list[dict[str, Any]]:
+    """Global Router-style default network: a bridge, host-local on the node's podCIDR
+    (``usePodCidr``, filled in by the agent), addresses kept on the agent's state dir."""
     return [{"type": "bridge", "bridge": "cni0", "isDefaultGateway": True, "ipMasq": False,
-             "ipam": {"type": "host-local", "ranges": [[{"subnet": rn.pod_subnet}]],
-                      "dataDir": str(rn.node.workdir / "cni" / "ipam")}}]
+             "ipam": {"type": "host-local", "ranges": [[{"subnet": "usePodCidr"}]],
+                      "dataDir": "/var/lib/tke-eni-agent/delegate-ipam"}}]
 
 
-def agent_argv(rn: RealNode, kubeconfig: Path, extra: tuple[str, ...] = ()) -> list[str]:
-    """The agent's command line; writes its delegate file."""
-    d, node = rn.agent_dir, rn.node
-    d.mkdir(parents=True, exist_ok=True)
-    (d / "delegate.json").write_text(json.dumps(delegate_plugins(rn)))
-    return [str(VENV_BIN / "tke-eni-agent"), "--node-name", rn.name,
-            "--socket", str(d / "cni.sock"), "--state-dir", str(d / "state"),
-            "--ip-source", "kubernetes", "--pod-source", "kubernetes",
-            "--kubeconfig", str(kubeconfig), "--delegate-file", str(d / "delegate.json"),
-            "--reconcile-interval", "2",
-            "--cni-bin-dir", str(node.cni_bin_dir), "--cni-conf-dir", str(node.cni_conf_dir),
-            *extra]
+def agent_config_map() -> dict[str, Any]:
+    """The ConfigMap the agent's ``--delegate-file`` reads (a mixed cluster's choice)."""
+    return {"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": AGENT_CONFIG, "namespace": "kube-system"},
+            "data": {Path(DELEGATE_FILE).name: json.dumps(delegate_plugins(), indent=1)}}
 
 
-def device_plugin_argv(rn: RealNode, metadata_url: str, cloud_endpoint: str) -> list[str]:
-    return [str(VENV_BIN / "tke-eni-device-plugin"),
-            "--device-plugin-dir", str(rn.node.device_plugin_dir),
-            "--metadata-url", metadata_url, "--cloud-endpoint", f"http://{cloud_endpoint}",
-            "--limits-source", "api", "--log-format", "text"]
+#: the agent's and the webhook's flags for a mixed cluster (deploy/ ships eni-only)
+MIXED_AGENT_ARGS = ("--eni-only=false", f"--delegate-file={DELEGATE_FILE}")
+MIXED_WEBHOOK_ARGS = ("--eni-only=false",)

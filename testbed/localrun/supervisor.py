@@ -33,6 +33,19 @@ def say(text: str) -> None:
     print(text, flush=True)
 
 
+def how_to_use(env: Environment, stop_command: str) -> str:
+    assert env.cp is not None
+    return "\n".join([
+        f"\nThe cluster stays up. kubectl (and etcd, kube-*) are in {bin_dir()}:",
+        f"  export KUBECONFIG={env.cp.kubeconfig} PATH={bin_dir()}:$PATH",
+        "  kubectl get nodes,pods -o wide; kubectl get veni,vip,vipc -A",
+        "  kubectl -n kube-system get pods -o wide   # our components, pods of deploy/",
+        "  kubectl -n kube-system logs deployment/tke-eni-ipamd   # or exec, rollout, edit ...",
+        f"Logs: kubectl logs; the nodes' and control plane's under {env.workdir} "
+        "(nodes/<node>/*.log, cluster/logs/)",
+        f"Stop everything (nodes, netns, mounts, processes): {stop_command}"])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m localrun.supervisor")
     p.add_argument("--workdir", type=Path, required=True)
@@ -62,11 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         say("\n=== Phase timings ===")
         say(env.phases.table())
         assert env.cp is not None
-        say(f"\nThe cluster stays up. kubectl (and etcd, kube-*) are in {bin_dir()}:")
-        say(f"  export KUBECONFIG={env.cp.kubeconfig} PATH={bin_dir()}:$PATH")
-        say("  kubectl get nodes,pods -o wide; kubectl get veni,vip,vipc -A")
-        say(f"Logs: {env.workdir} (ipamd.log, extender.log, nodes/<node>/*.log, cluster/logs/)")
-        say(f"Stop everything (nodes, netns, mounts, processes): {args.stop_command}")
+        say(how_to_use(env, args.stop_command))
         say(READY_MARKER)
         while not stop.wait(1.0):
             pass

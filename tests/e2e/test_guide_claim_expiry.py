@@ -1,11 +1,8 @@
 """The guide's "Modifying the IP repossession policy": ``--claim-expired-duration`` changed
-on the ipamd Deployment (``kubectl -n kube-system edit deployments.v1.apps tke-eni-ipamd``)
-releases a static IP that long after its StatefulSet is scaled down.
-
-ipamd runs here as a process started from the Deployment's pod template (no image can
-run on this machine; the Deployment is kept at 0 replicas as the record of its
-configuration), so "the rollout" is: edit the Deployment object, then restart the
-process from the edited object (``Environment.restart_ipamd_from_deployment``)."""
+with the guide's own command, ``kubectl -n kube-system edit deployments.v1.apps
+tke-eni-ipamd`` (the real kubectl, its EDITOR a script that changes the value after
+``--claim-expired-duration`` as a user would), rolls ipamd's pods, and the new value
+releases a static IP that long after its StatefulSet is scaled down."""
 
 from __future__ import annotations
 
@@ -26,21 +23,32 @@ CLAIMS = "/apis/networking.tke.cloud.tencent.com/v1/namespaces/default/vpcipclai
 DURATION = "15s"
 
 
+EDIT_SCRIPT = r"""#!/bin/sh
+# kubectl edit's EDITOR: the value after --claim-expired-duration becomes $NEW_DURATION
+set -e
+sed -i '/- --claim-expired-duration$/{n;s/- .*/- '"$NEW_DURATION"'/}' "$1"
+"""
+
+
 def set_duration(env: Environment, value: str) -> list[str]:
-    """Edit the Deployment's args as a user would; return the previous args."""
+    """``kubectl -n kube-system edit deployments.v1.apps tke-eni-ipamd`` with an EDITOR that
+    sets the duration; return the previous args."""
     live = env.kube.get(DEPLOYMENT)
     assert live is not None
-    args = list(live["spec"]["template"]["spec"]["containers"][0]["args"])
-    new = copy.copy(args)
-    new[new.index("--claim-expired-duration") + 1] = value
-    env.kube.json_patch(DEPLOYMENT, [{"op": "replace", "value": new,
-                                      "path": "/spec/template/spec/containers/0/args"}])
-    return args
+    before = list(live["spec"]["template"]["spec"]["containers"][0]["args"])
+    editor = env.workdir / "edit-claim-duration.sh"
+    editor.write_text(EDIT_SCRIPT)
+    editor.chmod(0o755)
+    out = env.kubectl("-n", "kube-system", "edit", "deployments.v1.apps", IPAMD,
+                      env={"EDITOR": str(editor), "NEW_DURATION": value})
+    print(f"kubectl edit: {out.strip()}")
+    after = (env.kube.get(DEPLOYMENT) or {})["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert after[after.index("--claim-expired-duration") + 1] == value, after
+    return before
 
 
 def restore_args(env: Environment, args: list[str]) -> None:
-    env.kube.json_patch(DEPLOYMENT, [{"op": "replace", "value": args,
-                                      "path": "/spec/template/spec/containers/0/args"}])
+    set_duration(env, args[args.index("--claim-expired-duration") + 1])
 
 
 def db_statefulset() -> dict[str, Any]:
@@ -57,8 +65,10 @@ def test_claim_expired_duration_on_the_deployment_releases_the_ip_after_scale_do
     env, kube = guide_env, guide_env.kube
     old_args = set_duration(env, DURATION)
     try:
-        ipamd = env.restart_ipamd_from_deployment()
-        assert f"--claim-expired-duration {DURATION}" in " ".join(ipamd.cmd)
+        env.restart_ipamd_from_deployment()  # the rollout of the edited Deployment
+        for pod in env.component_pods(IPAMD):
+            args = " ".join(pod["spec"]["containers"][0]["args"])
+            assert f"--claim-expired-duration {DURATION}" in args, args
         kube.apply(db_statefulset())
         pod = running_pod(kube, "db-0")
         ip = pod_ip(pod)

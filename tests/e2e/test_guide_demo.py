@@ -36,6 +36,13 @@ def test_demo_runs_the_guide_and_stop_removes_everything(tmp_path: Path) -> None
                      "=== VPC IPs", "0% packet loss", "HTTP: Welcome to nginx!", "(SAME IP)",
                      "=== Phase timings ===", "export KUBECONFIG=", "tke-localcluster --state-dir"):
             assert want in out, f"{want!r} missing from the demo output:\n{out}"
+        # every component is a pod of deploy/ from our image, Running on the real nodes
+        section = out.split("=== Our components", 1)[1].split("===", 2)[1]
+        for name in ("tke-eni-agent-", "tke-eni-ipamd-", "tke-eni-ip-scheduler-",
+                     "tke-eni-ip-webhook-"):
+            rows = [r for r in section.splitlines() if r.strip().startswith(name)
+                    and "-certs-" not in r]
+            assert rows and all(" Running " in r and " node-" in r for r in rows), (name, section)
         kubeconfig = Path(re.search(r"export KUBECONFIG=(\S+)", out).group(1))  # type: ignore[union-attr]
         server = re.search(r"server: (\S+)", kubeconfig.read_text()).group(1)  # type: ignore[union-attr]
         kube = Kube(kubeconfig, server)
@@ -51,7 +58,7 @@ def test_demo_runs_the_guide_and_stop_removes_everything(tmp_path: Path) -> None
     assert stop.returncode == 0, stop.stdout + stop.stderr
     assert "stopped demo environment" in stop.stdout, stop.stdout
     assert not pids_with_arg(str(state)), "processes left after stop"
-    assert not [n for n in ("tkd-fabric", "tkd-node-a", "tkd-node-b", "tkd-node-c")
+    assert not [n for n in ("tkd-fabric", "tkd-cp", "tkd-node-a", "tkd-node-b", "tkd-node-c")
                 if netns.exists(n)]
     assert not (state / "demo").exists()
     state.rmdir()  # empty: stop removed what the demo made

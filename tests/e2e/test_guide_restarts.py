@@ -8,16 +8,15 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import time
 
 import pytest
 
-from localrun.environment import CLUSTER_ID, ENI_IP, Environment
+from localrun.environment import AGENT, CLUSTER_ID, ENI_IP, IPAMD, Environment
 from localrun.invariants import cloud_vs_crds, pods_vs_ips
 from localrun.kube import wait_for
 from localrun.pods import NETWORKS_ANNOTATION, ping, plain_pod, running_pod, running_pods
+from localrun.workloads import restarts
 from tests.fixtures_env import delete_and_wait, pod_ip
 
 pytestmark = pytest.mark.e2e
@@ -74,20 +73,23 @@ def churn_deployment(replicas: int) -> dict[str, object]:
 
 def test_ipamd_and_agent_killed_mid_churn_leak_nothing(guide_env: Environment) -> None:
     env, kube = guide_env, guide_env.kube
-    assert env.ipamd is not None and env.emulator is not None
+    assert env.emulator is not None
     deployment = "/apis/apps/v1/namespaces/default/deployments/churn"
     try:
         kube.apply(churn_deployment(8))
         time.sleep(1.5)  # pods are being bound and started: kill in the middle of it
-        agent = env.node_daemon("node-a", "agent")
-        for proc in (env.ipamd.proc, agent.proc):
-            assert proc is not None
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait()
+        leader = wait_for("an ipamd leader", env.ipamd_leader, 60)
+        ipamd = next(p for p in env.component_pods(IPAMD) if p["metadata"]["name"] == leader)
+        agent = env.agent_pod("node-a")
+        # a crash of both: SIGKILL of the containers' processes; the kubelet restarts them
+        env.kill_component(ipamd, IPAMD)
+        env.kill_component(agent, AGENT)
         kube.merge_patch(deployment, {"spec": {"replicas": 4}})
-        time.sleep(1.0)
-        env.start_ipamd()
-        agent.start()
+        for pod, container in ((ipamd, IPAMD), (agent, AGENT)):
+            wait_for(f"{pod['metadata']['name']}/{container} restarted by the kubelet",
+                     lambda pod=pod, container=container: restarts(
+                         kube.pod(pod["metadata"]["name"], "kube-system") or {}, container)
+                     > restarts(pod, container), 120, detail=env.logs)
         kube.merge_patch(deployment, {"spec": {"replicas": 10}})
         pods = running_pods(kube, "app=churn", 10, timeout=240)
         assert len({pod_ip(p) for p in pods}) == 10

@@ -12,8 +12,9 @@ import pytest
 
 from localcluster.fakenodes import FakeNode
 from localrun.cloudspec import BUSY_SUBNET, NODE_SUBNETS, SPARE_SUBNET, ZONE3
-from localrun.environment import ENI_IP, INSTANCE_LABEL, ZONE_LABEL, Environment
+from localrun.environment import ENI_IP, INSTANCE_LABEL, IPAMD, ZONE_LABEL, Environment
 from localrun.kube import wait_for
+from localrun.workloads import restarts
 from tests.fixtures_env import configmap_subnets
 
 pytestmark = pytest.mark.e2e
@@ -36,11 +37,16 @@ def cm_events(env: Environment, reason: str) -> list[dict[str, Any]]:
             if e.get("reason") == reason]
 
 
+def ipamd_incarnations(env: Environment) -> list[tuple[str, int]]:
+    """(pod uid, restarts) of ipamd's pods: the same list means no ipamd restarted."""
+    return [(p["metadata"]["uid"], restarts(p, IPAMD)) for p in env.component_pods(IPAMD)]
+
+
 def test_subnet_appended_live_is_used_and_a_shared_subnet_is_refused(
         guide_env: Environment) -> None:
     env, kube = guide_env, guide_env.kube
-    assert env.ipamd is not None and env.emulator is not None and env.cp is not None
-    ipamd_pid = env.ipamd.pid
+    assert env.emulator is not None and env.cp is not None
+    ipamd_pods = ipamd_incarnations(env)
     original = configmap_subnets(kube)
     try:
         # 1. append an empty subnet of zone 3: applied live
@@ -65,7 +71,7 @@ def test_subnet_appended_live_is_used_and_a_shared_subnet_is_refused(
         states = subnet_states(env)
         assert states.get(BUSY_SUBNET) != "Active", states
         assert states.get(SPARE_SUBNET) == "Active", states
-        assert env.ipamd.pid == ipamd_pid and env.ipamd.alive(), "ipamd was restarted"
+        assert ipamd_incarnations(env) == ipamd_pods, "ipamd was restarted"
     finally:
         kube.delete(f"/api/v1/nodes/{NEW_NODE}")
         wait_for(f"{NEW_NODE}'s ENI deleted", lambda: not kube.custom(

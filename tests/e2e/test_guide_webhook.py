@@ -24,6 +24,7 @@ from localrun.cloudspec import ZONE5
 from localrun.environment import ENI_IP, ZONE_LABEL, Environment
 from localrun.kube import wait_for
 from localrun.pods import NETWORKS_ANNOTATION, plain_pod, running_pod, running_pods
+from localrun.workloads import WEBHOOK, wait_rolled_out, workload_path
 from tests.fixtures_env import delete_and_wait
 
 pytestmark = pytest.mark.e2e
@@ -136,8 +137,9 @@ def test_webhook_down_refuses_covered_pods_and_kube_system_pods_still_start(
     refused with the apiserver's message; a kube-system pod is created and runs on a
     real node; once the webhook is back, creation works again."""
     env, kube = guide_env, guide_env.kube
-    assert env.webhook is not None
-    env.webhook.stop()
+    deployment = workload_path("Deployment", WEBHOOK)
+    kube.merge_patch(deployment, {"spec": {"replicas": 0}})
+    wait_for("no webhook pod left", lambda: not env.component_pods(WEBHOOK), 120)
     try:
         with pytest.raises(ApiError) as err:
             kube.request("/api/v1/namespaces/default/pods", "POST", plain_pod("while-down"))
@@ -153,8 +155,8 @@ def test_webhook_down_refuses_covered_pods_and_kube_system_pods_still_start(
             kube.request("/api/v1/namespaces/kube-system/pods/system-while-down", "DELETE",
                          {"kind": "DeleteOptions", "apiVersion": "v1", "gracePeriodSeconds": 0})
     finally:
-        env.webhook.start()
-        env.webhook.wait_ready()
+        kube.merge_patch(deployment, {"spec": {"replicas": 2}})
+        wait_rolled_out(kube, "Deployment", WEBHOOK, detail=env.logs)
     kube.request("/api/v1/namespaces/default/pods", "POST",
                  plain_pod("after-restart", node_name="node-a"))
     try:

@@ -37,6 +37,7 @@ def shell(env: Environment, command: str) -> subprocess.CompletedProcess[str]:
     assert env.cp is not None
     return subprocess.run(["sh", "-c", command], capture_output=True, text=True, timeout=120,
                           check=False, env={"PATH": f"{bin_dir()}:/usr/bin:/bin",
+                                            "HOME": str(env.workdir),
                                             "KUBECONFIG": str(env.cp.kubeconfig)})
 
 

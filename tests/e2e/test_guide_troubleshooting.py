@@ -100,6 +100,7 @@ def test_readme_troubleshooting_commands_run_as_written(guide_env: Environment) 
             proc = subprocess.run(["sh", "-c", command], capture_output=True, text=True,
                                   timeout=60, check=False,
                                   env={"PATH": f"{bin_dir()}:/usr/bin:/bin",
+                                       "HOME": str(env.workdir),  # kubectl's cache
                                        "KUBECONFIG": str(env.cp.kubeconfig)})
             out = proc.stdout + proc.stderr
             print(f"$ {command}  -> exit {proc.returncode}, {len(out.splitlines())} lines")

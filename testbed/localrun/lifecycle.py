@@ -125,7 +125,7 @@ def stop(state_dir: Path, keep: bool = False, timeout: float = 180.0) -> list[st
     done = []
     rec = _supervisor(workdir)
     if rec is not None and _alive(rec):
-        print("stopping the demo environment (nodes, ipamd, extender, control plane, "
+        print("stopping the demo environment (nodes and their pods, control plane, "
               "emulator) ...", flush=True)
         with contextlib.suppress(ProcessLookupError):
             os.kill(rec[0], signal.SIGTERM)

@@ -22,6 +22,8 @@ import signal
 import sys
 from collections.abc import Sequence
 
+from localcluster.streams import pump as _pump
+
 log = logging.getLogger("localcluster.egressproxy")
 MAX_HEAD = 16 * 1024
 CONNECT_TIMEOUT_S = 10.0
@@ -37,19 +39,6 @@ def parse_connect(head: bytes) -> tuple[str, int]:
     if not sep or not port.isdigit() or not host:
         raise ValueError(f"CONNECT target is not host:port: {parts[1]!r}")
     return host.strip("[]"), int(port)
-
-
-async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    try:
-        while data := await reader.read(65536):
-            writer.write(data)
-            await writer.drain()
-    except (ConnectionError, OSError):
-        pass
-    finally:
-        with contextlib.suppress(OSError, RuntimeError):
-            if writer.can_write_eof():
-                writer.write_eof()
 
 
 async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
 import signal
 import socket
 import sys
 from collections.abc import Sequence
 
+from localcluster.streams import pump as _pump
 from localnode.netns import entered
 
 log = logging.getLogger("localnode.portforward")
@@ -36,19 +36,6 @@ def parse_forward(text: str) -> tuple[tuple[str, int], tuple[str, int]]:
     if not sep:
         raise argparse.ArgumentTypeError(f"expected LISTEN=TARGET, got {text!r}")
     return parse_addr(listen), parse_addr(target)
-
-
-async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    try:
-        while data := await reader.read(65536):
-            writer.write(data)
-            await writer.drain()
-    except (ConnectionError, OSError):
-        pass
-    finally:
-        with contextlib.suppress(OSError, RuntimeError):
-            if writer.can_write_eof():
-                writer.write_eof()
 
 
 def handler(target: tuple[str, int]):  # type: ignore[no-untyped-def]

@@ -114,11 +114,11 @@ class Environment:
     # ---- names ----------------------------------------------------------------------------
     @property
     def fabric(self) -> str:
-        return f"{self.prefix}-fabric"
+        return CloudNetwork(self.prefix, ()).fabric
 
     @property
     def cp_netns(self) -> str:
-        return f"{self.prefix}-cp"
+        return CloudNetwork(self.prefix, ()).cp_netns
 
     @property
     def kube(self) -> Kube:

@@ -45,6 +45,7 @@ class Run:
     rollout_s: float = 0.0
     waits: list[float] = field(default_factory=list)
     sandbox_failures: int = 0
+    why: dict[str, int] = field(default_factory=dict)  # sandbox failure message -> count
 
 
 def deployment(replicas: int) -> dict[str, Any]:
@@ -135,9 +136,13 @@ def measure(cooldown: str) -> Run:
             waited_from = [r for r in rises[node] if r <= at]
             if waited_from and waited_from[-1] > created[uid]:  # it waited for room
                 run.waits.append(at - max(waited_from[-1], created[uid]))
-        run.sandbox_failures = sum(
-            1 for e in kube.items("/api/v1/namespaces/default/events")
-            if e.get("reason") == "FailedCreatePodSandBox" and e["metadata"]["uid"] not in before)
+        failures = [e for e in kube.items("/api/v1/namespaces/default/events")
+                    if e.get("reason") == "FailedCreatePodSandBox"
+                    and e["metadata"]["uid"] not in before]
+        run.sandbox_failures = sum(int(e.get("count") or 1) for e in failures)
+        for e in failures:
+            why = str(e.get("message", "")).rsplit("(add): ", 1)[-1][:200]
+            run.why[why] = run.why.get(why, 0) + int(e.get("count") or 1)
     finally:
         problems = env.stop()
         if not problems:
@@ -165,6 +170,9 @@ def main(argv: list[str] | None = None) -> int:
     for r in runs:
         print(f"| {r.cooldown} s | {r.replicas} | {r.rollout_s:.1f} s | {pct(r.waits, 50):.2f} s "
               f"| {pct(r.waits, 99):.2f} s | {len(r.waits)} | {r.sandbox_failures} |")
+    for r in runs:
+        for why, n in sorted(r.why.items(), key=lambda kv: -kv[1]):
+            print(f"--cooldown {r.cooldown}: {n} × {why}")
     floor = next((r for r in runs if float(r.cooldown) == 0), None)
     if floor is not None:
         for r in runs:

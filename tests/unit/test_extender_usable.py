@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from core.models import IP_PHASE_COOLDOWN, IP_PHASE_FREE, IP_PHASE_IN_USE
+from core.models import IP_PHASE_COOLDOWN, IP_PHASE_FREE, IP_PHASE_IN_USE, IP_STATE_RELEASING
 from core.names import RESOURCE_ENI_IP
 from core.usable import IpTally, healthy_devices
 from localcluster import objects as ex
@@ -86,3 +86,14 @@ def test_nodes_mode_reads_the_capacity_too() -> None:
     assert names == ["n1"] and nodes is not None
     assert nodes["n1"] == facts.NodeFacts("n1", GZ3, 5, LIMIT)
     assert facts.node_facts(node(5)) == facts.NodeFacts("n1", GZ3, 5, LIMIT)
+
+
+def test_leaving_ips_take_their_slot_as_the_agent_counts_them() -> None:
+    # 20 in use, 7 asked back by ipamd (Releasing): the agent counts them occupied
+    t = IpTally(in_use=20, leaving=7, can_grow=True)
+    assert healthy_devices(t, LIMIT) == 20
+    leaving = [
+        ex.vpc_ip(f"10.0.4.{10 + i}", "n1", state=IP_STATE_RELEASING, phase=IP_PHASE_FREE)
+        for i in range(7)
+    ]
+    assert not passes(20, ips(20, 0, 0) + leaving, need=1, available=100)

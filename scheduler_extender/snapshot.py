@@ -14,6 +14,7 @@ from core.models import SUBNET_ACTIVE, SubnetStatus
 from .facts import (
     IP_COOLDOWN,
     IP_IN_USE,
+    IP_LEAVING,
     IP_RESERVED,
     IP_WARM,
     NO_SUBNET_CONFIG,
@@ -33,11 +34,13 @@ class NodeIps:
     in_use: int = 0
     cooldown: int = 0
     reserved: int = 0
+    leaving: int = 0  # asked back by ipamd: its slot is taken until ipamd has it
     # IPs that take one of the node's eni-ip slots and cannot go to a new pod now
+    # (core.usable: the node agent counts the same ones)
     occupied: int = field(init=False, default=0)
 
     def __post_init__(self) -> None:
-        self.occupied = self.in_use + self.cooldown + self.reserved
+        self.occupied = self.in_use + self.cooldown + self.reserved + self.leaving
 
     def add(self, category: str, sign: int) -> NodeIps:
         return NodeIps(
@@ -45,10 +48,11 @@ class NodeIps:
             self.in_use + sign * (category == IP_IN_USE),
             self.cooldown + sign * (category == IP_COOLDOWN),
             self.reserved + sign * (category == IP_RESERVED),
+            self.leaving + sign * (category == IP_LEAVING),
         )
 
     def is_empty(self) -> bool:
-        return not (self.warm or self.in_use or self.cooldown or self.reserved)
+        return not (self.warm or self.in_use or self.cooldown or self.reserved or self.leaving)
 
 
 NO_IPS = NodeIps()

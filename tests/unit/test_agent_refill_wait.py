@@ -99,7 +99,7 @@ def test_add_waits_for_the_refill_instead_of_failing(
     assert sample(a, "refill_waits_total", outcome="timeout") == 0
     assert any(
         "no free IP on this node (1 in use, 0 cooling down, 1 total): waiting up to 30s "
-        "for ipamd's refill" in r.getMessage()
+        "for ipamd's refill or a cooldown" in r.getMessage()
         for r in caplog.records
     )
 
@@ -110,8 +110,9 @@ def test_past_the_bound_add_fails_with_code_11(tmp_path: Path) -> None:
     with pytest.raises(CniError) as err:
         a.handle(req("ADD", "p2"))
     assert err.value.code == ERR_TRY_AGAIN
-    assert "no free IP on this node (1 in use, 0 cooling down, 1 total) after waiting 0.2s" in str(
-        err.value.msg
+    assert err.value.msg == (
+        "no free IP on this node (1 in use, 0 cooling down, 1 total) after waiting for "
+        "ipamd's refill or a cooldown"
     )
     assert sample(a, "refill_waits_total", outcome="timeout") == 1
 
@@ -164,3 +165,17 @@ def test_a_link_that_never_comes_fails_past_the_bound(tmp_path: Path) -> None:
         a.handle(req("ADD", "p1"))
     assert err.value.code == ERR_TRY_AGAIN
     assert a.state.allocations == {}  # the IP went back (no cooldown: it served no pod)
+
+
+def test_add_waits_past_the_bound_for_an_ip_about_to_pass_its_floor(tmp_path: Path) -> None:
+    """The scheduler counted on an IP another pod took a moment earlier (the
+    node's allocatable lags by the kubelet's status loop): a cooling IP whose
+    floor passes within twice the bound is waited for."""
+    state = PoolState(early_reuse=120.0)  # --cooldown 150, --cooldown-floor 30
+    a = make(tmp_path, refill_wait=0.5, state=state)
+    a.handle(req("ADD", "p1"))
+    a.handle(req("DEL", "p1"))
+    state.cooldown["10.0.0.10"] = time.time() + 120.8  # its floor passes in 0.8 s
+    result = a.handle(req("ADD", "p2"))
+    assert result is not None and result["ips"][0]["address"] == "10.0.0.10/32"
+    assert sample(a, "cooldown_floor_reuses_total") == 1

@@ -384,7 +384,7 @@ class Agent:
                     return alloc, self.checkpoint.mark(), replaced
             if not claim:
                 first = refill_deadline is None
-                refill_deadline = refill_deadline or time.monotonic() + self.settings.refill_wait
+                refill_deadline = refill_deadline or self._refill_deadline()
                 view = self._wait_for_free_ip(req, view, refill_deadline, first=first)
                 continue
             remaining = deadline - time.monotonic()
@@ -412,6 +412,20 @@ class Agent:
             )
         return chosen
 
+    def _refill_deadline(self) -> float:
+        """``--refill-wait`` from now; longer when a cooling IP becomes reusable
+        (its floor passes) within twice that: the scheduler may place a pod a
+        moment before the node's allocatable shows the IP it counted on is
+        gone (the kubelet writes allocatable on its status loop)."""
+        wait = self.settings.refill_wait
+        if wait > 0:
+            now = time.time()
+            with self.lock:
+                soonest = pool.next_reusable(self.state, now)
+            if soonest is not None and soonest - now <= 2 * wait:
+                wait = max(wait, soonest - now + 1.0)
+        return time.monotonic() + wait
+
     def _wait_for_free_ip(
         self, req: CniRequest, view: NodeIpView, deadline: float, *, first: bool
     ) -> NodeIpView:
@@ -427,14 +441,14 @@ class Agent:
         if remaining <= 0:
             if self.settings.refill_wait > 0:
                 self.metrics.refill_waits.labels("timeout").inc()
-                what += f" after waiting {self.settings.refill_wait:g}s"
+                what += " after waiting for ipamd's refill or a cooldown"
             raise CniError(
                 ERR_TRY_AGAIN, what, "ipamd refills the warm pool; the runtime retries"
             )
         if first:
             self.metrics.refill_waits.labels("waited").inc()
             log.info(
-                f"{what}: waiting up to {self.settings.refill_wait:g}s for ipamd's refill",
+                f"{what}: waiting up to {remaining:.0f}s for ipamd's refill or a cooldown",
                 extra={"pod": f"{req.pod_namespace}/{req.pod_name}", "container": req.container_id},
             )
         # 0.5 s: a cooldown ends without a change of the view

@@ -120,6 +120,17 @@ def next_cooldown_change(state: PoolState, now: float) -> float | None:
     return min(times) if times else None
 
 
+def next_reusable(state: PoolState, now: float) -> float | None:
+    """When (unix) the next cooling IP may be given out again: past its floor
+    (``state.early_reuse``), else at its cooldown's end; None if none cools."""
+    times = [
+        until - state.early_reuse if state.early_reuse > 0 else until
+        for until in state.cooldown.values()
+        if until > now
+    ]
+    return max(now, min(times)) if times else None
+
+
 def choose_dynamic(view: NodeIpView, state: PoolState, now: float) -> NodeIp | None:
     """A warm IP: Assigned, no claim, not used, not cooling down, not granted
     back. "Fewest ENIs": pack onto the ENI with the most IPs in use. When

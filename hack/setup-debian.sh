@@ -4,7 +4,8 @@ set -euo pipefail
 pkgs=(iproute2 iputils-ping iptables nftables procps psmisc kmod
       containernetworking-plugins containerd runc busybox-static
       ca-certificates curl openssl jq
-      buildah debootstrap)  # the image: hack/image/build.sh (kernel overlay as root, chroot RUNs)
+      buildah debootstrap  # the image: hack/image/build.sh (kernel overlay as root, chroot RUNs)
+      iperf3 sockperf)  # bench.datapath (docs/cni.md "Data path benchmark")
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -24,6 +24,7 @@ from core import names
 from ipamd import metrics
 from ipamd.config import Settings
 from ipamd.controllers.claimctl import ClaimController
+from ipamd.controllers.necctl import NECS
 from ipamd.controllers.nodes import NodeController
 from ipamd.controllers.reconcile import Reconciler
 from ipamd.controllers.subnetctl import SubnetController
@@ -44,6 +45,7 @@ from ipamd.rules.records import (
     node_from_obj,
     pod_from_obj,
 )
+from ipamd.rules.warm import nec_from_obj
 from ipamd.state import CLAIM, NODE, RECONCILE, SUBNETS, ClusterState
 from ipamd.workqueue import WorkQueue
 
@@ -96,7 +98,8 @@ class App:
         st.ips = Informer(kube, paths.VPC_IPS, "vpcips", ip_from_obj, st.on_ip)
         st.enis = Informer(kube, paths.VPC_ENIS, "vpcenis", eni_from_obj, st.on_eni)
         st.claims = Informer(kube, paths.CLAIMS, "vpcipclaims", claim_from_obj, st.on_claim)
-        return [st.nodes, st.pods, st.ips, st.enis, st.claims]
+        st.necs = Informer(kube, NECS, "nodeeniconfigs", nec_from_obj, st.on_nec)
+        return [st.nodes, st.pods, st.ips, st.enis, st.claims, st.necs]
 
     def _elector(self, kube: KubeApi) -> LeaderElector:
         s = self.settings

@@ -51,6 +51,7 @@ class Settings:
     trim_interval: timedelta = timedelta(
         minutes=2
     )  # release at most one surplus IP per node per interval
+    enable_quick_release: bool = False  # each trim releases all surplus down to the max target
     # leak clean-up (ipamd.controllers.leaks)
     leaked_eni_min_age: timedelta = timedelta(minutes=10)
     leaked_eni_dry_run: bool = False
@@ -101,6 +102,10 @@ _FLAGS: dict[str, tuple[str, str]] = {
     "max-prebind": ("max_prebind", "warm IPs kept above the pods of a node (upper bound)"),
     "ip-cooldown": ("ip_cooldown", "a freed IP is not returned to the cloud before this"),
     "trim-interval": ("trim_interval", "release at most one surplus warm IP per node per interval"),
+    "enable-quick-release": (
+        "enable_quick_release",
+        "each trim releases idle warm IPs straight down to the max target (true/false)",
+    ),
     "reconcile-interval": ("reconcile_interval", "cloud vs CRD drift check period"),
     "leaked-eni-min-age": (
         "leaked_eni_min_age",

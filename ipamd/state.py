@@ -16,6 +16,7 @@ from core.limits import EniLimits
 from ipamd.kube.informer import Informer
 from ipamd.rules.records import ClaimRec, EniRec, IpRec, NodeRec, PodRec
 from ipamd.rules.subnets import SubnetDecision
+from ipamd.rules.warm import NecRec, WarmTargets
 from ipamd.workqueue import WorkQueue
 
 NODE = "node:"
@@ -47,6 +48,9 @@ class ClusterState:
         self.ips: Informer[IpRec] | None = None
         self.enis: Informer[EniRec] | None = None
         self.claims: Informer[ClaimRec] | None = None
+        self.necs: Informer[NecRec] | None = None
+        # node -> warm targets in force (ipamd.controllers.necctl)
+        self.warm: dict[str, WarmTargets] = {}
         self._idx_lock = threading.Lock()
         self.ips_by_node: dict[str, set[str]] = defaultdict(set)
         self.ips_by_claim: dict[str, set[str]] = defaultdict(set)  # claim key -> IPs
@@ -110,6 +114,10 @@ class ClusterState:
             for ip in self.node_ips(key):
                 if ip.claim:
                     self.queue.add(CLAIM + ip.claim)
+
+    def on_nec(self, key: str, old: NecRec | None, new: NecRec | None) -> None:
+        if new is None or old is None or old.annotations != new.annotations:
+            self.queue.add(NODE + key)
 
     def on_pod(self, key: str, old: PodRec | None, new: PodRec | None) -> None:
         self.queue.add(CLAIM + key)

@@ -20,9 +20,10 @@ from core.limits import limits_for_type
 from core.models import ENI_PHASE_DETACHED, parse_rfc3339
 from ipamd import metrics
 from ipamd.controllers.enis import SUBNET_EXHAUSTED_CODES, EniOps, ip_spec
+from ipamd.controllers.necctl import NecController
 from ipamd.deps import Deps
 from ipamd.kube import events as ev
-from ipamd.rules import pool
+from ipamd.rules import pool, warm
 from ipamd.rules.records import EniRec, IpRec, NodeRec
 from ipamd.state import NodeFacts
 
@@ -37,6 +38,7 @@ class NodeController:
     def __init__(self, deps: Deps) -> None:
         self.d = deps
         self.enis = EniOps(deps)
+        self.necs = NecController(deps)
 
     # --- entry point ---
     def held_by_unclaimed(self, name: str) -> set[str]:
@@ -278,7 +280,7 @@ class NodeController:
         max_dynamic = max(0, facts.limits.max_pods - claimed)
         delta = pool.warm_delta(
             pool.PoolCounts(len(dynamic), used),
-            pool.PoolTargets(s.min_prebind, s.max_prebind),
+            self.necs.targets(node, facts.limits.max_pods),
             max_dynamic,
         )
         if delta >= 0:
@@ -288,7 +290,8 @@ class NodeController:
         if delta > 0:
             self.add_ips(node.name, facts, delta)
         elif delta < 0:
-            self.trim_one(node.name, facts, [ip for ip in dynamic if ip.ip not in held])
+            count = warm.trim_count(-delta, s.enable_quick_release)
+            self.trim(node.name, facts, [ip for ip in dynamic if ip.ip not in held], count)
 
     def add_ips(self, name: str, facts: NodeFacts, want: int) -> int:
         start = time.monotonic()
@@ -346,7 +349,10 @@ class NodeController:
             self.d.crds.create_ip(a, ip_spec(name, eni.eni_id, eni.subnet, eni.zone))
         return len(addrs)
 
-    def trim_one(self, name: str, facts: NodeFacts, dynamic: list[IpRec]) -> None:
+    def trim(self, name: str, facts: NodeFacts, dynamic: list[IpRec], count: int) -> None:
+        """Ask back up to ``count`` idle dynamic IPs (free, not cooling down,
+        not marked for a pod: ``dynamic`` excludes those) once the trim interval
+        allows (``pool.may_trim``)."""
         st = self.d.state
         if st.decision is None:
             return
@@ -366,12 +372,17 @@ class NodeController:
             if updated is not None and wall - updated < cooldown:
                 continue  # freed too recently: conntrack entries may still point at it
             free.append(pool.FreeIp(ip.ip, ip.eni))
-        choice = pool.choose_release(free, self.eni_views(name, facts))
-        if choice is None:
-            return
-        rec = st.ip(choice.address)
-        if rec is not None:
+        released = 0
+        while released < count:
+            choice = pool.choose_release(free, self.eni_views(name, facts))
+            if choice is None:
+                break
+            free.remove(choice)
+            rec = st.ip(choice.address)
+            if rec is None:
+                continue
             self.request_release(rec, "surplus warm IP")
+            released += 1
             st.last_trim[name] = now
 
     # --- ENIs ---
@@ -398,6 +409,7 @@ class NodeController:
             st.facts_miss.pop(name, None)
             st.last_trim.pop(name, None)
             st.surplus_since.pop(name, None)
+            self.necs.forget(name)
             self.d.objects.forget_node(name)
             return
         self.finish_releases(name, node_gone=True)
@@ -426,4 +438,5 @@ class NodeController:
         st.facts_miss.pop(name, None)
         st.last_trim.pop(name, None)
         st.surplus_since.pop(name, None)
+        self.necs.forget(name)
         self.d.objects.forget_node(name)

@@ -186,6 +186,7 @@ class NodeRec:
     zone: str
     instance_type: str
     deleting: bool
+    uid: str = ""
 
 
 def node_from_obj(obj: JSON) -> NodeRec:
@@ -199,6 +200,7 @@ def node_from_obj(obj: JSON) -> NodeRec:
         zone=_i(names.zone_of(labels) or ""),
         instance_type=str(itype or ""),
         deleting=bool(meta.get("deletionTimestamp")),
+        uid=str(meta.get("uid") or ""),
     )
 
 

@@ -30,6 +30,7 @@ from harness.ipamd_world import (
 from harness.waits import wait_for as harness_wait_for
 from ipamd.app import App
 from ipamd.config import load
+from ipamd.controllers.necctl import NECS
 from ipamd.kube import paths
 from ipamd.kube.api import KubeApi, KubeError, load_configuration
 from ipamd.kube.informer import Informer
@@ -73,7 +74,7 @@ class Kube:
                 cur = self.api.get(f"{path}/{body['metadata']['name']}")
                 body["metadata"]["resourceVersion"] = cur["metadata"]["resourceVersion"]
                 self.api.replace(f"{path}/{body['metadata']['name']}", body)
-        for plural in (paths.VPC_IPS, paths.VPC_ENIS, paths.CLAIMS):
+        for plural in (paths.VPC_IPS, paths.VPC_ENIS, paths.CLAIMS, NECS):
             wait_for(f"CRD {plural} served", lambda p=plural: self._served(p), 30)
 
     def _served(self, path: str) -> bool:
@@ -91,7 +92,7 @@ class Kube:
             with contextlib.suppress(KubeError):
                 self.api.patch(p, {"metadata": {"finalizers": None}})
             self.api.delete(p)
-        for base in (paths.VPC_IPS, paths.VPC_ENIS, paths.NODES):
+        for base in (paths.VPC_IPS, paths.VPC_ENIS, NECS, paths.NODES):
             for o in self.api.get(base).get("items", []):
                 self.api.delete(f"{base}/{o['metadata']['name']}")
         for o in self.api.get(paths.PODS).get("items", []):

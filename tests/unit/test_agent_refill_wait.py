@@ -179,3 +179,28 @@ def test_add_waits_past_the_bound_for_an_ip_about_to_pass_its_floor(tmp_path: Pa
     result = a.handle(req("ADD", "p2"))
     assert result is not None and result["ips"][0]["address"] == "10.0.0.10/32"
     assert sample(a, "cooldown_floor_reuses_total") == 1
+
+
+def test_two_waiters_get_the_ips_whose_floors_pass_one_after_the_other(tmp_path: Path) -> None:
+    """Two pods placed for one IP (the allocatable lag): the second keeps waiting
+    while the next floor is near, within three times the bound in all."""
+    state = PoolState(early_reuse=120.0)
+    a = make(tmp_path, refill_wait=1.0, state=state)
+    source = a.source
+    assert isinstance(source, MemoryNodeIpSource)
+    source.set_view([ENI], [nip(10), nip(11)])
+    now = time.time()
+    state.cooldown["10.0.0.10"] = now + 121.5  # its floor passes in 1.5 s
+    state.cooldown["10.0.0.11"] = now + 122.8  # and this one's in 2.8 s
+    got: dict[str, str] = {}
+
+    def add(name: str) -> None:
+        result = a.handle(req("ADD", name))
+        got[name] = result["ips"][0]["address"] if result else ""
+
+    threads = [threading.Thread(target=add, args=(n,)) for n in ("p1", "p2")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sorted(got.values()) == ["10.0.0.10/32", "10.0.0.11/32"], got

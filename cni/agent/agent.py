@@ -384,8 +384,10 @@ class Agent:
                     return alloc, self.checkpoint.mark(), replaced
             if not claim:
                 first = refill_deadline is None
-                refill_deadline = refill_deadline or self._refill_deadline()
-                view = self._wait_for_free_ip(req, view, refill_deadline, first=first)
+                refill_deadline = refill_deadline or time.monotonic() + self.settings.refill_wait
+                view = self._wait_for_free_ip(
+                    req, view, self._refill_deadline(refill_deadline), first=first
+                )
                 continue
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -412,19 +414,22 @@ class Agent:
             )
         return chosen
 
-    def _refill_deadline(self) -> float:
-        """``--refill-wait`` from now; longer when a cooling IP becomes reusable
-        (its floor passes) within twice that: the scheduler may place a pod a
+    def _refill_deadline(self, base: float) -> float:
+        """``base`` (``--refill-wait`` after the ADD began to wait); later while
+        a cooling IP becomes reusable (its floor passes) within twice that,
+        up to three times the bound in all: the scheduler may place a pod a
         moment before the node's allocatable shows the IP it counted on is
-        gone (the kubelet writes allocatable on its status loop)."""
+        gone (the kubelet writes allocatable on its status loop), and during
+        a rollout the floors of the replaced pods' IPs keep passing."""
         wait = self.settings.refill_wait
-        if wait > 0:
-            now = time.time()
-            with self.lock:
-                soonest = pool.next_reusable(self.state, now)
-            if soonest is not None and soonest - now <= 2 * wait:
-                wait = max(wait, soonest - now + 1.0)
-        return time.monotonic() + wait
+        if wait <= 0:
+            return base
+        now = time.time()
+        with self.lock:
+            soonest = pool.next_reusable(self.state, now)
+        if soonest is None or soonest - now > 2 * wait:
+            return base
+        return min(max(base, time.monotonic() + soonest - now + 1.0), base + 2 * wait)
 
     def _wait_for_free_ip(
         self, req: CniRequest, view: NodeIpView, deadline: float, *, first: bool

@@ -85,11 +85,16 @@ class NecController:
             "spec": {"nodeName": node.name},
         }
         try:
-            obj = self.d.crds.api.create(NECS, body)
+            try:
+                obj = self.d.crds.api.create(NECS, body)
+            except KubeError as exc:
+                if not exc.conflict:
+                    raise
+                obj = self.d.crds.api.get(nec_path(node.name))
         except KubeError as exc:
-            if not exc.conflict:
-                raise
-            obj = self.d.crds.api.get(nec_path(node.name))
+            # the pool is not held up by its nec: global targets until a later pass creates it
+            log.warning("node %s: cannot create NodeENIConfig %s: %s", node.name, node.name, exc)
+            return None
         assert self.d.state.necs is not None
         self.d.state.necs.apply(obj)
         return warm.nec_from_obj(obj)
@@ -111,7 +116,12 @@ class NecController:
                 "message": problem,
             }
         }
-        obj = self.d.crds.api.patch(nec_path(name) + "/status", body)
+        try:
+            obj = self.d.crds.api.patch(nec_path(name) + "/status", body)
+        except KubeError as exc:
+            # only the report is late: the targets are in force; the next pass retries
+            log.warning("node %s: cannot write the status of NodeENIConfig %s: %s", name, name, exc)
+            return
         if self.d.state.necs is not None:
             self.d.state.necs.apply(obj)
 

@@ -15,6 +15,7 @@ import yaml
 
 from core import models as m
 from harness.ipamd_world import POD_SUBNET3, SPEC
+from ipamd.controllers.necctl import nec_path
 from ipamd.kube import paths
 from ipamd.kube.api import KubeApi, KubeError, load_configuration
 from localcluster.controlplane import ControlPlane
@@ -104,6 +105,15 @@ def test_ipamd_works_with_its_own_service_account(kube: Kube, emu: EmulatorHandl
             "warm IPs on both nodes", lambda: all(len(kube.vpcips(n)) == 5 for n in ("n1", "n3"))
         )
         assert (kube.node_condition("n1") or {}).get("status") == "True"
+        # the NodeENIConfigs created and their status written with the ClusterRole's rights
+        for n in ("n1", "n3"):
+            wait_for(
+                f"nec {n} with its status",
+                lambda n=n: (
+                    ((kube.api.get_or_none(nec_path(n)) or {}).get("status") or {}).get("source")
+                    == "global"
+                ),
+            )
         assert wait_for("subnet status", kube.subnet_status)[0].subnet_id == POD_SUBNET3
         lease = kube.api.get(paths.lease("kube-system", "tke-eni-ipamd"))
         assert lease["spec"]["holderIdentity"]

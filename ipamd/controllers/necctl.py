@@ -48,7 +48,11 @@ class NecController:
         ann = dict(rec.annotations) if rec is not None else {}
         got = warm.resolve(ann, self._defaults(), limit)
         if got.value is None:
-            kept = st.warm.get(node.name) or warm.WarmTargets(self._defaults(), warm.SOURCE_GLOBAL)
+            kept = (
+                st.warm.get(node.name)
+                or warm.from_status(rec.status if rec else None)
+                or warm.WarmTargets(self._defaults(), warm.SOURCE_GLOBAL)
+            )
             st.warm[node.name] = kept
             msg = (
                 f"invalid warm target on NodeENIConfig {node.name}: {got.problem}; keeping "

@@ -113,3 +113,14 @@ def nec_from_obj(obj: Mapping[str, object]) -> NecRec:
             str(st.get("message") or ""),
         )
     return NecRec(str(meta.get("name", "")), str(meta.get("uid") or ""), ours, status)
+
+
+def from_status(status: tuple[int, int, str, str] | None) -> WarmTargets | None:
+    """The targets a nec's status says were in force (after an ipamd restart,
+    the "previous" targets a bad annotation keeps); None if it says nothing usable."""
+    if status is None:
+        return None
+    lo, hi, source, _ = status
+    if source not in (SOURCE_GLOBAL, SOURCE_ANNOTATION) or not 0 <= lo <= hi:
+        return None
+    return WarmTargets(PoolTargets(lo, hi), source)

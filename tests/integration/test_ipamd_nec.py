@@ -147,6 +147,14 @@ def test_bad_annotation_warns_and_keeps_previous_targets(
         )
         assert status_is(kube, "n1", 3, 3, "annotation")
         assert ips_on(emu, kube, "n1") == before
+    # an ipamd (re)started while the bad value is there keeps the targets the
+    # status says were in force, not the global ones
+    with AgentStandIn(kube), ipamd_inprocess(emu, kube.kubeconfig, *TWO_WARM) as app:
+        app.queue.add("node:n1")
+        wait_for("targets in force again", lambda: "n1" in app.state.warm)
+        assert app.state.warm["n1"].targets.max_prebind == 3
+        assert status_is(kube, "n1", 3, 3, "annotation")
+        assert ips_on(emu, kube, "n1") == before
         # fixed: applied, and the message cleared
         annotate(kube, "n1", {ANN_MIN_WARM: "2", ANN_MAX_WARM: "2"})
         wait_for("n1 status 2/2", lambda: status_is(kube, "n1", 2, 2, "annotation"))

@@ -13,6 +13,7 @@ from ipamd.rules.warm import (
     SOURCE_ANNOTATION,
     SOURCE_GLOBAL,
     WarmTargets,
+    from_status,
     nec_from_obj,
     resolve,
     trim_count,
@@ -101,3 +102,14 @@ def test_quick_release_flag() -> None:
     assert s.enable_quick_release is True
     s = load(["--clusterid", "cls-ab12cd34", "--enable-quick-release=false"], env={})
     assert s.enable_quick_release is False
+
+
+def test_from_status() -> None:
+    assert from_status((3, 4, "annotation", "bad")) == WarmTargets(
+        PoolTargets(3, 4), SOURCE_ANNOTATION
+    )
+    assert from_status((5, 5, "global", "")) == WarmTargets(PoolTargets(5, 5), SOURCE_GLOBAL)
+    assert from_status(None) is None
+    assert from_status((5, 4, "annotation", "")) is None
+    assert from_status((-1, 4, "annotation", "")) is None
+    assert from_status((1, 4, "somewhere", "")) is None

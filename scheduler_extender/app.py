@@ -13,21 +13,22 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from flask import Flask, Request, Response, request
+from flask import Flask, Response, request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from werkzeug.wsgi import get_content_length
 
 from kit.logs import event
 
 from . import decide, wire
 from .config import Settings
+from .front import JSON, Reply, VerbFront
 from .metrics import Metrics
 from .snapshot import Snapshot
 from .store import Store
 
 log = logging.getLogger("tke_eni_extender")
-JSON = "application/json"
 NOT_SYNCED = "tke-eni-ip-scheduler: caches not synced with the API server yet, retry"
-Handler = Callable[[wire.ExtenderArgs, Snapshot], Response]
+Handler = Callable[[wire.ExtenderArgs, Snapshot], Reply]
 
 
 class BodyTooLargeError(Exception):
@@ -35,22 +36,42 @@ class BodyTooLargeError(Exception):
 
 
 def create_app(store: Store, settings: Settings, metrics: Metrics | None = None) -> Flask:
-    """The extender's app: the filter and prioritize verbs, health, readiness, metrics."""
+    """The extender's app: the filter and prioritize verbs, health, readiness, metrics.
+
+    The verbs are answered by ``front.VerbFront`` ahead of Flask (the hot
+    path); their Flask routes stay declared so other methods get Flask's 405."""
     app = Flask("scheduler_extender")
     verbs = _Verbs(store, settings, metrics or Metrics(store))
     app.extensions["tke_metrics"] = verbs.m
     app.extensions["tke_codec"] = verbs.codec
 
-    @app.post(settings.filter_path)
-    def filter_verb() -> Response:
-        return verbs.run("filter", verbs.filter)
+    def filter_verb(environ: dict[str, Any]) -> Reply:
+        return verbs.run("filter", verbs.filter, environ)
 
-    @app.post(settings.prioritize_path)
-    def prioritize_verb() -> Response:
-        return verbs.run("prioritize", verbs.prioritize)
+    def prioritize_verb(environ: dict[str, Any]) -> Reply:
+        return verbs.run("prioritize", verbs.prioritize, environ)
 
+    for path, verb in ((settings.filter_path, filter_verb),
+                       (settings.prioritize_path, prioritize_verb)):
+        app.add_url_rule(path, verb.__name__, _flask_view(verb), methods=["POST"])
+    app.wsgi_app = VerbFront(  # type: ignore[method-assign]
+        app.wsgi_app, {settings.filter_path: filter_verb, settings.prioritize_path: prioritize_verb}
+    )
     _health_routes(app, store, verbs.m)
     return app
+
+
+def _flask_view(verb: Callable[[dict[str, Any]], Reply]) -> Callable[[], Response]:
+    """The same verb as a Flask view (reached only when the front is bypassed)."""
+
+    def view() -> Response:
+        reply = verb(request.environ)
+        response = Response(reply.body, reply.status, mimetype=JSON)
+        if reply.after is not None:
+            response.call_on_close(reply.after)
+        return response
+
+    return view
 
 
 class _Verbs:
@@ -62,19 +83,19 @@ class _Verbs:
         self.m = m
         self.codec = wire.Codec(settings.json_codec)
 
-    def reply(self, payload: object, status: int) -> Response:
-        return Response(self.codec.encode(payload), status, mimetype=JSON)
+    def reply(self, payload: object, status: int) -> Reply:
+        return Reply(status, self.codec.encode(payload))
 
-    def run(self, name: str, handler: Handler) -> Response:
+    def run(self, name: str, handler: Handler, environ: dict[str, Any]) -> Reply:
         start = time.perf_counter()
         code = 200
         try:
-            response = self._answer(name, handler)
-            code = response.status_code
+            response = self._answer(name, handler, environ)
+            code = response.status
             return response
         except BodyTooLargeError as exc:
             code = 413
-            return self._too_large(name, exc)
+            return self._too_large(name, exc, environ)
         except wire.BadRequestError as exc:
             code = 400
             event(log, logging.WARNING, "bad request", verb=name, error=str(exc))
@@ -87,24 +108,23 @@ class _Verbs:
             self.m.requests.labels(name, str(code)).inc()
             self.m.latency.labels(name).observe(time.perf_counter() - start)
 
-    def _answer(self, name: str, handler: Handler) -> Response:
-        args = self.codec.parse(_read_body(request, self.settings.max_body_bytes))
+    def _answer(self, name: str, handler: Handler, environ: dict[str, Any]) -> Reply:
+        args = self.codec.parse(_read_body(environ, self.settings.max_body_bytes))
         snap = self.store.snapshot()
         for kind in snap.stale:
             self.m.stale_answers.labels(name, kind).inc()
         return handler(args, snap)
 
-    def _too_large(self, name: str, exc: BodyTooLargeError) -> Response:
+    def _too_large(self, name: str, exc: BodyTooLargeError, environ: dict[str, Any]) -> Reply:
         event(log, logging.WARNING, "request body too large", verb=name, error=str(exc))
-        refused = self.reply(wire.error_result(str(exc)), 413)
         # after the reply is written, read (and drop) what the client still sends,
         # up to a bound, so closing does not reset the connection under the reply
-        stream = request.environ["wsgi.input"]
+        stream = environ["wsgi.input"]
         limit = self.settings.max_body_bytes * 2
-        refused.call_on_close(lambda: _drain(stream, limit))
-        return refused
+        body = self.codec.encode(wire.error_result(str(exc)))
+        return Reply(413, body, lambda: _drain(stream, limit))
 
-    def filter(self, args: wire.ExtenderArgs, snap: Snapshot) -> Response:
+    def filter(self, args: wire.ExtenderArgs, snap: Snapshot) -> Reply:
         if not snap.synced:
             event(log, logging.WARNING, "filter before caches synced", pod=args.pod.key)
             return self.reply(wire.error_result(NOT_SYNCED), 200)
@@ -131,7 +151,7 @@ class _Verbs:
         )
         return self.reply(wire.filter_result(args, d.passed, d.failed, d.unresolvable), 200)
 
-    def prioritize(self, args: wire.ExtenderArgs, snap: Snapshot) -> Response:
+    def prioritize(self, args: wire.ExtenderArgs, snap: Snapshot) -> Reply:
         nodes = args.nodes if args.nodes is not None else snap.nodes
         scores = decide.prioritize(args.pod, args.names, nodes, snap)
         event(log, logging.DEBUG, "prioritize", pod=args.pod.key, scores=dict(scores[:20]))
@@ -182,15 +202,15 @@ def _too_large(what: str, limit: int) -> BodyTooLargeError:
     )
 
 
-def _read_body(req: Request, limit: int) -> bytes:
+def _read_body(environ: dict[str, Any], limit: int) -> bytes:
     """The body, bounded. A declared length over the limit is refused before a
     byte is read (the server closes the connection after a 413); a chunked body
     is read up to one byte past the limit. Read straight from ``wsgi.input``:
     one copy instead of werkzeug's chunked reads."""
-    length = req.content_length
+    length = get_content_length(environ)
     if length is not None and length > limit:
         raise _too_large(f"of {length} bytes", limit)
-    stream = req.environ["wsgi.input"]
+    stream = environ["wsgi.input"]
     data: bytes = stream.read(length if length is not None else limit + 1)
     if len(data) > limit:
         raise _too_large("(chunked)", limit)

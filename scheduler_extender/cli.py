@@ -32,6 +32,8 @@ from .tlsserve import Listener, ServeOptions, TLSConfigError, TLSFiles, build_co
 from .watch import Reflector, Watcher, kube_get, resources
 
 log = logging.getLogger("tke_eni_extender")
+#: seconds a verbs worker waits for its connection's next request (tlsserve)
+KEEPALIVE_LINGER = 0.05
 
 
 def tls_files(settings: config.Settings) -> TLSFiles | None:
@@ -94,6 +96,9 @@ def verbs_listener(app: Any, settings: config.Settings, metrics: Metrics | None 
         max_body_bytes=0,
         queue_size=settings.threads * 16,
         server_name="tke-eni-ip-scheduler",
+        # kube-scheduler posts filter, then prioritize, then the next pod's filter on
+        # one kept-alive connection: the worker that answered waits for the next call
+        keepalive_linger=KEEPALIVE_LINGER,
     )
     return Listener(
         app,

@@ -22,6 +22,13 @@ the same way (``Listener`` + ``ServeOptions`` + optional ``TLSFiles``).
   must arrive within ``read_timeout`` of the worker taking it (a client that
   sends a byte now and then is cut off), the body within ``read_timeout`` per
   read.
+- **Keep-alive without hops.** cheroot hands a kept-alive connection back to
+  its selector thread after each reply, and the next request comes to a worker
+  through a queue (two thread switches, a selector registration). With
+  ``keepalive_linger`` set, the worker that answered waits up to that long for
+  the connection's next request and serves it itself, as long as no other
+  connection is waiting for a worker (checked every ``_LINGER_STEP``). A
+  reply's head and body go out in one write (one TLS record, one segment).
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import select
 import selectors
 import socket
 import ssl
@@ -39,7 +47,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cheroot import wsgi as cheroot_wsgi
-from cheroot.server import HTTPConnection
+from cheroot.server import HTTPConnection, HTTPRequest
 
 from kit.tlsserve import (
     EventSink,
@@ -65,6 +73,12 @@ class ServeOptions:
     #: connections waiting for a worker; more get 503 at once
     queue_size: int = 64
     server_name: str = "wsgi"
+    #: seconds a worker waits for a kept-alive connection's next request before
+    #: handing it back to the selector (0: at once, cheroot's own behaviour)
+    keepalive_linger: float = 0.0
+
+
+_LINGER_STEP = 0.002  # how often a lingering worker checks for queued connections
 
 
 class _Linger:
@@ -176,10 +190,83 @@ class _HeadDeadlines:
         self._stop.set()
 
 
+class _OneWriteRequest(HTTPRequest):
+    """cheroot's request: while the gateway writes a body chunk, the response
+    head is held back and sent with it (cheroot writes them separately: two
+    TLS records). A reply without a body sends its head as cheroot does."""
+
+    _held: bytes = b""
+    hold_head: bool = False
+
+    def send_headers(self) -> None:
+        if not self.hold_head:
+            super().send_headers()
+            return
+        wfile = self.conn.wfile
+        capture = _Capture()
+        self.conn.wfile = capture
+        try:
+            super().send_headers()
+        finally:
+            self.conn.wfile = wfile
+        self._held = capture.data
+
+    def write(self, chunk: bytes) -> None:
+        held, self._held = self._held, b""
+        if held and not self.chunked_write:
+            self.conn.wfile.write(held + chunk)
+            return
+        if held:
+            self.conn.wfile.write(held)
+        super().write(chunk)
+
+    def flush_head(self) -> None:
+        """A head still held (the chunk's write did not happen): out alone."""
+        held, self._held = self._held, b""
+        if held:
+            self.conn.wfile.write(held)
+
+
+class _Capture:
+    __slots__ = ("data",)
+
+    def __init__(self) -> None:
+        self.data = b""
+
+    def write(self, data: bytes) -> int:
+        self.data += data
+        return len(data)
+
+
+class _OneWriteGateway(cheroot_wsgi.Gateway_10):
+    def write(self, chunk: bytes) -> None:
+        req = self.req
+        if not isinstance(req, _OneWriteRequest):
+            super().write(chunk)
+            return
+        req.hold_head = True
+        try:
+            super().write(chunk)
+        finally:
+            req.hold_head = False
+            req.flush_head()
+
+
 class _DeadlineConnection(HTTPConnection):
-    """cheroot's connection, with its request head under ``_HeadDeadlines``."""
+    """cheroot's connection, with its request head under ``_HeadDeadlines``;
+    with ``keepalive_linger``, the worker serves the connection's next requests
+    itself while they come quickly."""
+
+    RequestHandlerClass = _OneWriteRequest
 
     def communicate(self) -> bool:
+        keep = self._communicate_one()
+        linger: float = self.server.keepalive_linger
+        while keep and linger > 0 and self._next_request_within(linger):
+            keep = self._communicate_one()
+        return keep
+
+    def _communicate_one(self) -> bool:
         heads: _HeadDeadlines = self.server.head_deadlines
         heads.start(self)
         _worker.conn = self
@@ -188,6 +275,27 @@ class _DeadlineConnection(HTTPConnection):
         finally:
             _worker.conn = None
             heads.done(self)
+
+    def _next_request_within(self, seconds: float) -> bool:
+        """Whether the next request's bytes arrive within ``seconds`` while no
+        other connection waits for a worker (then this one goes back to the
+        selector, as cheroot would do at once)."""
+        sock = self.socket
+        if self.rfile.has_data() or (isinstance(sock, ssl.SSLSocket) and sock.pending()):
+            return True
+        deadline = time.monotonic() + seconds
+        requests = self.server.requests
+        while not requests.qsize and not self.server.interrupt:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            try:
+                readable, _, _ = select.select([sock], [], [], min(left, _LINGER_STEP))
+            except (OSError, ValueError):  # closed under us
+                return False
+            if readable:
+                return True
+        return False
 
 
 class _Server(cheroot_wsgi.Server):
@@ -220,6 +328,8 @@ class _Server(cheroot_wsgi.Server):
             accepted_queue_size=opts.queue_size,
             accepted_queue_timeout=0,
         )
+        self.gateway = _OneWriteGateway
+        self.keepalive_linger = opts.keepalive_linger
         self.max_request_body_size = opts.max_body_bytes
         self.max_request_header_size = opts.max_header_bytes
         self._log = log

@@ -5,7 +5,8 @@ A node keeps its dynamic IPs (secondary IPs without a claim) between
 use or cooling down. IPs are added on the ENI with the most IPs in use that
 still has room (so ENIs fill up one by one); a new ENI is created only when no
 usable ENI has room, in the node-zone subnet with the most free IPs; surplus
-is released from the ENI with the fewest IPs in use, one per trim interval;
+is released from the ENI with the fewest IPs in use, one per trim interval
+(all of it at once with quick release, ``ipamd.rules.warm.trim_count``);
 an ENI with no secondary IP left is deleted."""
 
 from __future__ import annotations

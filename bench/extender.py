@@ -289,6 +289,56 @@ def throughput(port: int, body: bytes, n: int, clients: int = 4, seconds: float 
     )
 
 
+def cycle_part(n: int = 200, cycles: int = 1000) -> None:
+    """What kube-scheduler's cycle costs the server, load-independent: filter then
+    prioritize of n NodeNames on one kept-alive mutual-TLS connection, against the
+    extender's own listener (verbs_listener) in this process; server CPU = process
+    CPU time minus the client thread's."""
+    from kit import logs
+    from localcluster.extender_pki import make_extender_pki
+    from scheduler_extender.app import create_app
+    from scheduler_extender.cli import verbs_listener
+    from scheduler_extender.config import Settings
+
+    logs.setup("warning", "text")
+    workdir = Path(tempfile.mkdtemp(prefix="tke-bench-extender-cycle-"))
+    pki = make_extender_pki(workdir / "pki")
+    store = build_store(n)
+    gc.collect()
+    gc.freeze()
+    settings = Settings(
+        host="127.0.0.1", port=0, threads=4, tls_cert_file=str(pki.server_cert),
+        tls_key_file=str(pki.server_key), client_ca_file=str(pki.client_ca),
+    )
+    listener = verbs_listener(create_app(store, settings), settings).start()
+    body = ex.filter_args(ex.pod("web-0"), [node_name(i) for i in range(n)])
+    conn = http.client.HTTPSConnection(
+        "127.0.0.1", listener.port, context=pki.client_context(), timeout=60
+    )
+
+    def cycle() -> None:
+        post(conn, "/filter", body)
+        post(conn, "/prioritize", body)
+
+    try:
+        for _ in range(50):
+            cycle()
+        client0, cpu0 = time.thread_time(), time.process_time()
+        samples = timed(cycle, cycles, warmup=0)
+        server_cpu = (time.process_time() - cpu0) - (time.thread_time() - client0)
+    finally:
+        conn.close()
+        listener.stop()
+        gc.unfreeze()
+        shutil.rmtree(workdir, ignore_errors=True)
+    print(
+        f"== part 1b: pod cycle (filter + prioritize, {n} NodeNames, mutual TLS keep-alive, "
+        f"{cycles} cycles) ==\n  round trip p50 {percentile(samples, 0.5):.3f} ms, "
+        f"p99 {percentile(samples, 0.99):.3f} ms; server CPU {server_cpu / cycles * 1000:.3f} "
+        "ms per cycle"
+    )
+
+
 # --- part 2: real scheduler ---------------------------------------------------
 def scheduler_part(pods: int, nodes_per_zone: int) -> None:
     from kubernetes import client, watch
@@ -460,6 +510,7 @@ def main(argv: list[str] | None = None) -> int:
     t = time.monotonic()
     if not args.no_http:
         latency_part([int(s) for s in args.sizes.split(",") if s], codec)
+        cycle_part()
     if not args.no_scheduler:
         scheduler_part(args.pods, args.nodes_per_zone)
     print(f"bench done in {time.monotonic() - t:.0f} s (load average {os.getloadavg()[0]:.1f})")

@@ -32,7 +32,9 @@ def test_extender_requires_client_certificates_from_its_secret(
     argv, env = container_process(built, deploy, c)
     s = config.parse(argv, env)
     assert s.insecure_http is False
-    assert (s.port, s.health_port) == (8443, 8080)
+    # host network (deploy/: like ipamd and the webhook): ports of the node, the Service's 8443
+    assert deploy["spec"]["template"]["spec"].get("hostNetwork") is True
+    assert (s.port, s.health_port) == (9872, 9873)
     assert s.max_body_bytes == 64 * 1024 * 1024
     assert s.client_names == "system:kube-scheduler"
     volumes = {v["name"]: v for v in deploy["spec"]["template"]["spec"]["volumes"]}
@@ -42,7 +44,7 @@ def test_extender_requires_client_certificates_from_its_secret(
         assert volume["secret"]["secretName"] == SECRET, volume
         assert os.path.basename(path) in {i["path"] for i in volume["secret"]["items"]}
     ports = {p["name"]: p["containerPort"] for p in c["ports"]}
-    assert ports == {"https": 8443, "health": 8080}
+    assert ports == {"https": 9872, "health": 9873}
     for probe in ("readinessProbe", "livenessProbe"):
         assert c[probe]["httpGet"]["port"] == "health", c[probe]
         assert c[probe]["httpGet"].get("scheme", "HTTP") == "HTTP"

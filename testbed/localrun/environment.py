@@ -395,11 +395,13 @@ class Environment:
         if self.plumber is not None:
             step("ENI plumber", self.plumber.stop)
             self.plumber = None
-        if self.cp is not None:
-            step("control plane", self.cp.stop)
+        # the control plane's network first: its kube-proxy and the connections through
+        # the apiserver's endpoint go before the apiserver is asked to stop
         for d in reversed(self.cp_daemons):
             step(d.name, d.stop)
         self.cp_daemons.clear()
+        if self.cp is not None:
+            step("control plane", self.cp.stop)
         step("emulator", self._stack.close)
         self.emulator = None
         step("VPC fabric + control plane netns",

@@ -19,9 +19,8 @@ from typing import Any
 
 import pytest
 
-from localcluster.fakenodes import FakeNode
-from localrun.cloudspec import NODE_SUBNETS, ZONE5
-from localrun.environment import INSTANCE_LABEL, NO_SUBNET_NODE, ZONE_LABEL, Environment
+from localrun.cloudspec import ZONE5
+from localrun.environment import NO_SUBNET_NODE, Environment
 from localrun.kube import Kube, wait_for
 from localrun.manifests import examples
 from localrun.pods import ENI_IP, plain_pod, running_pod, running_pods, with_replicas
@@ -30,7 +29,6 @@ from tests.fixtures_env import delete_and_wait
 pytestmark = pytest.mark.e2e
 COOLDOWN, FLOOR = 150.0, 30.0  # the agent's defaults
 DEPLOYMENT = "/apis/apps/v1/namespaces/default/deployments/nginx"
-WAKE_NODE = "kwok-gz5-wake"  # the subnet wake-up test's own zone-5 node
 
 
 def sandbox_failures(kube: Kube) -> list[dict[str, Any]]:
@@ -104,16 +102,19 @@ def test_scale_up_without_failed_sandboxes_then_scale_down_and_a_new_pod(
 
 
 def test_a_subnet_appended_for_a_zone_wakes_its_pending_pods(guide_env: Environment) -> None:
-    """A node of zone 5, where no pod subnet is configured: a pod pinned there is Pending
-    (the extender: no subnet for the zone). An empty zone-5 subnet appended to the
+    """kwok-gz5 is in zone 5, where no pod subnet is configured: a pod pinned there is
+    Pending (the extender: no subnet for the zone). An empty zone-5 subnet appended to the
     ConfigMap is accepted by ipamd, which marks the zone's nodes ``TKEENISubnetRoom=True``
     right after publishing its status: kube-scheduler retries the pod at once.
 
-    The node is one of this test's own (an emulator instance + a kwok Node), deleted at
-    the end with the ENI ipamd gave it: a kwok node has no agent to grant the release of
-    a drained subnet's IPs, so an ENI left on kwok-gz5 would stay for the next tests."""
+    At the end the zone is back without a subnet, and kwok-gz5 is deleted and registered
+    again (as a replaced machine would be): ipamd gave it an ENI of the appended subnet,
+    and a kwok node has no agent to grant the drain's release of its IPs, so the ENI would
+    otherwise stay there for the next tests."""
     env, kube = guide_env, guide_env.kube
-    assert env.emulator is not None
+    assert env.emulator is not None and env.cp is not None
+    fake = next(f for f in env.cp.kwok_nodes  # type: ignore[union-attr]
+                if f.name == NO_SUBNET_NODE.name)
     cm_path = "/api/v1/namespaces/kube-system/configmaps/tke-eni-ipamd"
     cm = kube.get(cm_path)
     assert cm is not None
@@ -129,14 +130,8 @@ def test_a_subnet_appended_for_a_zone_wakes_its_pending_pods(guide_env: Environm
         except OSError:  # 400: overlaps one an earlier run added
             continue
     assert subnet, "could not add a zone-5 subnet to the emulator"
-    assert env.cp is not None
-    ins = env.emulator.add_instance(NODE_SUBNETS[ZONE5], NO_SUBNET_NODE.instance_type,
-                                    name=WAKE_NODE)
-    env.cp.add_nodes([FakeNode(WAKE_NODE, allocatable={ENI_IP: "27"}, labels={
-        ZONE_LABEL: ZONE5, INSTANCE_LABEL: ins,
-        "node.kubernetes.io/instance-type": NO_SUBNET_NODE.instance_type})])
     kube.request("/api/v1/namespaces/default/pods", "POST",
-                 plain_pod("zone5", node_name=WAKE_NODE, eni=True))
+                 plain_pod("zone5", node_name=NO_SUBNET_NODE.name, eni=True))
     try:
         wait_for("pod zone5 refused for want of a zone-5 subnet", lambda: any(
             c.get("reason") == "Unschedulable" for c in
@@ -146,7 +141,7 @@ def test_a_subnet_appended_for_a_zone_wakes_its_pending_pods(guide_env: Environm
         wait_for("pod zone5 bound", lambda: (kube.pod("zone5") or {}).get(
             "spec", {}).get("nodeName"), 120, detail=env.logs)
         took = time.monotonic() - appended
-        node = kube.node(WAKE_NODE) or {}
+        node = kube.node(NO_SUBNET_NODE.name) or {}
         room = [c for c in node.get("status", {}).get("conditions", [])
                 if c["type"] == "TKEENISubnetRoom"]
         print(f"subnet appended for zone 5 -> pending pod bound: {took:.1f} s; "
@@ -156,8 +151,11 @@ def test_a_subnet_appended_for_a_zone_wakes_its_pending_pods(guide_env: Environm
     finally:
         kube.delete("/api/v1/namespaces/default/pods/zone5")
         wait_for("pod zone5 gone", lambda: kube.pod("zone5") is None, 120)
-        kube.delete(f"/api/v1/nodes/{WAKE_NODE}")
-        wait_for(f"{WAKE_NODE}'s ENI deleted", lambda: not kube.custom(
-            "vpcenis", selector=f"tke.cloud.tencent.com/node={WAKE_NODE}"), 120,
-            detail=env.logs)
         kube.merge_patch(cm_path, {"data": {"TKE_ENI_IPAMD_SUBNET_ID": original}})
+        kube.delete(f"/api/v1/nodes/{NO_SUBNET_NODE.name}")
+        wait_for(f"{NO_SUBNET_NODE.name}'s ENI deleted", lambda: not kube.custom(
+            "vpcenis", selector=f"tke.cloud.tencent.com/node={NO_SUBNET_NODE.name}"), 120,
+            detail=env.logs)
+        wait_for(f"Node {NO_SUBNET_NODE.name} gone",
+                 lambda: kube.node(NO_SUBNET_NODE.name) is None, 60)
+        env.cp.add_nodes([fake])

@@ -315,7 +315,11 @@ class Environment:
         return workloads.pods_of(self.kube, app)
 
     def ipamd_leader(self) -> str:
-        return workloads.ipamd_leader(self.kube)
+        """The ipamd pod that holds the Lease ("" while none of the live pods does: a deleted
+        pod's name stays the holder until its Lease expires)."""
+        holder = workloads.ipamd_leader(self.kube)
+        live = {p["metadata"]["name"] for p in self.component_pods(IPAMD)}
+        return holder if holder in live else ""
 
     def pod_node(self, pod: dict[str, Any]) -> Node:
         return self.real[pod["spec"]["nodeName"]].node

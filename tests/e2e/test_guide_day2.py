@@ -30,6 +30,7 @@ GUIDE_DELETE_IPAMD = ("kubectl -nkube-system get po -ocustom-columns=Name:.metad
 WORKING_DELETE_IPAMD = ("kubectl -n kube-system get po -o name | grep ipamd "
                         "| xargs kubectl -n kube-system delete")
 LEASE_DURATION_S = 15.0  # ipamd's --leader-elect-lease-duration default
+TERMINATION_GRACE_S = 30.0  # deploy/ipamd: terminationGracePeriodSeconds
 
 
 def shell(env: Environment, command: str) -> subprocess.CompletedProcess[str]:
@@ -156,11 +157,15 @@ def test_ipamd_leader_deleted_the_other_replica_leads_and_pods_keep_starting(
     assert leader and standby, (leader, standby)
     t0 = time.monotonic()
     env.kubectl("-n", "kube-system", "delete", "pod", leader, "--wait=false")
+    # bound: the old leader may work (and renew) until it has stopped, at most its grace
+    # period, then it releases the Lease; a killed one's Lease expires after its duration
     new = wait_for("the standby ipamd leads", lambda: (
-        h if (h := env.ipamd_leader()) in standby else None), LEASE_DURATION_S + 5)
+        h if (h := env.ipamd_leader()) in standby else None),
+        TERMINATION_GRACE_S + LEASE_DURATION_S + 5, detail=lambda: env.kubectl(
+            "-n", "kube-system", "get", "lease", IPAMD, "-o", "yaml", check=False))
     took = time.monotonic() - t0
     print(f"leader {leader} deleted: {new} leads after {took:.1f}s "
-          f"(Lease duration {LEASE_DURATION_S:.0f}s)")
+          f"(Lease duration {LEASE_DURATION_S:.0f}s, grace {TERMINATION_GRACE_S:.0f}s)")
     kube.request("/api/v1/namespaces/default/pods", "POST",
                  plain_pod("after-failover", node_name="node-b", eni=True))
     try:

@@ -129,7 +129,9 @@ def test_ipamd_works_with_its_own_service_account(kube: Kube, emu: EmulatorHandl
             "moved", lambda: agent.static_ready("default/web-0", pod2["metadata"]["uid"], "n3")
         )
         assert moved.ip == rec.ip
-        assert any(e["reason"] == "IPMoved" for e in kube.events("default"))
+        # the event is recorded asynchronously after the move (CI read it too early once)
+        wait_for("IPMoved event", lambda: any(
+            e["reason"] == "IPMoved" for e in kube.events("default")), 30)
         assert any(e["reason"] == "ENIAttached" for e in kube.events("default"))
     # not ipamd's to write: VpcIP status (the agent's)
     with pytest.raises(KubeError) as err:

@@ -322,3 +322,46 @@ def test_release_on_stop_false_leaves_the_lease_to_expire(clock: Clock) -> None:
     a._release()
     assert lease.calls == [] and not a.released and not a.leading.is_set()
     assert lease.rec is not None and lease.rec.holder == "a"
+
+
+def test_a_leader_on_hold_stops_renewing_so_its_lease_expires_within_one_duration(
+        clock: Clock) -> None:
+    """Shutdown holds the elector first: no renew after that (the workers may
+    still be stopping), so whatever they do the Lease is free at most one lease
+    duration after the stop began, and the fence is shut a renew deadline after
+    the last renew; the release still happens at stop."""
+    lease = RecordingLease(clock)
+    events: list[str] = []
+    a = elector(lease, "a", events)
+    held_at: list[float] = []
+
+    def hook(waits: int) -> None:
+        if waits == 3:
+            a.hold()
+            held_at.append(clock.now)
+
+    a.run(Ticks(clock, rounds=12, hook=hook))  # type: ignore[arg-type]
+    updates = [v for v, _ in lease.calls if v in ("create", "update")]
+    assert len(updates) == 3, lease.calls  # create + 2 renews, none after the hold
+    assert a.released and lease.rec is not None and lease.rec.holder == ""
+    assert events == ["a start"]  # no step-down while on hold
+
+
+def test_fence_left_counts_down_from_the_last_renew(clock: Clock) -> None:
+    a = elector(RecordingLease(clock), "a", deadline=10.0)
+    assert a.fence_left() == 0.0  # not leading
+    assert a.try_acquire_or_renew()
+    a.leading.set()
+    a._last_renew = clock.now
+    clock.now += 4.0
+    assert a.fence_left() == pytest.approx(6.0)
+    clock.now += 7.0
+    assert a.fence_left() == 0.0
+
+
+def test_a_candidate_on_hold_never_acquires(clock: Clock) -> None:
+    lease = RecordingLease(clock)
+    a = elector(lease, "a")
+    a.hold()
+    a.run(Ticks(clock, rounds=5))  # type: ignore[arg-type]
+    assert lease.calls == [] and not a.leading.is_set()

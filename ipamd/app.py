@@ -309,8 +309,17 @@ class App:
         metrics.NODES.set(len(st.nodes or []))
 
     def shutdown(self, limit: float = 10.0) -> None:
-        """Stop the workers, then (only if they all stopped) release the Lease."""
+        """Stop the workers, then (only if they all stopped) release the Lease.
+
+        The elector renews no more from the first moment, so the other replica
+        leads at most one lease duration later whatever the workers do; they get
+        ``limit`` seconds, or less when the fence shuts before that (past it
+        they could not write to the cloud anyway)."""
         self.stop.set()
+        if self.elector is not None:
+            self.elector.hold()
+            if self.elector.leading.is_set():
+                limit = min(limit, self.elector.fence_left())
         self.queue.shutdown()
         deadline = time.monotonic() + limit
         for t in list(self._threads):

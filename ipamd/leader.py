@@ -16,7 +16,11 @@ What makes that true:
   Lease only ``lease_duration`` (> renew_deadline) after it last saw it change,
   which is after that renew started; so the two never both pass the fence;
 * the Lease is released only when the caller's stop event is set, which the
-  app does after its workers stopped (``ipamd.app``)."""
+  app does after its workers stopped (``ipamd.app``);
+* at the start of a shutdown the app puts the elector on ``hold()``: no renew
+  (and no acquire) after that, so the fence shuts at most ``renew_deadline``
+  and the Lease is free at most ``lease_duration`` after the stop began, even
+  when a worker does not stop and the Lease is left to expire."""
 
 from __future__ import annotations
 
@@ -65,6 +69,7 @@ class LeaderElector:
         self._observed: LeaseRecord | None = None
         self._observed_at = 0.0
         self._last_renew = 0.0
+        self._hold = threading.Event()
 
     def _duration_s(self) -> int:
         return max(1, math.ceil(self.lease_duration))
@@ -72,6 +77,18 @@ class LeaderElector:
     def is_leader(self) -> bool:
         """The fence: leading, and the last renew started within the renew deadline."""
         return self.leading.is_set() and time.monotonic() - self._last_renew < self.renew_deadline
+
+    def hold(self) -> None:
+        """Renew and acquire no more (shutdown has begun); ``run`` waits for its
+        stop event, then releases as usual."""
+        self._hold.set()
+
+    def fence_left(self) -> float:
+        """Seconds until the fence shuts if no renew succeeds meanwhile (0 when
+        not leading)."""
+        if not self.leading.is_set():
+            return 0.0
+        return max(0.0, self._last_renew + self.renew_deadline - time.monotonic())
 
     def _deadline(self, start: float) -> float:
         if self.leading.is_set():
@@ -135,6 +152,9 @@ class LeaderElector:
         """Until ``stop`` is set (or leadership is lost); then release the Lease
         if leading and ``release_on_stop``."""
         while not stop.is_set():
+            if self._hold.is_set():
+                stop.wait(self.retry_period)
+                continue
             start = time.monotonic()
             if self.leading.is_set() and start - self._last_renew >= self.renew_deadline:
                 self._step_down()

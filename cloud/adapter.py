@@ -31,6 +31,7 @@ from cloud.metrics import CloudMetrics
 from cloud.models import Eni, Instance, PrivateIp, Subnet
 from cloud.ratelimit import API_RATE_LIMITS, ActionLimiter
 from cloud.sdk_transport import SdkTransport, Transport
+from cloud.security_groups import SecurityGroupCalls
 from cloud.settings import CloudSettings
 from core.ids import EniId, InstanceId, SubnetId, VpcId
 from core.limits import EniLimits
@@ -64,7 +65,7 @@ def _not_attached(exc: CloudError) -> bool:
     return _gone(exc) or exc.code.startswith("UnsupportedOperation")
 
 
-class TencentCloud:
+class TencentCloud(SecurityGroupCalls):
     def __init__(
         self,
         settings: CloudSettings,

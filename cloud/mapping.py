@@ -31,6 +31,7 @@ def eni_from(d: dict[str, Any]) -> Eni:
         tags={str(t["Key"]): str(t.get("Value") or "") for t in d.get("TagSet") or []},
         name=str(d.get("NetworkInterfaceName") or ""),
         description=str(d.get("NetworkInterfaceDescription") or ""),
+        security_groups=tuple(str(g) for g in d.get("GroupSet") or []),
     )
 
 
@@ -60,4 +61,5 @@ def instance_from(d: dict[str, Any]) -> Instance:
         state=str(d.get("InstanceState") or ""),
         cpu=d.get("CPU"),
         memory_gib=d.get("Memory"),
+        security_group_ids=tuple(str(g) for g in d.get("SecurityGroupIds") or []),
     )

@@ -19,6 +19,7 @@ class Instance:
     state: str = "RUNNING"
     cpu: int | None = None
     memory_gib: int | None = None
+    security_group_ids: tuple[str, ...] = ()  # those of its primary ENI, in order
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +55,7 @@ class Eni:
     tags: dict[str, str] = field(default_factory=dict)
     name: str = ""
     description: str = ""
+    security_groups: tuple[str, ...] = ()  # GroupSet: the first has the highest priority
 
     @property
     def primary_ip(self) -> str | None:

@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 from cloud.models import Eni, Instance, Subnet
+from cloud.security_groups import SecurityGroupWriter
 from core.ids import EniId, InstanceId, SubnetId, VpcId
 from core.limits import EniLimits
 
@@ -109,5 +110,7 @@ class IpWriter(Protocol):
     def migrate_ip(self, source_eni_id: EniId, destination_eni_id: EniId, address: str) -> None: ...
 
 
-class CloudApi(InstanceReader, SubnetReader, EniReader, EniWriter, IpWriter, Protocol):
+class CloudApi(
+    InstanceReader, SubnetReader, EniReader, EniWriter, IpWriter, SecurityGroupWriter, Protocol
+):
     """Everything ipamd uses. The device plugin needs only ``InstanceReader``."""

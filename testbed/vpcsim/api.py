@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from vpcsim import describe, inventory, signature, tasks, vpc_eni, vpc_ip
+from vpcsim import security_groups as sgs
 from vpcsim.apierror import ApiError
 from vpcsim.context import Ctx
 from vpcsim.faults import Faults
@@ -44,11 +45,18 @@ ACTIONS: dict[str, dict[str, Handler]] = {
         "DescribeVpcs": inventory.describe_vpcs,
         "DescribeSecurityGroups": inventory.describe_security_groups,
         "DescribeRouteTables": inventory.describe_route_tables,
+        "CreateSecurityGroup": sgs.create_group,
+        "DescribeSecurityGroupPolicies": sgs.describe_policies,
+        "CreateSecurityGroupPolicies": sgs.create_policies,
+        "DeleteSecurityGroupPolicies": sgs.delete_policies,
+        "AssociateNetworkInterfaceSecurityGroups": sgs.associate_eni,
+        "DisassociateNetworkInterfaceSecurityGroups": sgs.disassociate_eni,
     },
     "cvm": {
         "DescribeInstances": describe.describe_instances,
         "DescribeRegions": inventory.describe_regions,
         "DescribeZones": inventory.describe_zones,
+        "ModifyInstancesAttribute": sgs.modify_instances,
     },
 }
 IDEMPOTENT = {
@@ -61,6 +69,7 @@ WRITES = IDEMPOTENT | {
     "DeleteNetworkInterface",
     "UnassignPrivateIpAddresses",
     "MigratePrivateIpAddress",
+    *sgs.WRITES,
 }
 
 

@@ -101,5 +101,12 @@ def instance_json(world: World, inst: Instance) -> dict[str, Any]:
         "OsName": "TencentOS Server 3.1",
         "CreatedTime": "2026-01-01T00:00:00Z",
         "Uuid": inst.instance_id,
+        "SecurityGroupIds": _primary_groups(world, inst),
         "Tags": [],
     }
+
+
+def _primary_groups(world: World, inst: Instance) -> list[str]:
+    """An instance's security groups are those of its primary ENI."""
+    primary = world.enis.get(inst.primary_eni_id)
+    return list(primary.security_groups) if primary is not None else []

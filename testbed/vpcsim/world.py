@@ -45,11 +45,30 @@ class Vpc:
 
 
 @dataclass
+class SgPolicy:
+    """One rule of a security group (``vpcsim.security_groups`` validates it):
+    ``protocol`` TCP/UDP/ICMP/ALL, ``port`` ``ALL``, ``80``, ``80,443`` or
+    ``8000-8080``, ``cidr`` an IPv4 block, ``action`` ACCEPT or DROP."""
+
+    protocol: str
+    port: str
+    cidr: str
+    action: str
+    description: str = ""
+    modify_time: str = field(default_factory=now_text)
+
+
+@dataclass
 class SecurityGroup:
     sg_id: str
     name: str = ""
     description: str = ""
     is_default: bool = False
+    # rules in order (the first match decides); ``version`` counts their changes
+    ingress: list[SgPolicy] = field(default_factory=list)
+    egress: list[SgPolicy] = field(default_factory=list)
+    version: int = 0
+    tags: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -298,8 +317,16 @@ class World:
         enis: int | None = None,
         ips_per_eni: int | None = None,
         state: str = "RUNNING",
+        security_groups: list[str] | None = None,
     ) -> Instance:
+        """``security_groups``: those of its primary ENI (None: the default groups,
+        as a CVM created without any gets its project's default group)."""
         s = self.subnet(subnet_id)
+        if security_groups is None:
+            security_groups = [g.sg_id for g in self.security_groups.values() if g.is_default]
+        for sg_id in security_groups:
+            if sg_id not in self.security_groups:
+                raise ApiError("InvalidSecurityGroupID.NotFound", f"`{sg_id}` does not exist")
         eni_quota(instance_type)  # validates the type name
         iid = _checked_id("ins", instance_id)
         if iid in self.instances:
@@ -317,6 +344,7 @@ class World:
             mac=new_mac(),
             primary=True,
             name="primary",
+            security_groups=list(security_groups),
             ips=[Ip(ip, True)],
             instance_id=iid,
             device_index=0,
@@ -363,7 +391,8 @@ class World:
         for v in data.get("vpcs", []):
             w.vpcs[v["vpc_id"]] = Vpc(**v)
         for g in data.get("security_groups", []):
-            w.security_groups[g["sg_id"]] = SecurityGroup(**g)
+            rules = {d: [SgPolicy(**r) for r in g.get(d, [])] for d in ("ingress", "egress")}
+            w.security_groups[g["sg_id"]] = SecurityGroup(**{**g, **rules})
         for raw in data.get("subnets", []):
             s = {k: val for k, val in raw.items() if k != "available_ip_count"}
             w.subnets[s["subnet_id"]] = Subnet(**s)

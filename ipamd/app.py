@@ -27,6 +27,7 @@ from ipamd.controllers.claimctl import ClaimController
 from ipamd.controllers.necctl import NECS
 from ipamd.controllers.nodes import NodeController
 from ipamd.controllers.reconcile import Reconciler
+from ipamd.controllers.sgctl import SECURITY_GROUPS, SecurityGroupController
 from ipamd.controllers.subnetctl import SubnetController
 from ipamd.deps import Deps
 from ipamd.fence import LeaderFence
@@ -38,6 +39,7 @@ from ipamd.kube.informer import Informer
 from ipamd.kube.lease import LeaseClient
 from ipamd.kube.objects import ObjectWriter
 from ipamd.leader import LeaderElector
+from ipamd.rules import secgroups
 from ipamd.rules.records import (
     claim_from_obj,
     eni_from_obj,
@@ -76,6 +78,12 @@ class App:
             kube, paths.KUBE_SYSTEM_CONFIGMAPS, "configmaps", _configmap_summary, self._on_configmap
         )
         self.informers: list[Informer[Any]] = [*self._cluster_informers(kube), self.configmaps]
+        self.sg_necs: Informer[secgroups.SgNecRec] | None = None
+        if settings.enable_security_groups:
+            self.sg_necs = Informer(
+                kube, NECS, "nodeeniconfigs-sg", secgroups.sg_nec_from_obj, self._on_sg_nec
+            )
+            self.informers.append(self.sg_necs)
         self.fence = LeaderFence(self.may_write)
         self.elector = self._elector(kube) if settings.leader_elect else None
         self._elector_stop = threading.Event()
@@ -85,6 +93,10 @@ class App:
         self.claims = ClaimController(self.deps, self.nodes)
         self.subnets = SubnetController(self.deps)
         self.reconciler = Reconciler(self.deps, self.nodes)
+        self.security_groups: SecurityGroupController | None = None
+        if settings.enable_security_groups:
+            self.security_groups = SecurityGroupController(self.deps, self.sg_necs)
+            self.deps.eni_security_groups = self.security_groups.groups_for_new_eni
         self.leading = threading.Event()
         self.ready = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -131,6 +143,12 @@ class App:
     ) -> None:
         self.state.configmap_data = new
         self.queue.add(SUBNETS)
+
+    def _on_sg_nec(
+        self, key: str, old: secgroups.SgNecRec | None, new: secgroups.SgNecRec | None
+    ) -> None:
+        if self.security_groups is not None:
+            self.security_groups.on_nec(key, old, new)
 
     # --- lifecycle ---
     def start_informers(self) -> None:
@@ -195,6 +213,8 @@ class App:
             # is the one read back (or unknown, and then nothing is drained)
             self.queue.add(SUBNETS)
         self._guard("reconcile", self.reconciler.run_once)
+        if self.security_groups is not None:
+            self.security_groups.queue_all()
         for n in self.state.nodes_with_work():
             self.queue.add(NODE + n)
         assert self.state.claims is not None and self.state.pods is not None
@@ -240,6 +260,8 @@ class App:
             self.subnets.sync()
         elif key == RECONCILE:
             self.reconciler.run_once()
+        elif key.startswith(SECURITY_GROUPS) and self.security_groups is not None:
+            self.security_groups.sync(key[len(SECURITY_GROUPS) :])
 
     def _worker(self) -> None:
         while not self.stop.is_set():
@@ -278,6 +300,8 @@ class App:
             if now >= next_reconcile:
                 next_reconcile = now + s.reconcile_interval.total_seconds()
                 self.queue.add(RECONCILE)
+                if self.security_groups is not None:
+                    self.security_groups.queue_all()
             if now >= next_nodes:
                 next_nodes = now + nodes_every
                 for n in self.state.nodes_with_work():

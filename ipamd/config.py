@@ -52,6 +52,8 @@ class Settings:
         minutes=2
     )  # release at most one surplus IP per node per interval
     enable_quick_release: bool = False  # each trim releases all surplus down to the max target
+    # ENIs hold their node's security groups (or its nec's spec.securityGroupIds)
+    enable_security_groups: bool = False
     # leak clean-up (ipamd.controllers.leaks)
     leaked_eni_min_age: timedelta = timedelta(minutes=10)
     leaked_eni_dry_run: bool = False
@@ -105,6 +107,11 @@ _FLAGS: dict[str, tuple[str, str]] = {
     "enable-quick-release": (
         "enable_quick_release",
         "each trim releases idle warm IPs straight down to the max target (true/false)",
+    ),
+    "enable-security-groups": (
+        "enable_security_groups",
+        "ENIs get and follow their node's security groups, or its NodeENIConfig's "
+        "spec.securityGroupIds (true/false)",
     ),
     "reconcile-interval": ("reconcile_interval", "cloud vs CRD drift check period"),
     "leaked-eni-min-age": (

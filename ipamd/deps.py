@@ -3,6 +3,7 @@ and the Kubernetes writers. Built once by ``ipamd.app``; tests build it too."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from cloud.ports import CloudApi
@@ -21,3 +22,6 @@ class Deps:
     crds: CrdWriter
     objects: ObjectWriter
     events: EventRecorder
+    #: (node, instance id) -> the security groups a new ENI of the node gets;
+    #: None: --enable-security-groups is off (the cloud settings' groups)
+    eni_security_groups: Callable[[str, str], tuple[str, ...]] | None = None

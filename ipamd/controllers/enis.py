@@ -139,8 +139,10 @@ class EniOps:
     ) -> Eni | None:
         """CreateNetworkInterface with the first IPs; None when the subnet is
         exhausted (marked, with a Warning event)."""
+        groups = self.d.eni_security_groups
         try:
             return self.d.cloud.create_eni(
+                security_group_ids=groups(name, facts.instance_id) if groups else (),
                 vpc_id=VpcId(vpc_id),
                 subnet_id=sub.subnet_id,
                 name=f"{self.d.settings.cluster_id}-{name}"[:60],

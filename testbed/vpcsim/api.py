@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from vpcsim import describe, inventory, signature, tasks, vpc_eni, vpc_ip
+from vpcsim import describe, eips, inventory, signature, tasks, vpc_eni, vpc_ip
 from vpcsim import security_groups as sgs
 from vpcsim.apierror import ApiError
 from vpcsim.context import Ctx
@@ -51,6 +51,13 @@ ACTIONS: dict[str, dict[str, Handler]] = {
         "DeleteSecurityGroupPolicies": sgs.delete_policies,
         "AssociateNetworkInterfaceSecurityGroups": sgs.associate_eni,
         "DisassociateNetworkInterfaceSecurityGroups": sgs.disassociate_eni,
+        "AllocateAddresses": eips.allocate,
+        "DescribeAddresses": eips.describe,
+        "AssociateAddress": eips.associate,
+        "DisassociateAddress": eips.disassociate,
+        "ReleaseAddresses": eips.release,
+        "DescribeAddressQuota": eips.quota,
+        "DescribeTaskResult": eips.task_result,
     },
     "cvm": {
         "DescribeInstances": describe.describe_instances,
@@ -64,12 +71,14 @@ IDEMPOTENT = {
     "AttachNetworkInterface",
     "DetachNetworkInterface",
     "AssignPrivateIpAddresses",
+    "AllocateAddresses",
 }
 WRITES = IDEMPOTENT | {
     "DeleteNetworkInterface",
     "UnassignPrivateIpAddresses",
     "MigratePrivateIpAddress",
     *sgs.WRITES,
+    *eips.WRITES,
 }
 
 
@@ -160,6 +169,7 @@ class Api:
         self._faults_before(action)
         with self.world.lock:
             tasks.advance(self.world)
+            eips.advance(self.world)
             ctx = Ctx(self.world, request_id, self.faults, self.rng, action)
             token = params.get("ClientToken") if action in IDEMPOTENT else None
             if token is not None and not isinstance(token, str):
@@ -228,8 +238,9 @@ class Api:
 
     def _faults_before(self, action: str) -> None:
         f = self.faults
-        if f.latency_ms > 0 and f.applies(action):
-            time.sleep(f.latency_ms / 1000.0)
+        delay_s = f.call_delay_s(action, self.rng)  # latency_ms + the profile's figure
+        if delay_s > 0:
+            time.sleep(delay_s)
         if f.roll(f.error_5xx_ratio, action, self.rng):
             raise ServerFaultError(503)
         if f.roll(f.throttle_ratio, action, self.rng):

@@ -16,6 +16,7 @@ from typing import Any
 
 from vpcsim import addressing
 from vpcsim.apierror import ApiError
+from vpcsim.eip_model import EipBook
 from vpcsim.ids import looks_like, new_id, new_mac
 from vpcsim.instance_types import eni_quota
 
@@ -185,6 +186,7 @@ class World:
         self.tasks: dict[str, Task] = {}
         self.idempotency: dict[str, Idem] = {}
         self.used: dict[str, set[str]] = {}  # subnet id -> addresses in use
+        self.eips = EipBook()  # elastic IPs (vpcsim.eips)
 
     # --- lookups -------------------------------------------------------------
     def subnet(self, subnet_id: str) -> Subnet:
@@ -382,6 +384,7 @@ class World:
             "enis": [asdict(e) for e in self.enis.values()],
             "tasks": [asdict(t) for t in self.tasks.values()],
             "idempotency": {k: asdict(v) for k, v in self.idempotency.items()},
+            "eips": self.eips.to_dict(),
         }
 
     @classmethod
@@ -408,4 +411,5 @@ class World:
             w.tasks[t["task_id"]] = Task(**t)
         for k, v in data.get("idempotency", {}).items():
             w.idempotency[k] = Idem(**v)
+        w.eips = EipBook.from_dict(data.get("eips"))
         return w

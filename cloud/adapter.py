@@ -25,6 +25,7 @@ from prometheus_client import CollectorRegistry
 from cloud import mapping
 from cloud.backoff import retry_call
 from cloud.credentials import provider_for
+from cloud.eips import EipCalls
 from cloud.errors import CloudError, NotFoundError, TaskFailedError, TaskTimeoutError, is_not_found
 from cloud.hooks import CallHooks, NoHooks
 from cloud.metrics import CloudMetrics
@@ -65,7 +66,7 @@ def _not_attached(exc: CloudError) -> bool:
     return _gone(exc) or exc.code.startswith("UnsupportedOperation")
 
 
-class TencentCloud(SecurityGroupCalls):
+class TencentCloud(SecurityGroupCalls, EipCalls):
     def __init__(
         self,
         settings: CloudSettings,

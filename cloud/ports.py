@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
+from cloud.eips import EipApi
 from cloud.models import Eni, Instance, Subnet
 from cloud.security_groups import SecurityGroupWriter
 from core.ids import EniId, InstanceId, SubnetId, VpcId
@@ -111,6 +112,13 @@ class IpWriter(Protocol):
 
 
 class CloudApi(
-    InstanceReader, SubnetReader, EniReader, EniWriter, IpWriter, SecurityGroupWriter, Protocol
+    InstanceReader,
+    SubnetReader,
+    EniReader,
+    EniWriter,
+    IpWriter,
+    SecurityGroupWriter,
+    EipApi,
+    Protocol,
 ):
     """Everything ipamd uses. The device plugin needs only ``InstanceReader``."""

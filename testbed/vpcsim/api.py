@@ -238,8 +238,9 @@ class Api:
 
     def _faults_before(self, action: str) -> None:
         f = self.faults
-        if f.latency_ms > 0 and f.applies(action):
-            time.sleep(f.latency_ms / 1000.0)
+        delay_s = f.call_delay_s(action, self.rng)  # latency_ms + the profile's figure
+        if delay_s > 0:
+            time.sleep(delay_s)
         if f.roll(f.error_5xx_ratio, action, self.rng):
             raise ServerFaultError(503)
         if f.roll(f.throttle_ratio, action, self.rng):

@@ -20,7 +20,7 @@ class Ctx:
 
     @property
     def task_delay_s(self) -> float:
-        return self.faults.task_delay_ms / 1000.0
+        return self.faults.task_delay_s(self.action, self.rng)
 
     def task_fails(self) -> bool:
         return self.faults.roll(self.faults.task_fail_ratio, self.action, self.rng)

@@ -58,6 +58,7 @@ from scheduler_extender.store import (
     KIND_CLAIMS,
     KIND_CONFIGMAPS,
     KIND_NODES,
+    KIND_PODS,
     KIND_VPCENIS,
     KIND_VPCIPS,
     Store,
@@ -99,6 +100,7 @@ def cluster_objects(n: int, *, full: bool) -> dict[str, list[dict[str, Any]]]:
         KIND_VPCENIS: enis,
         KIND_CLAIMS: [],
         KIND_CONFIGMAPS: maps,
+        KIND_PODS: [],
     }
 
 

@@ -135,7 +135,7 @@ def filter_nodes(  # noqa: PLR0912 (one flat loop: the hot path at 15,000 nodes)
     out = FilterDecision()
     passed, failed, unresolvable = out.passed, out.failed, out.unresolvable
     counts: dict[Rejection, int] = {}
-    get_node, get_ips = nodes.get, snap.node_ips.get
+    get_node, get_ips, get_awaiting = nodes.get, snap.node_ips.get, snap.node_awaiting.get
     if pod.eni_ips <= 0:
         for name in names:
             if name in nodes:
@@ -151,6 +151,7 @@ def filter_nodes(  # noqa: PLR0912 (one flat loop: the hot path at 15,000 nodes)
     zone_of_claim = claim_zone(claim, snap) if claim is not None else ""
     claim_node = _claim_node(claim, snap)
     headroom = _no_headroom(claim)
+    headroom_bound: Rejection | None = None  # built when a node has bound pods waiting
     need = pod.eni_ips
     zone_rules: dict[str | None, tuple[Rejection | None, bool, Rejection | None]] = {}
     why: Rejection | None
@@ -170,10 +171,15 @@ def filter_nodes(  # noqa: PLR0912 (one flat loop: the hot path at 15,000 nodes)
                     why = exhausted
                 elif not allocatable:
                     why = NO_RESOURCE
-                elif need - (name == claim_node) > usable_from(
-                    ips.warm, ips.occupied, zone_has_free, node.eni_ip_capacity or allocatable
+                elif (awaiting := get_awaiting(name, 0)) + need - (name == claim_node) > (
+                    usable_from(
+                        ips.warm, ips.occupied, zone_has_free, node.eni_ip_capacity or allocatable
+                    )
                 ):
-                    why = headroom
+                    if not awaiting:
+                        why = headroom
+                    else:
+                        why = headroom_bound = headroom_bound or _no_headroom(claim, bound=True)
                 else:
                     passed.append(name)
                     continue
@@ -234,7 +240,7 @@ def prioritize(
     zones = snap.plan.zones
     # per zone: (score with a warm IP, score without)
     by_zone: dict[str | None, tuple[int, int]] = {}
-    get_ips = snap.node_ips.get
+    get_ips, get_awaiting = snap.node_ips.get, snap.node_awaiting.get
     out = []
     for name in names:
         node = get_node(name)
@@ -247,7 +253,8 @@ def prioritize(
             fraction = plan.free_fraction if plan is not None else 0.0
             scores = by_zone[node.zone] = (6 + round(4 * fraction), round(5 * fraction))
         ips = get_ips(name)
-        out.append((name, scores[0] if ips is not None and ips.warm > 0 else scores[1]))
+        warm = ips is not None and ips.warm > get_awaiting(name, 0)
+        out.append((name, scores[0] if warm else scores[1]))
     return out
 
 
@@ -327,11 +334,17 @@ def _exhausted(zone: str | None, snap: Snapshot) -> Rejection:
     )
 
 
-def _no_headroom(claim: ClaimFacts | None) -> Rejection:
+def _no_headroom(claim: ClaimFacts | None, *, bound: bool = False) -> Rejection:
+    held = (
+        ", reserved for a static IP or taken by a pod bound there waiting for its IP"
+        if bound
+        else " or reserved for a static IP"
+    )
     return _reject(
         NO_HEADROOM,
-        f"no ENI IP headroom: every {RESOURCE_ENI_IP} of the node is in use, cooling down "
-        "or reserved for a static IP" + (f" (needed to move {claim.ip} here)" if claim else ""),
+        f"no ENI IP headroom: every {RESOURCE_ENI_IP} of the node is in use, cooling down"
+        + held
+        + (f" (needed to move {claim.ip} here)" if claim else ""),
         unresolvable=False,
     )
 

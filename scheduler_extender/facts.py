@@ -53,6 +53,7 @@ class IpFacts:
     zone: str
     claim: str  # "<namespace>/<name>" or ""
     category: str  # one of the IP_* categories above
+    pod_uid: str = ""  # status.podUid: the pod the agent gave it to ("" when none)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +71,19 @@ class ClaimFacts:
     subnet_id: str
     zone: str
     phase: str
+
+
+@dataclass(frozen=True, slots=True)
+class BoundPod:
+    """A pod bound to a node, not running yet, that requests eni-ip: until the
+    agent gives it its IP (a VpcIP in use with its UID), it holds ``need`` of
+    the node's usable IPs that no VpcIP shows as taken."""
+
+    uid: str
+    key: str  # "<namespace>/<name>"
+    node: str
+    need: int
+    static: bool  # core.claimpolicy: its claim's IP may already be reserved on the node
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +142,7 @@ def ip_facts(obj: dict[str, Any]) -> IpFacts:
         zone=spec.zone,
         claim=spec.claim,
         category=ip_category(spec.state, status.phase, bool(spec.claim)),
+        pod_uid=status.pod_uid,
     )
 
 

@@ -9,6 +9,8 @@ from typing import Any
 from core.claimpolicy import is_static
 from core.names import RESOURCE_ENI_IP
 
+from .facts import BoundPod
+
 
 class PodError(ValueError):
     """The Pod JSON is not a pod we can read (reported as HTTP 400)."""
@@ -41,6 +43,31 @@ def pod_facts(pod: object) -> PodFacts:
     static = is_static(annotations, meta.get("ownerReferences"))
     spec = _obj(pod, "spec", "Pod.spec")
     return PodFacts(namespace, name, uid, _eni_ip_request(spec), static)
+
+
+def bound_pod(obj: dict[str, Any]) -> BoundPod | None:
+    """A watched pod that holds eni-ip on its node without an IP of its own yet:
+    bound (``spec.nodeName``), still ``Pending``, not being deleted, requesting
+    eni-ip. None otherwise, and for a pod we cannot read (its request unknown:
+    kube-scheduler's own count still holds it)."""
+    meta = obj.get("metadata")
+    spec = obj.get("spec")
+    status = obj.get("status")
+    if not isinstance(meta, dict) or not isinstance(spec, dict):
+        return None
+    node = spec.get("nodeName")
+    phase = status.get("phase", "") if isinstance(status, dict) else ""
+    if not node or not isinstance(node, str) or phase not in ("", "Pending"):
+        return None
+    if meta.get("deletionTimestamp"):
+        return None
+    try:
+        facts = pod_facts(obj)
+    except PodError:
+        return None
+    if facts.eni_ips <= 0 or not facts.uid:
+        return None
+    return BoundPod(facts.uid, facts.key, node, facts.eni_ips, facts.static)
 
 
 def _eni_ip_request(spec: dict[str, Any]) -> int:

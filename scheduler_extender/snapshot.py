@@ -144,6 +144,8 @@ class Snapshot:
     node_eni_subnets: Mapping[str, frozenset[str]] = field(default_factory=dict)
     ips: Mapping[str, IpFacts] = field(default_factory=dict)
     claims: Mapping[str, ClaimFacts] = field(default_factory=dict)
+    # eni-ip owed to pods bound to the node that have no IP yet (store._recount)
+    node_awaiting: Mapping[str, int] = field(default_factory=dict)
     plan: SubnetPlan = EMPTY_PLAN
     synced: bool = True
     stale: tuple[str, ...] = ()  # kinds whose watch is down past the stale limit

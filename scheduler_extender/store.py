@@ -19,6 +19,8 @@ from core.models import SUBNET_STATUS_CONFIGMAP, SUBNET_STATUS_KEY
 from core.names import CONFIGMAP_NAME
 
 from .facts import (
+    IP_IN_USE,
+    BoundPod,
     ClaimFacts,
     EniFacts,
     IpFacts,
@@ -30,6 +32,7 @@ from .facts import (
     subnet_config,
     subnet_statuses,
 )
+from .pod import bound_pod
 from .snapshot import NO_IPS, NodeIps, Snapshot, subnet_plan
 
 KIND_NODES: Final = "nodes"
@@ -37,7 +40,8 @@ KIND_VPCIPS: Final = "vpcips"
 KIND_VPCENIS: Final = "vpcenis"
 KIND_CLAIMS: Final = "vpcipclaims"
 KIND_CONFIGMAPS: Final = "configmaps"
-KINDS: Final = (KIND_NODES, KIND_VPCIPS, KIND_VPCENIS, KIND_CLAIMS, KIND_CONFIGMAPS)
+KIND_PODS: Final = "pods"  # bound, still Pending (watch.py's field selector)
+KINDS: Final = (KIND_NODES, KIND_VPCIPS, KIND_VPCENIS, KIND_CLAIMS, KIND_CONFIGMAPS, KIND_PODS)
 
 ADDED: Final = "ADDED"
 MODIFIED: Final = "MODIFIED"
@@ -79,6 +83,14 @@ class Store:
         self._node_eni_subnets: dict[str, frozenset[str]] = {}
         self._claims: dict[str, ClaimFacts] = {}
         self._maps: dict[str, dict[str, Any]] = {}  # private: the two ConfigMaps
+        # Pods bound to a node with no IP yet (see ``_recount``); all private but
+        # ``_node_awaiting``, the eni-ip each node owes them (shared, copy on write)
+        self._pods: dict[str, BoundPod] = {}  # uid → pod
+        self._static_uid: dict[str, str] = {}  # "<ns>/<name>" → uid, static pods only
+        self._ip_users: dict[str, int] = {}  # pod uid → VpcIPs in use by it
+        self._claim_node: dict[str, str] = {}  # claim key → node of a VpcIP it holds
+        self._counted: dict[str, tuple[str, int]] = {}  # uid → (node, eni-ip) counted
+        self._node_awaiting: dict[str, int] = {}
         self._plan = subnet_plan(subnet_config(None), ())
         self._shared: set[str] = set()
         self._generation = 0
@@ -113,6 +125,7 @@ class Store:
             KIND_VPCENIS: self._enis_in,
             KIND_CLAIMS: self._claims_in,
             KIND_CONFIGMAPS: self._maps_in,
+            KIND_PODS: self._pods_in,
         }
         if kind not in handlers or kind not in self.kinds:
             raise ValueError(f"unknown kind {kind!r}")
@@ -135,14 +148,20 @@ class Store:
     def _ips_in(self, objects: list[dict[str, Any]], event: str | None) -> int:
         self._own("_ips")
         self._own("_node_ips")
+        self._own("_node_awaiting")
         if event is None:
             self._ips.clear()
             self._node_ips.clear()
+            self._ip_users.clear()
+            self._claim_node.clear()
         for obj in objects:
             ip = ip_facts(obj)
             self._drop_ip(ip.ip)
             if event != DELETED:
                 self._put_ip(ip)
+        if event is None:
+            for uid in list(self._pods):
+                self._recount(uid)
         return len(self._ips)
 
     def _enis_in(self, objects: list[dict[str, Any]], event: str | None) -> int:
@@ -180,6 +199,26 @@ class Store:
         self._replan()
         return len(self._maps)
 
+    def _pods_in(self, objects: list[dict[str, Any]], event: str | None) -> int:
+        self._own("_node_awaiting")
+        if event is None:
+            self._pods.clear()
+            self._static_uid.clear()
+            self._counted.clear()
+            self._node_awaiting.clear()
+        for obj in objects:
+            pod = None if event == DELETED else bound_pod(obj)
+            uid = pod.uid if pod is not None else _uid(obj)
+            old = self._pods.pop(uid, None)
+            if old is not None and old.static:
+                self._static_uid.pop(old.key, None)
+            if pod is not None:
+                self._pods[uid] = pod
+                if pod.static:
+                    self._static_uid[pod.key] = uid
+            self._recount(uid)
+        return len(self._pods)
+
     def watch_up(self, kind: str) -> None:
         with self._lock:
             state = self.kinds[kind]
@@ -205,11 +244,14 @@ class Store:
                     node_eni_subnets=self._node_eni_subnets,
                     ips=self._ips,
                     claims=self._claims,
+                    node_awaiting=self._node_awaiting,
                     plan=self._plan,
                     synced=all(s.synced for s in self.kinds.values()),
                     stale=stale,
                 )
-                self._shared = {"_nodes", "_node_ips", "_node_eni_subnets", "_ips", "_claims"}
+                self._shared = {
+                    "_nodes", "_node_ips", "_node_eni_subnets", "_ips", "_claims", "_node_awaiting"
+                }
                 self._snapshot = snap
             elif snap.stale != stale:
                 snap = self._snapshot = replace(snap, stale=stale)
@@ -250,16 +292,60 @@ class Store:
         self._ips[ip.ip] = ip
         if ip.node:
             self._node_ips[ip.node] = self._node_ips.get(ip.node, NO_IPS).add(ip.category, 1)
+        self._ip_pods(ip, 1)
 
     def _drop_ip(self, name: str) -> None:
         old = self._ips.pop(name, None)
-        if old is None or not old.node:
+        if old is None:
+            return
+        self._ip_pods(old, -1)
+        if not old.node:
             return
         counts = self._node_ips.get(old.node, NO_IPS).add(old.category, -1)
         if counts.is_empty():
             self._node_ips.pop(old.node, None)
         else:
             self._node_ips[old.node] = counts
+
+    def _ip_pods(self, ip: IpFacts, sign: int) -> None:
+        """Keep the indices that tell whether a bound pod has its IP, and
+        recount the pod a VpcIP names (by its UID, or by its claim)."""
+        if ip.pod_uid and ip.category == IP_IN_USE:
+            n = self._ip_users.get(ip.pod_uid, 0) + sign
+            if n > 0:
+                self._ip_users[ip.pod_uid] = n
+            else:
+                self._ip_users.pop(ip.pod_uid, None)
+            self._recount(ip.pod_uid)
+        if ip.claim:
+            if sign > 0 and ip.node:
+                self._claim_node[ip.claim] = ip.node
+            elif sign < 0 and self._claim_node.get(ip.claim) == ip.node:
+                self._claim_node.pop(ip.claim, None)
+            uid = self._static_uid.get(ip.claim)
+            if uid is not None:
+                self._recount(uid)
+
+    def _recount(self, uid: str) -> None:
+        """What pod ``uid`` adds to its node's awaiting eni-ip now: while it is
+        bound and Pending, its request less the VpcIPs in use by it (those are
+        occupied already); nothing for a static pod whose claim's IP is on its
+        node (a reserved IP is occupied already). O(1); the caller owns
+        ``_node_awaiting``."""
+        pod = self._pods.get(uid)
+        count = 0
+        if pod is not None and not (pod.static and self._claim_node.get(pod.key) == pod.node):
+            count = max(0, pod.need - self._ip_users.get(uid, 0))
+        old_node, old_count = self._counted.pop(uid, ("", 0))
+        if old_count:
+            left = self._node_awaiting.get(old_node, 0) - old_count
+            if left > 0:
+                self._node_awaiting[old_node] = left
+            else:
+                self._node_awaiting.pop(old_node, None)
+        if count and pod is not None:
+            self._counted[uid] = (pod.node, count)
+            self._node_awaiting[pod.node] = self._node_awaiting.get(pod.node, 0) + count
 
     def _put_eni(self, eni: EniFacts) -> None:
         self._enis[eni.eni_id] = eni
@@ -290,6 +376,11 @@ class Store:
         config = subnet_config(self._maps.get(self._config_map))
         statuses = subnet_statuses(self._maps.get(self._status_map), self._status_key)
         self._plan = subnet_plan(config, statuses)
+
+
+def _uid(obj: dict[str, Any]) -> str:
+    meta = obj.get("metadata")
+    return str(meta.get("uid", "")) if isinstance(meta, dict) else ""
 
 
 def _name(obj: dict[str, Any]) -> str:

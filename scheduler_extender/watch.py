@@ -16,7 +16,15 @@ from typing import Any
 from core.names import CRD_API_VERSION, PLURAL_VPC_ENI, PLURAL_VPC_IP, PLURAL_VPC_IP_CLAIM
 from kit.watch import ApiGet, GoneError, Handlers, ListWatch, Timing, WatchError, api_get, stop_all
 
-from .store import KIND_CLAIMS, KIND_CONFIGMAPS, KIND_NODES, KIND_VPCENIS, KIND_VPCIPS, Store
+from .store import (
+    KIND_CLAIMS,
+    KIND_CONFIGMAPS,
+    KIND_NODES,
+    KIND_PODS,
+    KIND_VPCENIS,
+    KIND_VPCIPS,
+    Store,
+)
 
 log = logging.getLogger("tke_eni_extender.watch")
 
@@ -28,12 +36,16 @@ class Resource:
     kind: str  # store kind
     path: str  # collection path
     names: tuple[str, ...] = ()  # keep only these object names (ConfigMaps)
+    params: tuple[tuple[str, str], ...] = ()  # list/watch query (field selectors)
 
     def keeps(self, obj: dict[str, Any]) -> bool:
         if not self.names:
             return True
         meta = obj.get("metadata")
         return isinstance(meta, dict) and meta.get("name") in self.names
+
+
+BOUND_PENDING = "spec.nodeName!=,status.phase=Pending"
 
 
 def resources(configmap_namespace: str, configmap_names: tuple[str, ...]) -> list[Resource]:
@@ -48,6 +60,9 @@ def resources(configmap_namespace: str, configmap_names: tuple[str, ...]) -> lis
             f"/api/v1/namespaces/{configmap_namespace}/configmaps",
             configmap_names,
         ),
+        # pods bound to a node and not running yet: those that may still wait for an
+        # IP (store._recount); a pod that starts running leaves the selection (DELETED)
+        Resource(KIND_PODS, "/api/v1/pods", params=(("fieldSelector", BOUND_PENDING),)),
     ]
 
 
@@ -82,6 +97,7 @@ class Reflector(ListWatch):
             ),
             name=kind,
             keep=resource.keeps if resource.names else None,
+            params=resource.params,
             timing=Timing(
                 watch_timeout=watch_timeout,
                 page_size=page_size,

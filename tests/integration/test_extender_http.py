@@ -20,6 +20,7 @@ from scheduler_extender.store import (
     KIND_CLAIMS,
     KIND_CONFIGMAPS,
     KIND_NODES,
+    KIND_PODS,
     KIND_VPCENIS,
     KIND_VPCIPS,
     Store,
@@ -41,6 +42,7 @@ def seeded_store() -> Store:
     store.replace(KIND_NODES, NODES)
     store.replace(KIND_VPCIPS, [ex.vpc_ip("10.0.3.5", "a2")])
     store.replace(KIND_VPCENIS, [])
+    store.replace(KIND_PODS, [])
     store.replace(KIND_CLAIMS, [ex.claim("default", "db-0", "10.0.4.9", zone=GZ4)])
     store.replace(
         KIND_CONFIGMAPS,
@@ -270,7 +272,7 @@ def test_before_sync_not_ready_and_filter_says_why() -> None:
         body = e.post("/filter", ex.filter_args(ex.pod(), ["a1"])).json()
         assert body["NodeNames"] == []
         assert "caches not synced" in body["Error"]
-        for kind in (KIND_VPCIPS, KIND_VPCENIS, KIND_CLAIMS, KIND_CONFIGMAPS):
+        for kind in (KIND_VPCIPS, KIND_VPCENIS, KIND_CLAIMS, KIND_CONFIGMAPS, KIND_PODS):
             store.replace(kind, [])
         assert e.get("/readyz").status_code == 200
     finally:
@@ -284,7 +286,7 @@ def test_stale_cache_still_answers_and_metrics_say_so() -> None:
     for kind in store.kinds:
         store.watch_up(kind)
     store.replace(KIND_NODES, NODES)
-    for kind in (KIND_VPCIPS, KIND_VPCENIS, KIND_CLAIMS):
+    for kind in (KIND_VPCIPS, KIND_VPCENIS, KIND_CLAIMS, KIND_PODS):
         store.replace(kind, [])
     store.replace(KIND_CONFIGMAPS, list(seeded._maps.values()))
     e = Extender(store)

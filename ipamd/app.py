@@ -24,6 +24,7 @@ from core import names
 from ipamd import metrics
 from ipamd.config import Settings
 from ipamd.controllers.claimctl import ClaimController
+from ipamd.controllers.eipctl import EIP, EipController
 from ipamd.controllers.necctl import NECS
 from ipamd.controllers.nodes import NodeController
 from ipamd.controllers.reconcile import Reconciler
@@ -97,6 +98,10 @@ class App:
         if settings.enable_security_groups:
             self.security_groups = SecurityGroupController(self.deps, self.sg_necs)
             self.deps.eni_security_groups = self.security_groups.groups_for_new_eni
+        self.eips: EipController | None = None
+        if settings.enable_pod_eip:
+            self.eips = EipController(self.deps, kube, self.queue)
+            self.informers.append(self.eips.pods)
         self.leading = threading.Event()
         self.ready = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -215,6 +220,8 @@ class App:
         self._guard("reconcile", self.reconciler.run_once)
         if self.security_groups is not None:
             self.security_groups.queue_all()
+        if self.eips is not None:
+            self._guard("eip-sweep", self.eips.queue_all)
         for n in self.state.nodes_with_work():
             self.queue.add(NODE + n)
         assert self.state.claims is not None and self.state.pods is not None
@@ -262,6 +269,8 @@ class App:
             self.reconciler.run_once()
         elif key.startswith(SECURITY_GROUPS) and self.security_groups is not None:
             self.security_groups.sync(key[len(SECURITY_GROUPS) :])
+        elif key.startswith(EIP) and self.eips is not None:
+            self.eips.sync(key[len(EIP) :])
 
     def _worker(self) -> None:
         while not self.stop.is_set():
@@ -302,6 +311,8 @@ class App:
                 self.queue.add(RECONCILE)
                 if self.security_groups is not None:
                     self.security_groups.queue_all()
+                if self.eips is not None:
+                    self._guard("eip-sweep", self.eips.queue_all)
             if now >= next_nodes:
                 next_nodes = now + nodes_every
                 for n in self.state.nodes_with_work():

@@ -54,6 +54,9 @@ class Settings:
     enable_quick_release: bool = False  # each trim releases all surplus down to the max target
     # ENIs hold their node's security groups (or its nec's spec.securityGroupIds)
     enable_security_groups: bool = False
+    # pod EIPs (ipamd.controllers.eipctl): the eip-attributes annotation honoured
+    enable_pod_eip: bool = False
+    eip_leak_min_age: timedelta = timedelta(minutes=5)
     # leak clean-up (ipamd.controllers.leaks)
     leaked_eni_min_age: timedelta = timedelta(minutes=10)
     leaked_eni_dry_run: bool = False
@@ -112,6 +115,14 @@ _FLAGS: dict[str, tuple[str, str]] = {
         "enable_security_groups",
         "ENIs get and follow their node's security groups, or its NodeENIConfig's "
         "spec.securityGroupIds (true/false)",
+    ),
+    "enable-pod-eip": (
+        "enable_pod_eip",
+        "pods annotated tke.cloud.tencent.com/eip-attributes get an EIP (true/false)",
+    ),
+    "eip-leak-min-age": (
+        "eip_leak_min_age",
+        "release an EIP of ours whose pod is not seen only once it is this old",
     ),
     "reconcile-interval": ("reconcile_interval", "cloud vs CRD drift check period"),
     "leaked-eni-min-age": (

@@ -287,6 +287,21 @@ class Environment:
                             .get("podCIDR") or "")
         return rn
 
+    def join_node(self, spec: NodeSpec) -> RealNode:
+        """Join one more real node to the running environment, as a new cloud instance
+        joins a cluster: the instance in the emulator, then the node's containerd,
+        kubelet and kube-proxy -> Ready (deploy/'s DaemonSet brings the agent there).
+        It stops with the rest (``stop``); ``localrun.joinnode`` times it."""
+        assert self.emulator is not None, "environment not started"
+        if spec.name in self.real:
+            raise ValueError(f"a real node {spec.name} is already in the environment")
+        iid = self.emulator.add_instance(NODE_SUBNETS[spec.zone], spec.instance_type,
+                                         name=spec.name)
+        inst = next(i for i in self.emulator.state()["instances"] if i["instance_id"] == iid)
+        rn = self._start_node(spec, inst)
+        self.write_state()
+        return rn
+
     def wait_node_networking(self, name: str, timeout: float = 180.0) -> None:
         """An ENI of the node is Attached (VpcENI), plugged in its netns, and the node
         advertises eni-ip."""

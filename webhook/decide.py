@@ -4,6 +4,9 @@ A pod CREATE that takes an ENI IP (``core.podnetwork.takes_eni_ip``, the
 agent's rule) and where no container (init containers included) asks for
 ``tke.cloud.tencent.com/eni-ip`` in its requests or limits gets
 ``eni-ip: "1"`` added to the requests and the limits of its first container.
+Such a pod annotated ``tke.cloud.tencent.com/eip-attributes`` (a pod EIP,
+``core.eip``) also gets ``tke.cloud.tencent.com/eip: "1"`` beside it, unless a
+container already asks for it.
 Every other request is allowed unchanged. Workload templates (Deployment,
 StatefulSet, ...) are never patched: they only get warnings
 (``webhook.warnings``), so ``kubectl apply`` shows them.
@@ -18,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from core.eip import ANNOTATION_EIP_ATTRIBUTES, RESOURCE_EIP
 from core.names import RESOURCE_ENI_IP
 from core.podnetwork import takes_eni_ip
 
@@ -71,33 +75,38 @@ def _containers(spec: Mapping[str, Any], key: str) -> list[Mapping[str, Any]]:
     return [c for c in value if isinstance(c, Mapping)]
 
 
-def asks_for_eni_ip(spec: Mapping[str, Any]) -> bool:
-    """Some container or init container has the resource in requests or limits."""
+def asks_for(spec: Mapping[str, Any], resource: str) -> bool:
+    """Some container or init container has ``resource`` in requests or limits."""
     for c in _containers(spec, "initContainers") + _containers(spec, "containers"):
         res = _mapping(c.get("resources"))
-        if RESOURCE_ENI_IP in _mapping(res.get("requests")) or \
-                RESOURCE_ENI_IP in _mapping(res.get("limits")):
+        if resource in _mapping(res.get("requests")) or resource in _mapping(res.get("limits")):
             return True
     return False
 
 
-def add_request_patch(first: Mapping[str, Any]) -> tuple[dict[str, Any], ...]:
-    """JSONPatch adding the resource to requests and limits of ``containers[0]``:
-    a missing (or null) ``resources``/``requests``/``limits`` is added whole, an
-    existing map gets one key (so nothing the user wrote is replaced)."""
+def asks_for_eni_ip(spec: Mapping[str, Any]) -> bool:
+    return asks_for(spec, RESOURCE_ENI_IP)
+
+
+def add_request_patch(
+    first: Mapping[str, Any], resources: Sequence[str] = (RESOURCE_ENI_IP,)
+) -> tuple[dict[str, Any], ...]:
+    """JSONPatch adding ``resources`` (1 each) to requests and limits of
+    ``containers[0]``: a missing (or null) ``resources``/``requests``/``limits``
+    is added whole, an existing map gets one key per resource (so nothing the
+    user wrote is replaced)."""
     base = "/spec/containers/0/resources"
     res = first.get("resources")
+    whole = dict.fromkeys(resources, QUANTITY)
     if not isinstance(res, Mapping):
-        value = {"requests": {RESOURCE_ENI_IP: QUANTITY}, "limits": {RESOURCE_ENI_IP: QUANTITY}}
-        return ({"op": "add", "path": base, "value": value},)
+        return ({"op": "add", "path": base, "value": {"requests": whole, "limits": dict(whole)}},)
     ops: list[dict[str, Any]] = []
     for key in ("requests", "limits"):
         if isinstance(res.get(key), Mapping):
-            ops.append({"op": "add", "path": f"{base}/{key}/{pointer_token(RESOURCE_ENI_IP)}",
-                        "value": QUANTITY})
+            ops.extend({"op": "add", "path": f"{base}/{key}/{pointer_token(name)}",
+                        "value": QUANTITY} for name in resources)
         else:
-            ops.append({"op": "add", "path": f"{base}/{key}",
-                        "value": {RESOURCE_ENI_IP: QUANTITY}})
+            ops.append({"op": "add", "path": f"{base}/{key}", "value": dict(whole)})
     return tuple(ops)
 
 
@@ -109,12 +118,15 @@ def pod_decision(pod: Mapping[str, Any], *, eni_only_cluster: bool) -> Decision:
         return Decision(HOST_NETWORK)
     if not takes_eni_ip(annotations, host_network=False, eni_only_cluster=eni_only_cluster):
         return Decision(NO_ENI_IP)
-    if asks_for_eni_ip(spec):
+    wanted = [] if asks_for_eni_ip(spec) else [RESOURCE_ENI_IP]
+    if ANNOTATION_EIP_ATTRIBUTES in annotations and not asks_for(spec, RESOURCE_EIP):
+        wanted.append(RESOURCE_EIP)
+    if not wanted:
         return Decision(ALREADY_REQUESTS)
     containers = _containers(spec, "containers")
     if not containers:
         return Decision(NO_CONTAINERS)  # the API server refuses such a pod itself
-    return Decision(PATCHED, add_request_patch(containers[0]))
+    return Decision(PATCHED, add_request_patch(containers[0], wanted))
 
 
 def is_pod(req: Request) -> bool:

@@ -25,6 +25,7 @@ from core.limits import EniLimits
 from device_plugin.capacity import CapacityInputs
 from device_plugin.capfile import CapacityFileWatcher
 from device_plugin.cloudlink import ReaderFactory, make_instance_reader
+from device_plugin.eipplugin import EipPlugin, quota_reader
 from device_plugin.identity import MetadataReader
 from device_plugin.kubelet import (
     RegistrationError,
@@ -83,6 +84,17 @@ class DevicePluginManager:
             if settings.capacity_file
             else None
         )
+        self.eip: EipPlugin | None = None
+        if settings.eip:  # the second resource, tke.cloud.tencent.com/eip
+            self.eip = EipPlugin(
+                settings.device_plugin_dir,
+                settings.kubelet_socket,
+                settings.eip_socket_name,
+                quota=quota_reader(settings, lambda: self.limits.identity, self.metrics.registry),
+                node_capacity=lambda: self.state.snapshot().devices.capacity,
+                quota_interval=settings.eip_quota_interval,
+                watch_interval=settings.watch_interval,
+            )
         self.status: StatusServer | None = None
         self.registered = threading.Event()
         self.registration_count = 0
@@ -114,6 +126,8 @@ class DevicePluginManager:
         self.limits.start()
         self._thread = threading.Thread(target=self._run, name="dp-main", daemon=True)
         self._thread.start()
+        if self.eip is not None:
+            self.eip.start()
 
     def stop(self, timeout: float = 10.0) -> None:
         """Clean stop: close the stream, stop the server, remove our socket."""
@@ -123,6 +137,8 @@ class DevicePluginManager:
         if self._thread is not None:
             self._thread.join(timeout)
         self._stop_server()
+        if self.eip is not None:
+            self.eip.stop(timeout)
         self.limits.stop()
         if self.capfile is not None:
             self.capfile.stop()

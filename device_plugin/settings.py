@@ -46,6 +46,10 @@ class Settings:
     register_backoff_max: float = 5.0
     grpc_workers: int = 16
     metrics_bind_address: str = ":9961"
+    # the second resource, tke.cloud.tencent.com/eip (device_plugin.eipplugin)
+    eip: bool = False
+    eip_socket_name: str = "tke-eip.sock"
+    eip_quota_interval: float = 60.0
     log_level: str = "info"
     log_format: str = "json"
 
@@ -109,6 +113,9 @@ OPTIONS: tuple[Flag, ...] = (
     _option("register_backoff_max", "longest wait (s) between failed registrations"),
     _option("grpc_workers", "gRPC server worker threads"),
     _option("metrics_bind_address", "host:port for /metrics, /healthz, /readyz ('' = off)"),
+    _option("eip", "also advertise tke.cloud.tencent.com/eip from the EIP quota (true/false)"),
+    _option("eip_socket_name", "file name of the eip resource's socket (with --eip)"),
+    _option("eip_quota_interval", "seconds between DescribeAddressQuota reads (with --eip)"),
     *logs.flags(ENV_PREFIX),
 )
 
@@ -133,6 +140,11 @@ def load(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
 def validate(settings: Settings) -> None:
     if "/" in settings.socket_name or "/" in settings.kubelet_socket:
         raise SettingsError("--socket-name / --kubelet-socket are file names, not paths")
+    if settings.eip and (
+        "/" in settings.eip_socket_name
+        or settings.eip_socket_name in (settings.socket_name, settings.kubelet_socket)
+    ):
+        raise SettingsError("--eip-socket-name must be a file name of its own")
     if settings.socket_name == settings.kubelet_socket:
         raise SettingsError(f"--socket-name must differ from {settings.kubelet_socket!r}")
     domain, slash, name = settings.resource_name.partition("/")

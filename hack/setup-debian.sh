@@ -5,7 +5,8 @@ pkgs=(iproute2 iputils-ping iptables nftables procps psmisc kmod
       containernetworking-plugins containerd runc busybox-static
       ca-certificates curl openssl jq
       buildah debootstrap  # the image: hack/image/build.sh (kernel overlay as root, chroot RUNs)
-      iperf3 sockperf)  # bench.datapath (docs/cni.md "Data path benchmark")
+      iperf3 sockperf  # bench.datapath (docs/cni.md "Data path benchmark")
+      wrk)  # bench.lb (docs/local-run.md "Load balancer straight to pods")
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

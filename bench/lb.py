@@ -1,0 +1,239 @@
+"""``python -m bench.lb``: a load balancer straight to the pods (route-ENI) against the
+NodePort path a bridge-mode cluster needs, in one run on the local run's real nodes and
+VPC fabric (issue 17 item 2; docs/cni.md "Load balancer straight to pods"). Run by hand
+as root under the local run's lock::
+
+    flock /tmp/tke-e2e.lock .venv/bin/python -m bench.lb
+
+One ``localrun`` Environment (prefix ``tlb``, three real nodes). A Deployment of 3 HTTP
+servers (busybox ``httpd`` from the nodes' ``nginx`` stand-in image, route-ENI pods, one
+per node) and its NodePort Service. The L4 LB stand-in (``localrun.lbsim``: nftables
+destination NAT in its own namespace on the fabric, the client behind it) has two
+listeners on the same VIP:
+
+- direct (``:80``): the pods' VPC IPs, from the Service's EndpointSlices (watched);
+- NodePort (``:8080``): every real node's ``IP:nodePort``; kube-proxy (nftables mode) on
+  the node picks a pod, on this node or another, and masquerades (``Cluster`` policy).
+
+Printed: which source address the pods see on each path (the echo CGI answers the peer
+address), then per round and path wrk (Debian's ``wrk``, ``-t1``, a new connection per
+request: the servers close after each reply) with ``--connections`` (8): requests/s and
+latency p50/p99 (request written → reply read; the TCP handshake is not in it) and the
+machine's busy CPUs during the run; then wrk with 1 connection (latency without queueing
+in the servers), and the table of medians with direct ÷ NodePort. The order of the paths alternates
+by round. The load average is printed before and after."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import secrets
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from bench.datapath_tools import busy_cores, cpu_sample
+
+if TYPE_CHECKING:
+    from localrun.environment import Environment
+    from localrun.lbsim import LoadBalancer
+
+WORKDIR = Path("/var/lib/tke-e2e")
+PREFIX = "tlb"
+NAME = "lb-web"
+DIRECT_PORT = 80
+NODEPORT_PORT = 8080
+PATHS = {"direct": DIRECT_PORT, "NodePort": NODEPORT_PORT}
+TOOLS = {"wrk": "wrk", "nsenter": "util-linux", "nft": "nftables"}
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+
+
+@dataclass(frozen=True)
+class WrkResult:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    requests: int
+    errors: int  # socket errors + non-2xx/3xx
+
+
+def _ms(value: str) -> float:
+    m = re.fullmatch(r"([0-9.]+)(us|ms|s)", value)
+    if not m:
+        raise ValueError(f"not a wrk latency: {value!r}")
+    return float(m.group(1)) * _UNITS[m.group(2)]
+
+
+def parse_wrk(out: str) -> WrkResult:
+    """wrk's ``--latency`` report. Pure; ValueError names what is missing."""
+    def find(pattern: str, what: str) -> re.Match[str]:
+        m = re.search(pattern, out, re.MULTILINE)
+        if not m:
+            raise ValueError(f"wrk output has no {what}:\n{out}")
+        return m
+
+    p50 = _ms(find(r"^\s+50%\s+(\S+)", "50% latency").group(1))
+    p99 = _ms(find(r"^\s+99%\s+(\S+)", "99% latency").group(1))
+    rps = float(find(r"^Requests/sec:\s+([0-9.]+)", "Requests/sec").group(1))
+    requests = int(find(r"^\s+(\d+) requests in", "request count").group(1))
+    errors = 0
+    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    if sock:
+        errors += sum(int(x) for x in sock.groups())
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if non2xx:
+        errors += int(non2xx.group(1))
+    return WrkResult(rps, p50, p99, requests, errors)
+
+
+def require_tools() -> None:
+    missing = [f"{t} (Debian package {p})" for t, p in TOOLS.items() if shutil.which(t) is None]
+    if missing:
+        raise RuntimeError(f"missing: {', '.join(missing)}; run hack/setup-debian.sh")
+
+
+def load() -> str:
+    one, five, _ = os.getloadavg()
+    return f"load average {one:.2f} (1 min) {five:.2f} (5 min), {os.cpu_count()} CPUs"
+
+
+def wrk(lb: LoadBalancer, port: int, seconds: int, connections: int) -> tuple[WrkResult, float]:
+    from localrun.lbsim import VIP
+
+    argv = lb.client_argv(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency",
+                           f"http://{VIP}:{port}/"])
+    before = cpu_sample()
+    done = subprocess.run(argv, capture_output=True, text=True, check=False,
+                          timeout=seconds + 60)
+    cores = busy_cores(before, cpu_sample())
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} exited {done.returncode}: {done.stderr.strip()}")
+    return parse_wrk(done.stdout), cores
+
+
+def start_workload(env: Environment, lb: LoadBalancer) -> list[dict[str, Any]]:
+    from localrun.kube import wait_for
+    from localrun.lbclient import echo_deployment, echo_service
+    from localrun.lbsim import Backend
+    from localrun.pods import running_pods
+
+    kube = env.kube
+    kube.apply(echo_service(NAME))
+    kube.apply(echo_deployment(NAME, len(env.real), sorted(env.real)))
+    pods = running_pods(kube, f"app={NAME}", len(env.real), timeout=240)
+    svc = kube.get(f"/api/v1/namespaces/default/services/{NAME}") or {}
+    node_port = int(svc["spec"]["ports"][0]["nodePort"])
+    lb.watch_service(DIRECT_PORT, kube, "default", NAME)
+    lb.set_backends(NODEPORT_PORT, [Backend(rn.private_ip, node_port)
+                                    for rn in env.real.values()])
+    want = {Backend(p["status"]["podIP"], 80) for p in pods}
+    wait_for("the LB's direct backends = the ready pods",
+             lambda: set(lb.backends(DIRECT_PORT)) == want, timeout=120,
+             detail=lambda: f"have {lb.backends(DIRECT_PORT)}, want {sorted(want)}")
+    for port in PATHS.values():  # kube-proxy programs the NodePort a little later
+        lb.wait_answering(port)
+    for p in pods:
+        print(f"  {p['metadata']['name']:24} {p['spec']['nodeName']:8} {p['status']['podIP']}",
+              flush=True)
+    print(f"  direct   :{DIRECT_PORT}   -> {', '.join(map(str, lb.backends(DIRECT_PORT)))}")
+    print(f"  NodePort :{NODEPORT_PORT} -> {', '.join(map(str, lb.backends(NODEPORT_PORT)))}",
+          flush=True)
+    return pods
+
+
+def measure(env: Environment, lb: LoadBalancer, rounds: int, seconds: int,
+            connections: int) -> dict[tuple[str, str], list[float]]:
+    from localrun.lbsim import CLIENT_ADDRESS
+
+    node_ips = {rn.private_ip: name for name, rn in env.real.items()}
+    for path, port in PATHS.items():
+        seen = lb.probe(port, 12)
+        peers = Counter(seen["peers"])
+        named = ", ".join(f"{a} ({'the client' if a == CLIENT_ADDRESS else node_ips.get(a, '?')})"
+                          f" ×{n}" for a, n in peers.most_common())
+        print(f"  {path:8} source address the pods saw: {named}; "
+              f"{seen['ok']}/{seen['requests']} ok, pods {sorted(seen['pods'])}"
+              + (f"; failures {seen['failures'][:3]}" if seen["failed"] else ""), flush=True)
+    values: dict[tuple[str, str], list[float]] = {}
+    for r in range(rounds):
+        order = list(PATHS) if r % 2 == 0 else list(reversed(PATHS))
+        for path in order:
+            res, cores = wrk(lb, PATHS[path], seconds, connections)
+            one, _ = wrk(lb, PATHS[path], seconds, 1)
+            for key, v in (("requests/s", res.rps), ("latency p50 (ms)", res.p50_ms),
+                           ("latency p99 (ms)", res.p99_ms), ("busy CPUs", cores),
+                           ("1 conn: p50 (ms)", one.p50_ms), ("1 conn: p99 (ms)", one.p99_ms),
+                           ("errors", float(res.errors + one.errors))):
+                values.setdefault((path, key), []).append(v)
+            print(f"  round {r + 1}/{rounds} {path:8} -c{connections}: {res.rps:6.0f} req/s "
+                  f"p50 {res.p50_ms:5.2f} ms p99 {res.p99_ms:6.2f} ms, {res.requests} "
+                  f"requests, {cores:.2f} busy CPUs; -c1: {one.rps:5.0f} req/s p50 "
+                  f"{one.p50_ms:5.2f} ms p99 {one.p99_ms:6.2f} ms; {res.errors + one.errors} "
+                  f"errors; {load()}", flush=True)
+    return values
+
+
+def table(values: dict[tuple[str, str], list[float]]) -> str:
+    lines = [f"  {'figure':18} {'direct':>9} {'NodePort':>9} {'direct/NodePort':>16}"]
+    for key in ("requests/s", "latency p50 (ms)", "latency p99 (ms)", "busy CPUs",
+                "1 conn: p50 (ms)", "1 conn: p99 (ms)", "errors"):
+        d = statistics.median(values[("direct", key)])
+        n = statistics.median(values[("NodePort", key)])
+        ratio = f"{d / n:.2f}" if n else "-"
+        lines.append(f"  {key:18} {d:9.2f} {n:9.2f} {ratio:>16}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.lb", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=int, default=10, help="wrk -d per path and round")
+    parser.add_argument("--connections", type=int, default=8, help="wrk -c")
+    args = parser.parse_args(argv)
+    if os.geteuid() != 0:
+        print("bench.lb: run as root (network namespaces, the local run)", file=sys.stderr)
+        return 2
+    require_tools()
+    from localrun.environment import Environment
+    from localrun.lbsim import LoadBalancer
+
+    workdir = WORKDIR / f"lb-{secrets.token_hex(3)}"
+    env = Environment(workdir, prefix=PREFIX, kwok_nodes=0,
+                      progress=lambda line: print(line, flush=True))
+    started = time.monotonic()
+    ok = False
+    problems: list[str] = []
+    try:
+        env.start()
+        print(f"environment up ({time.monotonic() - started:.0f} s); {load()}", flush=True)
+        lb = LoadBalancer(PREFIX, env.fabric).up()
+        try:
+            start_workload(env, lb)
+            values = measure(env, lb, args.rounds, args.seconds, args.connections)
+        finally:
+            problems += lb.down()
+        print(f"\n=== LB straight to pods (route-ENI) vs LB → NodePort → kube-proxy → pod, "
+              f"median of {args.rounds} round(s), wrk -t1 -c{args.connections} "
+              f"-d{args.seconds}s, a connection per request ===")
+        print(table(values))
+        print(f"  {load()}", flush=True)
+        ok = True
+    finally:
+        problems += env.stop()
+        if problems:
+            print(f"stop problems (kept {workdir}): {problems}", file=sys.stderr)
+        elif ok:
+            shutil.rmtree(workdir, ignore_errors=True)
+    return 0 if ok and not problems else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -12,9 +12,10 @@ surge fill what the real nodes can use (81 / 1.25 → 64 + 16); once all Running
 
 - the total rollout time (restart → every pod of the new template Running, none old);
 - p50/p99 of "an IP became usable on a node" → "a pending pod bound there": for every
-  pod of the rollout that had to wait (no slot when it was created), the time from the
-  later of its creation and the moment the node's allocatable ``eni-ip`` last rose
-  before its binding, to its binding (both seen by polling every 0.1 s);
+  pod of the rollout that was refused before its binding, the time from the last rise
+  of its node's healthy eni-ip count (the device plugin's ListAndWatch send, in its
+  log) to its binding (kube-scheduler's log) (``bench.capacity_trace.rise_to_bound``;
+  the Node's allocatable, polled every 0.1 s, gives the split at the kubelet);
 - the ``FailedCreatePodSandBox`` events of the rollout.
 
 Targets (issue 15): p99 usable → bound ≤ 2 s; rollout ≤ 1.2 × the cooldown-0 rollout
@@ -58,6 +59,7 @@ class Run:
     sandbox_failures: int = 0
     why: dict[str, int] = field(default_factory=dict)  # sandbox failure message -> count
     trace: list[str] = field(default_factory=list)  # where the time went (printed)
+    polled: list[float] = field(default_factory=list)  # the waits by polling the Node
 
 
 def deployment(replicas: int) -> dict[str, Any]:
@@ -114,8 +116,7 @@ def collect(env: Any, out: Path) -> dict[str, str]:
 
 
 def trace(env: Any, out: Path, waited: list[tuple[str, float, float]],
-          node_of: dict[str, str]) -> tuple[list[str], dict[str, trace_mod.Attempts],
-                                            dict[str, list[tuple[float, int]]]]:
+          node_of: dict[str, str]) -> tuple[list[str], list[float]]:
     agent_logs = collect(env, out)
     sends = {node: trace_mod.dp_sends(text) for node, text in agent_logs.items()}
     sched = (out / "cp-kube-scheduler.log")
@@ -123,7 +124,13 @@ def trace(env: Any, out: Path, waited: list[tuple[str, float, float]],
     attempts = trace_mod.scheduler_attempts(
         sched.read_text(errors="replace") if sched.exists() else "", year)
     b = trace_mod.breakdown(waited, node_of, sends, attempts)
-    return b.lines(), attempts, sends
+    chain = trace_mod.rise_to_bound(sends, attempts, node_of)
+    return [
+        f"  plugin rise → bound (logs, whole chain): p50 {trace_mod.pct(chain, 50):.2f} s / "
+        f"p99 {trace_mod.pct(chain, 99):.2f} s / max {max(chain, default=float('nan')):.2f} s "
+        f"(n={len(chain)})",
+        *b.lines(),
+    ], chain
 
 
 def measure(cooldown: str, out: Path, scale_down: bool) -> Run:
@@ -199,7 +206,8 @@ def measure(cooldown: str, out: Path, scale_down: bool) -> Run:
             why = str(e.get("message", "")).rsplit("(add): ", 1)[-1][:200]
             run.why[why] = run.why.get(why, 0) + int(e.get("count") or 1)
         node_of = {names[uid]: node for uid, (node, _) in bound.items()}
-        run.trace, _, _ = trace(env, out / f"cooldown-{cooldown}-rollout", waited, node_of)
+        run.polled = run.waits  # Node polled: may pair a binding with an older rise
+        run.trace, run.waits = trace(env, out / f"cooldown-{cooldown}-rollout", waited, node_of)
         if scale_down and float(cooldown) > 0:
             run.trace += after_scale_down(env, out / f"cooldown-{cooldown}-scale-down")
     finally:

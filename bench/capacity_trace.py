@@ -159,3 +159,56 @@ def breakdown(
         if nxt is not None:
             out.no_attempt_after_node.append(nxt - node_rise)
     return out
+
+
+def rise_to_bound(
+    sends: dict[str, list[tuple[float, int]]],  # node → plugin sends (time, healthy)
+    attempts: dict[str, Attempts],
+    pods: Iterable[str] | None = None,
+) -> list[float]:
+    """"An IP became usable on a node" → "a pending pod bound there", from the logs:
+    for each binding of a pod that was refused before (it waited), the time since the
+    last rise of its node's healthy count (the plugin's send; healthy = in use +
+    usable now, so only a floor or cooldown end or room for a refill raises it) that
+    came after its first refusal. This is the whole chain: the agent's tally, the
+    plugin, the kubelet's status loop, kube-scheduler's queue and the extender.
+    (Polling the Node, as ``Run.waits`` does, can pair a binding with an older rise
+    when the binding is seen before the rise that caused it.)"""
+    ups = {node: rises(s) for node, s in sends.items()}
+    keep = None if pods is None else set(pods)
+    out = []
+    for pod, a in attempts.items():
+        if keep is not None and pod not in keep:
+            continue
+        if a.bound is None or not a.failed or min(a.failed) > a.bound:
+            continue
+        rise = latest_before(ups.get(a.node, []), a.bound)
+        if rise is not None and rise > min(a.failed):
+            out.append(a.bound - rise)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m bench.capacity_trace DIR``: ``rise_to_bound`` of a kept run."""
+    import argparse
+    from pathlib import Path
+
+    parser = argparse.ArgumentParser(prog="python -m bench.capacity_trace")
+    parser.add_argument("dir", type=Path, help="a directory bench.capacity kept")
+    parser.add_argument("--year", type=int, default=dt.datetime.now(dt.UTC).year)
+    args = parser.parse_args(argv)
+    sends: dict[str, list[tuple[float, int]]] = {}
+    for log in sorted(args.dir.glob("tke-eni-agent-*.log")):
+        text = log.read_text(errors="replace")
+        node = re.search(r'"node_name": "([^"]+)"', text)
+        sends[node.group(1) if node else log.stem] = dp_sends(text)
+    attempts = scheduler_attempts(
+        (args.dir / "cp-kube-scheduler.log").read_text(errors="replace"), args.year)
+    waits = rise_to_bound(sends, attempts)
+    print(f"plugin rise → bound: p50 {pct(waits, 50):.2f} s / p99 {pct(waits, 99):.2f} s / "
+          f"max {max(waits, default=float('nan')):.2f} s (n={len(waits)})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -49,3 +49,13 @@ def test_splits_a_wait_into_kubelet_and_scheduler_parts() -> None:
     assert b.failed_after_node == 1  # refused again at 43.0
     assert [round(x, 2) for x in b.no_attempt_after_node] == [0.5]
     assert any("plugin send → bound" in line for line in b.lines())
+
+
+def test_rise_to_bound_takes_the_last_rise_after_the_first_refusal() -> None:
+    sends = {"node-a": [(at("17:15:30"), 10), (at("17:15:35"), 11), (at("17:15:43.5"), 12)]}
+    waits = t.rise_to_bound(sends, t.scheduler_attempts(SCHED, 2026))
+    assert [round(x, 2) for x in waits] == [0.5]  # 43.5 → 44.0
+    assert t.rise_to_bound(sends, t.scheduler_attempts(SCHED, 2026), ["default/other"]) == []
+    # the only rise came before the pod's first refusal: it did not wait for it
+    early = {"node-a": [(at("17:15:30"), 10), (at("17:15:35"), 11)]}
+    assert t.rise_to_bound(early, t.scheduler_attempts(SCHED, 2026)) == []

@@ -22,7 +22,8 @@ from cni.agent.pool import Allocation, PoolState
 from cni.agent.reporter import Reporter
 from cni.agent.sources.kube_ipsource import KubeNodeIpSource
 from core.names import CRD_GROUP, CRD_VERSION, PLURAL_VPC_ENI, PLURAL_VPC_IP
-from tests.integration.test_agent_kube import api, wait_view  # noqa: F401 - fixture
+from kit.kubelite import KubeLite
+from tests.integration.test_agent_kube import api, lite, wait_view  # noqa: F401 - fixture
 from tests.ipamd_records import create_vpc_eni, create_vpc_ip, mark_eni_attached
 
 
@@ -36,6 +37,7 @@ def until(what: str, cond: Callable[[], bool], timeout: float = 30.0) -> None:
 
 def test_periodic_pass_restores_what_the_api_lost(
     api: client.ApiClient,  # noqa: F811 - the fixture
+    lite: KubeLite,  # noqa: F811 - the fixture
     tmp_path: Path,
 ) -> None:
     crd = client.CustomObjectsApi(api)
@@ -63,7 +65,7 @@ def test_periodic_pass_restores_what_the_api_lost(
     )
     for ip in (used, spare):
         create_vpc_ip(crd, ip, node, eni, "subnet-f")
-    src = KubeNodeIpSource(api, node)
+    src = KubeNodeIpSource(lite, node)
     src.start()
     state = PoolState()
     state.allocations[used] = Allocation(

@@ -23,6 +23,7 @@ from cni.agent.sources.kube_ipsource import KubeNodeIpSource
 from cni.agent.sources.kube_pods import KubePodSource
 from core.ids import IPv4
 from core.names import CRD_GROUP, CRD_VERSION, PLURAL_VPC_ENI, PLURAL_VPC_IP
+from kit.kubelite import KubeLite, from_kubeconfig
 from localcluster.controlplane import ControlPlane
 from tests.fixtures_netns import AgentFactory, NetnsSet, NetnsTcpProxy, Vpc, run_plugin, sh
 from tests.ipamd_records import create_vpc_eni, create_vpc_ip, mark_eni_attached
@@ -59,6 +60,16 @@ def api(control_plane: ControlPlane) -> Iterator[client.ApiClient]:
         yield api_client
 
 
+@pytest.fixture
+def lite(api: client.ApiClient, control_plane: ControlPlane) -> Iterator[KubeLite]:
+    """The node processes' client (kit.kubelite) on the admin kubeconfig."""
+    kube = from_kubeconfig(str(control_plane.kubeconfig))
+    try:
+        yield kube
+    finally:
+        kube.close()
+
+
 def wait_view(src: KubeNodeIpSource, cond: Any, what: str) -> NodeIpView:
     view = src.view()
     deadline = time.monotonic() + 30
@@ -68,7 +79,7 @@ def wait_view(src: KubeNodeIpSource, cond: Any, what: str) -> NodeIpView:
     return view
 
 
-def test_node_ip_source_watch_and_report(api: client.ApiClient) -> None:
+def test_node_ip_source_watch_and_report(api: client.ApiClient, lite: KubeLite) -> None:
     crd = client.CustomObjectsApi(api)
     node = f"node-{uuid.uuid4().hex[:8]}"
     other = f"other-{uuid.uuid4().hex[:8]}"
@@ -77,7 +88,7 @@ def test_node_ip_source_watch_and_report(api: client.ApiClient) -> None:
     create_vpc_eni(crd, eni, node, "subnet-a")
     for ip, owner in zip(ips, [node, node, other], strict=True):
         create_vpc_ip(crd, ip, owner, eni, "subnet-a")
-    src = KubeNodeIpSource(api, node)
+    src = KubeNodeIpSource(lite, node)
     src.start()
     try:
         # the ENI counts once ipamd reports it attached (with its MAC and gateway)
@@ -133,7 +144,7 @@ def test_node_ip_source_watch_and_report(api: client.ApiClient) -> None:
             crd.delete_cluster_custom_object(CRD_GROUP, CRD_VERSION, PLURAL_VPC_ENI, eni)
 
 
-def test_pod_source(api: client.ApiClient, control_plane: ControlPlane) -> None:
+def test_pod_source(api: client.ApiClient, lite: KubeLite) -> None:
     core = client.CoreV1Api(api)
     name = f"web-{uuid.uuid4().hex[:6]}"
     annotations = {"tke.cloud.tencent.com/networks": "tke-route-eni"}
@@ -145,13 +156,12 @@ def test_pod_source(api: client.ApiClient, control_plane: ControlPlane) -> None:
         },
     )
     try:
-        pods = KubePodSource(api)
+        pods = KubePodSource(lite)
         pod = pods.get("default", name)
         assert pod is not None and pod.annotations == annotations and pod.uid
         assert pods.get("default", "no-such-pod") is None
-        cfg = client.Configuration()
-        cfg.host = "https://127.0.0.1:1"  # nothing listens: the lookup says so
-        with contextlib.closing(client.ApiClient(cfg)) as dead, pytest.raises(PodLookupError):
+        dead = KubeLite("https://127.0.0.1:1")  # nothing listens: the lookup says so
+        with pytest.raises(PodLookupError):
             KubePodSource(dead).get("default", name)
     finally:
         core.delete_namespaced_pod(name, "default", grace_period_seconds=0)

@@ -28,6 +28,7 @@ from core.models import (
     dump_subnet_statuses,
 )
 from core.names import CRD_GROUP, CRD_VERSION, PLURAL_VPC_ENI, PLURAL_VPC_IP
+from kit.kubelite import Credentials, KubeLite
 from localcluster.controlplane import ControlPlane
 from tests.deploy_support import DEPLOY, apply, create_crds, kustomize_build, load_docs, yaml_files
 from tests.ipamd_records import create_vpc_eni, create_vpc_ip
@@ -67,6 +68,16 @@ def _agent_client(admin: client.ApiClient) -> client.ApiClient:
     conf.ssl_ca_cert = admin.configuration.ssl_ca_cert
     conf.api_key = {"authorization": f"Bearer {token.status.token}"}
     return client.ApiClient(conf)
+
+
+def _agent_lite(admin: client.ApiClient, api: client.ApiClient) -> KubeLite:
+    """The agent's own client (kit.kubelite) with ``api``'s ServiceAccount token."""
+    token = api.configuration.api_key["authorization"].removeprefix("Bearer ")
+    return KubeLite(
+        admin.configuration.host,
+        ca_file=admin.configuration.ssl_ca_cert,
+        credentials=Credentials(token=token),
+    )
 
 
 def _forbidden(what: str, call: Callable[[], Any]) -> None:
@@ -152,7 +163,8 @@ def test_agent_ports_work_with_the_agent_rbac(
     admin: client.ApiClient, agent_rbac: list[dict[str, Any]]
 ) -> None:
     with contextlib.closing(_agent_client(admin)) as api:
-        source = KubeNodeIpSource(api, NODE)
+        lite = _agent_lite(admin, api)
+        source = KubeNodeIpSource(lite, NODE)
         source.start()
         try:
             view = source.view()
@@ -169,14 +181,14 @@ def test_agent_ports_work_with_the_agent_rbac(
         )
         assert got["status"]["phase"] == "InUse" and got["status"]["podName"] == POD
 
-        info = KubePodSource(api).get(POD_NS, POD)
+        info = KubePodSource(lite).get(POD_NS, POD)
         assert info is not None and info.uid
 
         # ipamd's subnet status: get, and list + watch by metadata.name (resourceNames)
         core_api = client.CoreV1Api(api)
         assert core_api.read_namespaced_config_map(SUBNET_STATUS_CONFIGMAP, NS).data
         changed = threading.Event()
-        status = KubeSubnetStatusWatch(api, NS, SUBNET_STATUS_CONFIGMAP, on_change=changed.set)
+        status = KubeSubnetStatusWatch(lite, NS, SUBNET_STATUS_CONFIGMAP, on_change=changed.set)
         status.start()
         try:
             assert status.current() is not None, "the agent could not list the subnet status"

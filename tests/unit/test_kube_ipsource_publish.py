@@ -9,11 +9,10 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from kubernetes import client
-
 from cni.agent.ipsource import NodeIpView
 from cni.agent.sources.kube_ipsource import KubeNodeIpSource
 from core.names import PLURAL_VPC_ENI, PLURAL_VPC_IP
+from kit.kubelite import KubeLite
 
 ENI = {
     "metadata": {"name": "eni-1"},
@@ -34,7 +33,7 @@ IPS = [
 
 
 def test_concurrent_publishes_end_with_the_latest_state() -> None:
-    source = KubeNodeIpSource(client.ApiClient(), "n1")
+    source = KubeNodeIpSource(KubeLite("https://127.0.0.1:1"), "n1")
     real_set_view = source._mem.set_view
     first_in = threading.Event()
     calls: list[int] = []

@@ -10,8 +10,9 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
-from kubernetes import client
+from kit.kubelite import KubeLite
 
 log = logging.getLogger(__name__)
 COMPONENT = "tke-eni-agent"
@@ -19,8 +20,8 @@ TIMEOUT = 5.0  # seconds per API call
 
 
 class NodeEvents:
-    def __init__(self, api_client: Any, node_name: str, namespace: str = "default") -> None:
-        self.core = client.CoreV1Api(api_client)
+    def __init__(self, api: KubeLite, node_name: str, namespace: str = "default") -> None:
+        self.api = api
         self.node_name = node_name
         self.namespace = namespace
 
@@ -40,6 +41,9 @@ class NodeEvents:
             "count": 1,
         }
         try:
-            self.core.create_namespaced_event(self.namespace, body, _request_timeout=TIMEOUT)
+            self.api.call(
+                "POST", f"/api/v1/namespaces/{quote(self.namespace)}/events", body=body,
+                timeout=TIMEOUT,
+            )  # fmt: skip
         except Exception as exc:  # noqa: BLE001 - an Event is never worth failing for
             log.warning("event not recorded", extra={"reason": reason, "error": str(exc)})

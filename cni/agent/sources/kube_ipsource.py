@@ -7,13 +7,12 @@ release handshake in ``core.models``."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
 from collections.abc import Sequence
 from typing import Any
-
-from kubernetes import client, config
 
 from core.ids import EniId, IPv4
 from core.models import (
@@ -27,7 +26,8 @@ from core.models import (
     unclaimed_uid,
 )
 from core.names import CRD_GROUP, CRD_VERSION, NODE_LABEL, PLURAL_VPC_ENI, PLURAL_VPC_IP
-from kit.watch import Handlers, ListWatch, Timing, api_get, stop_all
+from kit.kubelite import KubeApiError, KubeLite, load
+from kit.watch import Handlers, ListWatch, Timing, stop_all
 
 from ..ipsource import EniInfo, IpUsage, MemoryNodeIpSource, NodeIp, NodeIpView
 
@@ -35,12 +35,12 @@ log = logging.getLogger(__name__)
 WATCH_TIMEOUT = 300
 
 
-def load_kube_config(path: str) -> Any:
-    """An ApiClient from ``path``, or the in-cluster config when empty."""
-    if path:
-        return config.new_client_from_config(config_file=path)  # type: ignore[no-untyped-call]
-    config.load_incluster_config()  # type: ignore[no-untyped-call]
-    return client.ApiClient()
+@functools.cache
+def load_kube_config(path: str) -> KubeLite:
+    """The API client (``kit.kubelite``) from kubeconfig ``path``, or the
+    in-cluster config when empty; one per path, shared by the agent's sources
+    (its connection pool is thread-safe)."""
+    return load(path)
 
 
 def status_patch(u: IpUsage) -> dict[str, Any]:
@@ -89,14 +89,14 @@ def ip_of(obj: dict[str, Any]) -> NodeIp:
 
 
 class KubeNodeIpSource:
-    def __init__(self, api_client: Any, node_name: str) -> None:
-        self.api = client.CustomObjectsApi(api_client)
+    def __init__(self, api: KubeLite, node_name: str) -> None:
+        self.api = api
         self.node_name = node_name
         self.selector = f"{NODE_LABEL}={node_name}"
         self._mem = MemoryNodeIpSource()
         self._objs: dict[str, dict[str, dict[str, Any]]] = {PLURAL_VPC_ENI: {}, PLURAL_VPC_IP: {}}
         self._lock = threading.Lock()
-        get = api_get(api_client)
+        get = api.get
         self.watches = [
             ListWatch(
                 get,
@@ -165,10 +165,13 @@ class KubeNodeIpSource:
     def report(self, usage: Sequence[IpUsage]) -> None:
         for u in usage:
             try:
-                self.api.patch_cluster_custom_object_status(
-                    CRD_GROUP, CRD_VERSION, PLURAL_VPC_IP, u.ip, status_patch(u)
+                self.api.call(
+                    "PATCH",
+                    f"/apis/{CRD_GROUP}/{CRD_VERSION}/{PLURAL_VPC_IP}/{u.ip}/status",
+                    body=status_patch(u),
+                    content_type="application/merge-patch+json",
                 )
-            except client.ApiException as exc:
+            except KubeApiError as exc:
                 if exc.status == 404:
                     continue  # ipamd deleted it: nothing to report
                 raise

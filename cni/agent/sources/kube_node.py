@@ -5,33 +5,33 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from urllib.parse import quote
 
-from kubernetes import client
+from kit.kubelite import KubeApiError, KubeLite
 
 log = logging.getLogger(__name__)
 
 
-def wait_pod_cidr(api: Any, node_name: str, timeout: float = 120.0,
-                  interval: float = 2.0) -> str:
+def wait_pod_cidr(
+    api: KubeLite, node_name: str, timeout: float = 120.0, interval: float = 2.0
+) -> str:
     """The Node's podCIDR, waiting (bounded) for the node IPAM controller to set it.
     RuntimeError with what was seen when it does not come."""
-    core = client.CoreV1Api(api)
     deadline = time.monotonic() + timeout
     last = "not read yet"
     while True:
         try:
-            node = core.read_node(node_name)
-            cidr = str((node.spec.pod_cidr if node.spec else "") or "")
+            node = api.call("GET", f"/api/v1/nodes/{quote(node_name)}")
+            cidr = str((node.get("spec") or {}).get("podCIDR") or "")
             if cidr:
                 return cidr
             last = "spec.podCIDR is empty (is node IPAM on: --allocate-node-cidrs?)"
-        except client.ApiException as exc:
-            last = f"GET node {node_name}: HTTP {exc.status} {exc.reason}"
-        except OSError as exc:
-            last = f"GET node {node_name}: {exc}"
+        except KubeApiError as exc:
+            last = str(exc)
         if time.monotonic() > deadline:
-            raise RuntimeError(f"the default network's plugins ask for usePodCidr but node "
-                               f"{node_name} has no podCIDR after {timeout:.0f}s: {last}")
+            raise RuntimeError(
+                f"the default network's plugins ask for usePodCidr but node "
+                f"{node_name} has no podCIDR after {timeout:.0f}s: {last}"
+            )
         log.info("waiting for the node's podCIDR", extra={"node": node_name, "last": last})
         time.sleep(interval)

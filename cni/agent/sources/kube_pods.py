@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any
+from urllib.parse import quote
 
-from kubernetes import client
+from kit.kubelite import KubeApiError, KubeLite
 
 from ..pods import PodInfo, PodLookupError
 
@@ -17,8 +17,8 @@ TTL = 30.0
 
 
 class KubePodSource:
-    def __init__(self, api_client: Any, ttl: float = TTL) -> None:
-        self.api = client.CoreV1Api(api_client)
+    def __init__(self, api: KubeLite, ttl: float = TTL) -> None:
+        self.api = api
         self.ttl = ttl
         self._cache: dict[tuple[str, str], tuple[float, PodInfo]] = {}
         self._lock = threading.Lock()
@@ -31,25 +31,27 @@ class KubePodSource:
         if hit is not None and now - hit[0] < self.ttl and (not uid or hit[1].uid == uid):
             return hit[1]
         try:
-            pod = self.api.read_namespaced_pod(name, namespace, _request_timeout=5)
-            meta = pod.metadata
+            pod = self.api.call(
+                "GET", f"/api/v1/namespaces/{quote(namespace)}/pods/{quote(name)}", timeout=5
+            )
+            meta = pod.get("metadata") or {}
             info: PodInfo | None = PodInfo(
                 namespace,
                 name,
-                (meta.uid if meta else "") or "",
-                dict((meta.annotations if meta else None) or {}),
+                str(meta.get("uid") or ""),
+                {str(k): str(v) for k, v in (meta.get("annotations") or {}).items()},
                 tuple(
                     {
-                        "apiVersion": ref.api_version,
-                        "kind": ref.kind,
-                        "name": ref.name,
-                        "uid": ref.uid,
-                        "controller": bool(ref.controller),
+                        "apiVersion": ref.get("apiVersion"),
+                        "kind": ref.get("kind"),
+                        "name": ref.get("name"),
+                        "uid": ref.get("uid"),
+                        "controller": bool(ref.get("controller")),
                     }
-                    for ref in ((meta.owner_references if meta else None) or [])
+                    for ref in (meta.get("ownerReferences") or [])
                 ),
             )
-        except client.ApiException as exc:
+        except KubeApiError as exc:
             if exc.status != 404:
                 raise PodLookupError(
                     f"GET pod {namespace}/{name}: {exc.status} {exc.reason}"

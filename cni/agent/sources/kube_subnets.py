@@ -18,7 +18,8 @@ from collections.abc import Callable
 from typing import Any
 
 from core.models import SUBNET_STATUS_KEY, SubnetStatus, load_subnet_statuses
-from kit.watch import Handlers, ListWatch, Timing, api_get
+from kit.kubelite import KubeLite
+from kit.watch import Handlers, ListWatch, Timing
 
 log = logging.getLogger(__name__)
 WATCH_TIMEOUT = 300
@@ -27,7 +28,7 @@ WATCH_TIMEOUT = 300
 class KubeSubnetStatusWatch:
     def __init__(
         self,
-        api_client: Any,
+        api: KubeLite,
         namespace: str,
         name: str,
         on_change: Callable[[], object] = lambda: None,
@@ -39,7 +40,7 @@ class KubeSubnetStatusWatch:
         self._current: list[SubnetStatus] | None = None
         self._lock = threading.Lock()
         self.watch = ListWatch(
-            api_get(api_client),
+            api.get,
             f"/api/v1/namespaces/{namespace}/configmaps",
             Handlers(
                 replace=self._replace,

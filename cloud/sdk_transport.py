@@ -9,6 +9,7 @@ certificate that bundle does not trust fails with a message naming the setting."
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import threading
@@ -18,10 +19,6 @@ from tencentcloud.common import credential as sdk_credential
 from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentCloudSDKException
 from tencentcloud.common.profile.client_profile import ClientProfile
 from tencentcloud.common.profile.http_profile import HttpProfile
-from tencentcloud.cvm.v20170312 import cvm_client
-from tencentcloud.cvm.v20170312 import models as cvm_models
-from tencentcloud.vpc.v20170312 import models as vpc_models
-from tencentcloud.vpc.v20170312 import vpc_client
 
 from cloud.credentials import CredentialProvider, Creds
 from cloud.errors import CloudError
@@ -36,8 +33,21 @@ class Transport(Protocol):
 UNTRUSTED = "CERTIFICATE_VERIFY_FAILED"
 
 
+#: the SDK's generated packages, imported on first use: their request/response models
+#: cost ~17 MB of RSS (docs/node.md, "Footprint")
+SERVICES = {"vpc": "tencentcloud.vpc.v20170312", "cvm": "tencentcloud.cvm.v20170312"}
+VERSIONS = {"vpc": "2017-03-12", "cvm": "2017-03-12"}
+
+
 class SdkTransport:
-    def __init__(self, settings: CloudSettings, credentials: CredentialProvider) -> None:
+    """``generic=True``: the SDK's ``CommonClient`` (the same signed request on the
+    wire, the reply as the API sent it) instead of the generated clients and
+    models, for a process that makes a call or two and must stay small (the
+    device plugin)."""
+
+    def __init__(
+        self, settings: CloudSettings, credentials: CredentialProvider, *, generic: bool = False
+    ) -> None:
         ca = settings.ca_file
         if ca is not None and not (os.path.isfile(ca) and os.access(ca, os.R_OK)):
             raise ValueError(
@@ -46,6 +56,7 @@ class SdkTransport:
             )
         self.settings = settings
         self.credentials = credentials
+        self.generic = generic
         self._local = threading.local()  # SDK clients are not thread-safe: one per thread
 
     def _clients(self, creds: Creds) -> dict[str, Any]:
@@ -64,24 +75,36 @@ class SdkTransport:
             )
             return ClientProfile(httpProfile=http)
 
-        clients = {
-            "vpc": vpc_client.VpcClient(cred, s.region, profile(s.vpc_endpoint)),
-            "cvm": cvm_client.CvmClient(cred, s.region, profile(s.cvm_endpoint)),
-        }
+        endpoints = {"vpc": s.vpc_endpoint, "cvm": s.cvm_endpoint}
+        clients: dict[str, Any] = {}
+        for service, endpoint in endpoints.items():
+            if self.generic:
+                from tencentcloud.common.common_client import CommonClient
+
+                clients[service] = CommonClient(
+                    service, VERSIONS[service], cred, s.region, profile(endpoint)
+                )
+            else:
+                module = importlib.import_module(f"{SERVICES[service]}.{service}_client")
+                client_class = getattr(module, f"{service.capitalize()}Client")
+                clients[service] = client_class(cred, s.region, profile(endpoint))
         self._local.clients = clients
         self._local.creds = creds
         return clients
 
     def call(self, service: str, action: str, params: dict[str, Any]) -> dict[str, Any]:
-        models = {"vpc": vpc_models, "cvm": cvm_models}[service]
         try:
             creds = self.credentials.get()
         except Exception as exc:
             raise CloudError(action, "AuthFailure.NoCredentials", str(exc)) from exc
         client = self._clients(creds)[service]
-        request = getattr(models, f"{action}Request")()
-        request.from_json_string(json.dumps(params))
         try:
+            if self.generic:
+                answer: dict[str, Any] = client.call_json(action, params)
+                return dict(answer.get("Response") or {})
+            request = getattr(importlib.import_module(f"{SERVICES[service]}.models"),
+                              f"{action}Request")()  # fmt: skip
+            request.from_json_string(json.dumps(params))
             reply = getattr(client, action)(request)
         except TencentCloudSDKException as exc:
             code = str(exc.get_code() or "ClientError")

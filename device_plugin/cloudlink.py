@@ -13,17 +13,22 @@ the plugin never reads or logs them.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CollectorRegistry
-
-from cloud.adapter import TencentCloud
 from cloud.ports import InstanceReader
 from cloud.settings import CloudSettings, from_env
 from device_plugin.identity import NodeIdentity
 from device_plugin.settings import Settings
+
+log = logging.getLogger(__name__)
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
+    from cloud.adapter import TencentCloud
 
 ReaderFactory = Callable[[NodeIdentity, Settings], InstanceReader]
 
@@ -44,11 +49,32 @@ def cloud_settings(
     return dataclasses.replace(base, **changes)
 
 
+def make_cloud(
+    identity: NodeIdentity, settings: Settings, registry: CollectorRegistry | None
+) -> TencentCloud:
+    """The cloud adapter for this node's calls (DescribeNetworkInterfaceLimit,
+    DescribeAddressQuota), its ``tke_cloud_*`` metrics in ``registry``.
+
+    Imported here: a plugin on table limits never loads the SDK; one on the API
+    loads the SDK's common client only, not its generated models (~17 MB of
+    RSS, docs/node.md "Footprint")."""
+    from cloud.adapter import TencentCloud
+    from cloud.credentials import provider_for
+    from cloud.metrics import CloudMetrics
+    from cloud.sdk_transport import SdkTransport
+
+    cs = cloud_settings(identity, settings)
+    log.info("cloud settings %s", cs.redacted())
+    return TencentCloud(
+        cs, SdkTransport(cs, provider_for(cs), generic=True), metrics=CloudMetrics.into(registry)
+    )
+
+
 def make_instance_reader(registry: CollectorRegistry | None) -> ReaderFactory:
     """The reader factory: the adapter, its ``tke_cloud_*`` metrics in
     ``registry`` (the plugin's, served on its ``/metrics``)."""
 
     def make(identity: NodeIdentity, settings: Settings) -> InstanceReader:
-        return TencentCloud.from_settings(cloud_settings(identity, settings), registry=registry)
+        return make_cloud(identity, settings, registry)
 
     return make

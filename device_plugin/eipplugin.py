@@ -13,13 +13,13 @@ import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
 import grpc
 from prometheus_client import CollectorRegistry
 
-from cloud.adapter import TencentCloud
 from core.eip import RESOURCE_EIP
-from device_plugin.cloudlink import cloud_settings
+from device_plugin.cloudlink import make_cloud
 from device_plugin.eip import EipDevices, EipServicer
 from device_plugin.identity import NodeIdentity
 from device_plugin.kubelet import (
@@ -31,6 +31,9 @@ from device_plugin.kubelet import (
 )
 from device_plugin.settings import Settings
 from protos.v1beta1 import api_pb2_grpc
+
+if TYPE_CHECKING:
+    from cloud.adapter import TencentCloud
 
 log = logging.getLogger(__name__)
 
@@ -170,9 +173,7 @@ def quota_reader(
         if ident is None:
             return None
         if not made:
-            made.append(
-                TencentCloud.from_settings(cloud_settings(ident, settings), registry=registry)
-            )
+            made.append(make_cloud(ident, settings, registry))  # the SDK's common client
         return made[0].eip_quota().limit
 
     return read

@@ -18,7 +18,7 @@ from kit import logs
 from kit.httpserve import StatusServer
 from kit.settings import log_effective
 
-from . import checkpoint, config, install, podcidr, recover
+from . import checkpoint, config, devplugin, install, podcidr, recover
 from .agent import Agent, AgentSettings
 from .capacity_file import CapacityFilePublisher, pool_reader
 from .dataplane.netops import NetOps
@@ -177,6 +177,37 @@ def start_recovery(cfg: config.AgentConfig, agent: Agent, loaded: checkpoint.Loa
         agent.state.recovering = agent.recovery.reason
 
 
+def start_health(
+    cfg: config.AgentConfig, agent: Agent, reconciler: Reconciler, metrics: Metrics
+) -> StatusServer | None:
+    """/healthz (the loops run), /readyz, /metrics on --health-address."""
+    if not cfg.health_address:
+        return None
+
+    def healthy() -> tuple[bool, str]:
+        fresh = time.monotonic() - reconciler.last_pass < 3 * cfg.reconcile_interval + 30
+        ok = reconciler.alive() and fresh
+        return ok, "ok" if ok else "loops stalled"
+
+    return StatusServer(
+        cfg.health_address,
+        registries=[metrics.registry],
+        healthy=healthy,
+        ready=lambda: (agent.ready.is_set(), "ready" if agent.ready.is_set() else "not ready"),
+        name="agent",
+    ).start()
+
+
+def wait_stop(stop: threading.Event, plugin: devplugin.Embedded | None) -> int:
+    """Until asked to stop (0), or until the in-process device plugin's loop
+    dies (1: the pod restarts)."""
+    while not stop.wait(None if plugin is None else 1.0):
+        if plugin is not None and not plugin.alive:
+            log.error("device plugin loop ended unexpectedly; exiting")
+            return 1
+    return 0
+
+
 def run(cfg: config.AgentConfig, stop: threading.Event) -> int:
     log_effective(log, "tke-eni-agent", cfg)
     # a CNI reply waiting for the GIL behind a background thread waits up to the
@@ -187,6 +218,8 @@ def run(cfg: config.AgentConfig, stop: threading.Event) -> int:
             os.setpriority(os.PRIO_PROCESS, 0, cfg.nice)
         except OSError as exc:
             log.warning("cannot set niceness", extra={"nice": cfg.nice, "error": str(exc)})
+    # built first: a bad TKE_ENI_DP_* setting fails the start before anything changes
+    plugin = devplugin.embedded() if cfg.device_plugin else None
     metrics = Metrics()
     source, pods = build_sources(cfg)
     loaded = load_state(cfg)
@@ -226,27 +259,15 @@ def run(cfg: config.AgentConfig, stop: threading.Event) -> int:
         max_connections=cfg.socket_max_connections,
     )
     agent.ready.set()
-    health = None
-    if cfg.health_address:
-
-        def healthy() -> tuple[bool, str]:
-            fresh = time.monotonic() - reconciler.last_pass < 3 * cfg.reconcile_interval + 30
-            ok = reconciler.alive() and fresh
-            return ok, "ok" if ok else "loops stalled"
-
-        health = StatusServer(
-            cfg.health_address,
-            registries=[metrics.registry],
-            healthy=healthy,
-            ready=lambda: (agent.ready.is_set(), "ready" if agent.ready.is_set() else "not ready"),
-            name="agent",
-        ).start()
+    health = start_health(cfg, agent, reconciler, metrics)
+    if plugin is not None:
+        plugin.start()
     server.start()
     reporter.start()
     reporter.poke()
     reconciler.start()
     log.info("ready", extra={"socket": cfg.socket, "health": cfg.health_address})
-    stop.wait()
+    rc = wait_stop(stop, plugin)
     log.info("stopping")
     agent.ready.clear()
     server.stop()
@@ -258,9 +279,11 @@ def run(cfg: config.AgentConfig, stop: threading.Event) -> int:
     source.stop()
     if health:
         health.stop()
+    if plugin is not None:
+        plugin.stop()
     net.close()
     log.info("stopped")
-    return 0
+    return rc
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -275,7 +298,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGINT, on_signal)
     try:
         return run(cfg, stop)
-    except (install.InstallError, checkpoint.CheckpointError, OSError) as exc:
+    except (
+        install.InstallError,
+        checkpoint.CheckpointError,
+        devplugin.DevicePluginError,
+        OSError,
+    ) as exc:
         log.error("fatal", extra={"error": str(exc)})
         return 1
 

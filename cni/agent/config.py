@@ -61,7 +61,7 @@ class AgentConfig:
     cooldown: float = _opt(
         150.0,
         "seconds a released IP rests before reuse (> conntrack's 120 s; docs/cni.md, "
-        "\"Cooldown\"); kept across restarts",
+        '"Cooldown"); kept across restarts',
     )
     cooldown_floor: float = _opt(
         30.0,
@@ -116,6 +116,12 @@ class AgentConfig:
         "(this node's IP tally: in use, warm, cooling, reserved, leaving, can grow); "
         "empty = off",
     )
+    device_plugin: bool = _opt(
+        False,
+        "also serve the device plugin (tke.cloud.tencent.com/eni-ip) in this process, "
+        "configured by its TKE_ENI_DP_* environment variables (docs/device-plugin.md): one "
+        "Python process per node instead of two (docs/node.md, Footprint)",
+    )
     subnet_status_configmap: str = _opt(
         f"{CONFIGMAP_NAMESPACE}/{SUBNET_STATUS_CONFIGMAP}",
         "<namespace>/<name> of ipamd's subnet status ConfigMap, read (kubernetes IP source "
@@ -165,8 +171,9 @@ def _flags() -> tuple[Flag, ...]:
         if f.name in ("log_level", "log_format"):
             continue
         also = ("NODE_NAME",) if f.name == "node_name" else ()
-        out.append(Flag(f.name, ENV_PREFIX + f.name.upper(), f.default, f.metadata["doc"],
-                        also_env=also))
+        out.append(
+            Flag(f.name, ENV_PREFIX + f.name.upper(), f.default, f.metadata["doc"], also_env=also)
+        )
     return (*out, *logs.flags(ENV_PREFIX))
 
 

@@ -152,7 +152,10 @@ def main(argv: list[str] | None = None) -> int:
 
     profiles = [p.strip() for p in args.profiles.split(",") if p.strip()]
     for p in profiles:
-        latency.get(p)  # a clear error before anything starts
+        try:
+            latency.get(p)  # a clear error before anything starts
+        except ValueError as exc:
+            parser.error(f"--profiles: {exc}")
     prebinds = [p.strip() for p in args.prebind.split(",") if p.strip()]
     if not profiles or not prebinds:
         parser.error("--profiles and --prebind need at least one value each")

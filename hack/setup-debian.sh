@@ -6,7 +6,7 @@ pkgs=(iproute2 iputils-ping iptables nftables procps psmisc kmod
       ca-certificates curl openssl jq
       buildah debootstrap  # the image: hack/image/build.sh (kernel overlay as root, chroot RUNs)
       iperf3 sockperf  # bench.datapath (docs/cni.md "Data path benchmark")
-      wrk)  # bench.lb (docs/local-run.md "Load balancer straight to pods")
+      wrk)  # bench.lb (docs/cni.md "Load balancer straight to pods")
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 
-ALL = ("cloud_latency", "device_plugin", "cni_bench", "extender", "ipamd", "webhook")
+ALL = ("cloud_latency", "device_plugin", "cni_bench", "extender", "ipamd", "webhook", "footprint")
 
 
 def main(argv: list[str]) -> int:

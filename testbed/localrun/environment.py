@@ -275,7 +275,7 @@ class Environment:
                     gateway=gateway_of(gateway), host_paths=NODE_HOST_PATHS, kube_proxy=True,
                     provider_id=f"qcloud:///{ZONE_IDS[spec.zone]}/{inst['instance_id']}",
                     netns_name=f"{self.prefix}-{spec.name}",
-                    cgroup_root=f"/{self.prefix}-{spec.name}", status_update_frequency="3s",
+                    cgroup_root=f"/{self.prefix}-{spec.name}", status_update_frequency="1s",
                     labels={INSTANCE_LABEL: inst["instance_id"],
                             "node.kubernetes.io/instance-type": spec.instance_type})
         rn = RealNode(spec, inst["instance_id"], inst["private_ip"], node)

@@ -24,6 +24,7 @@ from localcluster.process import process_start_ticks
 from localnode import mounts, netns
 from localnode.node import Node
 from localnode.proc import kill_and_wait, pids_with_arg
+from localrun.eipfabric import internet_netns
 
 ROOT = Path(__file__).resolve().parents[2]
 #: lines the supervisor prints when the demo is shown / failed (the end of ``demo``)
@@ -166,7 +167,9 @@ def sweep(workdir: Path) -> list[str]:
             found.append(f"node {name}")
         node.sweep_stale()
         mounts.unmount_all(node.workdir)
-    for ns in (state.get("cp_netns"), state.get("fabric")):
+    fabric = state.get("fabric")
+    inet = internet_netns(fabric) if fabric else None  # the EIPs' internet (localrun.eipfabric)
+    for ns in (state.get("cp_netns"), inet, fabric):
         if ns and netns.exists(ns):
             found.append(f"netns {ns}")
             kill_and_wait(netns.pids_in(ns))  # the apiserver endpoint, kube-proxy, scheduler

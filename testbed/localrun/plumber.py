@@ -4,8 +4,9 @@ Every ``interval`` it reads the emulator's state (``GET /_admin/state``) and rec
 the fabric namespace against the ENIs attached to instances that are real local nodes:
 a veth per ENI (fabric side named as the ENI id, node side ``eth<device index>`` with the
 ENI's MAC, left down for the agent), the subnet gateway address on the fabric side, and a
-/32 route + permanent neighbour per ENI IP (the VPC's SDN). Detach removes the link. It
-writes nothing to the cloud and nothing to Kubernetes.
+/32 route + permanent neighbour per ENI IP (the VPC's SDN). Detach removes the link. The
+internet beside the fabric and the EIPs bound in the emulator are kept in step
+(``localrun.eipfabric``). It writes nothing to the cloud and nothing to Kubernetes.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 from localnode.netns import ip
 from localnode.proc import ProcessError, run
 from localrun.cloudspec import gateway_of
+from localrun.eipfabric import EipFabric
 
 log = logging.getLogger("localrun.plumber")
 
@@ -72,6 +74,7 @@ class Plumber:
     _pass_lock: threading.Lock = field(default_factory=threading.Lock)  # one pass at a time
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
+    _eip: EipFabric | None = None  # the internet beside the fabric and the bound EIPs
 
     def add_node(self, instance_id: str, netns: str) -> None:
         with self._lock:
@@ -88,6 +91,7 @@ class Plumber:
         if self._thread is not None:
             self._thread.join(10)
             self._thread = None
+        EipFabric(self.fabric).down()  # the internet namespace, made or not by this process
 
     def _loop(self) -> None:
         while not self._stop.is_set():
@@ -106,7 +110,8 @@ class Plumber:
     def _reconcile(self) -> None:
         with self._lock:
             nodes = dict(self.nodes)
-        want = desired_links(self.read_state(), nodes)
+        state = self.read_state()
+        want = desired_links(state, nodes)
         for eni_id, have in list(self._applied.items()):
             new = want.get(eni_id)
             if new is None or (new.netns, new.ifname, new.mac) != (have.netns, have.ifname,
@@ -118,6 +123,9 @@ class Plumber:
                 self._add(link)
             elif have_link.ips != link.ips:
                 self._routes(link, have_link.ips)
+        if self._eip is None:
+            self._eip = EipFabric(self.fabric)
+        self._eip.apply(state)
         self.stats.passes += 1
 
     # ---- netlink (through ip(8)) ----------------------------------------------------------

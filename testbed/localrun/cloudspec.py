@@ -13,6 +13,8 @@ ZONE_IDS = {ZONE3: "100003", ZONE4: "100004", ZONE5: "100005"}
 NODE_SUBNETS = {ZONE3: "subnet-node0003", ZONE4: "subnet-node0004", ZONE5: "subnet-node0005"}
 SPARE_SUBNET = "subnet-spare003"  # zone 3, empty: appended live by the scenario
 BUSY_SUBNET = "subnet-busy0003"  # zone 3, holds a CVM: ipamd must refuse it
+#: every instance's group unless told otherwise (the project's default): allows all
+DEFAULT_SECURITY_GROUP = "sg-node0001"
 
 
 @dataclass(frozen=True)
@@ -24,6 +26,12 @@ class CloudLayout:
         pod3, pod4 = self.pod_subnets
         return {
             "region": "ap-guangzhou",
+            "security_groups": [
+                {"id": DEFAULT_SECURITY_GROUP, "name": "default", "default": True,
+                 "description": "the nodes' group: allows all",
+                 "ingress": [{"Protocol": "ALL", "CidrBlock": "0.0.0.0/0", "Action": "ACCEPT"}],
+                 "egress": [{"Protocol": "ALL", "CidrBlock": "0.0.0.0/0", "Action": "ACCEPT"}]},
+            ],
             "vpcs": [{
                 "id": self.vpc_id, "name": "tke-localrun", "cidr": "10.0.0.0/16",
                 "subnets": [

@@ -142,7 +142,8 @@ def kustomization(objs: list[dict[str, Any]], s: OverlaySettings, deploy: str
     cloud_env = {"TKE_CLOUD_VPC_ENDPOINT": s.cloud_endpoint,
                  "TKE_CLOUD_CVM_ENDPOINT": s.cloud_endpoint, "TKE_CLOUD_PROTOCOL": "http"}
     patches = [
-        _patch(ipamd, _flag_ops(ipamd, IPAMD, [f"--clusterid={s.cluster_id}"])
+        _patch(ipamd, _flag_ops(ipamd, IPAMD, [f"--clusterid={s.cluster_id}",
+                                               "--enable-security-groups=true"])
                + _env_ops(ipamd, IPAMD, {**cloud_env, **s.ipamd_env})),
         _patch(agent, _env_ops(agent, DEVICE_PLUGIN, {
             **cloud_env, "TKE_ENI_DP_METADATA_URL": s.metadata_url,

@@ -5,8 +5,10 @@ the fabric namespace against the ENIs attached to instances that are real local 
 a veth per ENI (fabric side named as the ENI id, node side ``eth<device index>`` with the
 ENI's MAC, left down for the agent), the subnet gateway address on the fabric side, and a
 /32 route + permanent neighbour per ENI IP (the VPC's SDN). Detach removes the link. The
-internet beside the fabric and the EIPs bound in the emulator are kept in step
-(``localrun.eipfabric``). It writes nothing to the cloud and nothing to Kubernetes.
+ENIs' security groups are enforced on what the fabric forwards into them
+(``localrun.sgfabric``, one nftables table replaced when they change). The internet beside
+the fabric and the EIPs bound in the emulator are kept in step (``localrun.eipfabric``). It
+writes nothing to the cloud and nothing to Kubernetes.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from localnode.netns import ip
 from localnode.proc import ProcessError, run
 from localrun.cloudspec import gateway_of
 from localrun.eipfabric import EipFabric
+from localrun.sgfabric import SgFabric
 
 log = logging.getLogger("localrun.plumber")
 
@@ -74,6 +77,7 @@ class Plumber:
     _pass_lock: threading.Lock = field(default_factory=threading.Lock)  # one pass at a time
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
+    _sg: SgFabric | None = None  # the ENIs' security groups, enforced in the fabric
     _eip: EipFabric | None = None  # the internet beside the fabric and the bound EIPs
 
     def add_node(self, instance_id: str, netns: str) -> None:
@@ -123,6 +127,9 @@ class Plumber:
                 self._add(link)
             elif have_link.ips != link.ips:
                 self._routes(link, have_link.ips)
+        if self._sg is None:
+            self._sg = SgFabric(self.fabric)
+        self._sg.apply(state, self._applied)
         if self._eip is None:
             self._eip = EipFabric(self.fabric)
         self._eip.apply(state)

@@ -3,8 +3,9 @@
 Form::
 
     region: ap-guangzhou
-    security_groups:
-      - {id: sg-sim00001, name: default, default: true}
+    security_groups:                # ingress/egress: rules as the API writes them
+      - {id: sg-sim00001, name: default, default: true,
+         ingress: [{Protocol: ALL, CidrBlock: 0.0.0.0/0, Action: ACCEPT}]}
     vpcs:
       - id: vpc-sim00001          # optional; generated when absent
         cidr: 10.0.0.0/16
@@ -27,7 +28,7 @@ from typing import Any
 
 import yaml
 
-from vpcsim import tasks
+from vpcsim import security_groups, tasks
 from vpcsim.apierror import ApiError
 from vpcsim.world import DEFAULT_REGION, World
 
@@ -89,12 +90,18 @@ def build(spec: dict[str, Any]) -> World:
     world = World(str(spec.get("region", DEFAULT_REGION)))
     try:
         for g in spec.get("security_groups", []):
-            world.add_security_group(
+            sg = world.add_security_group(
                 g.get("name", ""),
                 g.get("id"),
                 description=g.get("description", ""),
                 default=bool(g.get("default", False)),
             )
+            for direction in ("ingress", "egress"):
+                rules = [
+                    security_groups.policy_from(r, f"{sg.sg_id}.{direction}[{i}]")[0]
+                    for i, r in enumerate(g.get(direction, []))
+                ]
+                getattr(sg, direction).extend(rules)
         for v in spec.get("vpcs", []):
             vpc = world.add_vpc(v["cidr"], v.get("name", ""), v.get("id"))
             vpc.require_security_group = bool(v.get("require_security_group", False))

@@ -49,6 +49,7 @@ ACTIONS: dict[str, dict[str, Handler]] = {
         "DescribeSecurityGroupPolicies": sgs.describe_policies,
         "CreateSecurityGroupPolicies": sgs.create_policies,
         "DeleteSecurityGroupPolicies": sgs.delete_policies,
+        "ModifySecurityGroupPolicies": sgs.modify_policies,
         "AssociateNetworkInterfaceSecurityGroups": sgs.associate_eni,
         "DisassociateNetworkInterfaceSecurityGroups": sgs.disassociate_eni,
         "AllocateAddresses": eips.allocate,

@@ -1,9 +1,12 @@
 """Security groups: their rules and their association with ENIs and instances.
 
 VPC: CreateSecurityGroup, CreateSecurityGroupPolicies, DeleteSecurityGroupPolicies,
-DescribeSecurityGroupPolicies, AssociateNetworkInterfaceSecurityGroups,
-DisassociateNetworkInterfaceSecurityGroups. CVM: ModifyInstancesAttribute
-(``SecurityGroups``: the instance's whole ordered list, on its primary ENI).
+ModifySecurityGroupPolicies, DescribeSecurityGroupPolicies,
+AssociateNetworkInterfaceSecurityGroups, DisassociateNetworkInterfaceSecurityGroups
+(DescribeSecurityGroups: ``vpcsim.inventory``).
+CVM: ModifyInstancesAttribute (``SecurityGroups``: the instance's whole ordered
+list, on its primary ENI). CreateNetworkInterface's ``SecurityGroupIds`` are
+checked here (``eni_group_ids``): only existing groups.
 
 Semantics the emulator fixes (the API documents no more):
 
@@ -17,7 +20,9 @@ Semantics the emulator fixes (the API documents no more):
 - rules: a creation adds rules of one direction, appended, or inserted at
   ``PolicyIndex`` (0-based) when the first rule names one; a deletion matches
   by ``PolicyIndex`` or by (Protocol, Port, CidrBlock, Action), one direction
-  per call; both check ``Version`` when it is given and bump it.
+  per call; a reset (ModifySecurityGroupPolicies) replaces both directions
+  (``Version`` "0": clears them). All check ``Version`` when it is given and
+  bump it.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ WRITES = {
     "CreateSecurityGroup",
     "CreateSecurityGroupPolicies",
     "DeleteSecurityGroupPolicies",
+    "ModifySecurityGroupPolicies",
     "AssociateNetworkInterfaceSecurityGroups",
     "DisassociateNetworkInterfaceSecurityGroups",
     "ModifyInstancesAttribute",
@@ -93,6 +99,18 @@ def group_ids(w: World, p: Params, name: str = "SecurityGroupIds") -> list[str]:
         raise ApiError("InvalidParameterValue.Duplicate", f"`{name}` repeats a security group")
     for sg_id in ids:
         group(w, sg_id, name)
+    return ids
+
+
+def eni_group_ids(w: World, p: Params) -> list[str]:
+    """CreateNetworkInterface's optional ``SecurityGroupIds``: at most
+    ``MAX_GROUPS_PER_ENI``, none repeated, each an existing group (else the
+    association's errors: ``InvalidSecurityGroupID.Malformed`` / ``.NotFound``)."""
+    ids = opt_str_list(p, "SecurityGroupIds", max_items=MAX_GROUPS_PER_ENI) or []
+    if len(set(ids)) != len(ids):
+        raise ApiError("InvalidParameterValue.Duplicate", "`SecurityGroupIds` repeats a group")
+    for sg_id in ids:
+        group(w, sg_id, "SecurityGroupIds")
     return ids
 
 
@@ -336,6 +354,50 @@ def delete_policies(ctx: Ctx, p: Params) -> dict[str, Any]:
             )
         drop.update(found)
     rules[:] = [r for j, r in enumerate(rules) if j not in drop]
+    g.version += 1
+    return {}
+
+
+def modify_policies(ctx: Ctx, p: Params) -> dict[str, Any]:
+    """ModifySecurityGroupPolicies: both directions' rules replaced by those given
+    (a direction not given ends empty); ``Version`` "0" clears every rule and the
+    rules given are ignored; ``PolicyIndex`` is not accepted. All is checked
+    before anything changes."""
+    check_known(p, {"SecurityGroupId", "SecurityGroupPolicySet", "SortPolicys"})
+    if p.get("SortPolicys") not in (None, False):
+        raise ApiError("UnsupportedOperation", "`SortPolicys` is not emulated")
+    g = group(ctx.world, req_str(p, "SecurityGroupId"))
+    value, version = _policy_set(p)
+    new: dict[str, list[SgPolicy]] = {"Ingress": [], "Egress": []}
+    if version != "0":
+        _check_version(g, version)
+        for direction, kept in new.items():
+            raw_rules = value.get(direction) or []
+            if not isinstance(raw_rules, list):
+                raise ApiError(
+                    "InvalidParameter", f"`SecurityGroupPolicySet.{direction}` must be an array"
+                )
+            if len(raw_rules) > MAX_POLICIES:
+                raise ApiError(
+                    "LimitExceeded.SecurityGroupPolicySet",
+                    f"{len(raw_rules)} {direction} rules, at most {MAX_POLICIES}",
+                )
+            for i, raw in enumerate(raw_rules):
+                rule, index = policy_from(raw, f"{direction}[{i}]")
+                if index is not None:
+                    raise ApiError(
+                        "InvalidParameter",
+                        f"`{direction}[{i}].PolicyIndex`: this call takes no PolicyIndex",
+                    )
+                if any(_same(rule, o) for o in kept):
+                    raise ApiError(
+                        "UnsupportedOperation.DuplicatePolicy",
+                        f"the {direction} rule {rule.protocol} {rule.port} {rule.cidr} "
+                        f"{rule.action} is given twice",
+                    )
+                kept.append(rule)
+    g.ingress[:] = new["Ingress"]
+    g.egress[:] = new["Egress"]
     g.version += 1
     return {}
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from vpcsim import tasks
+from vpcsim import security_groups, tasks
 from vpcsim.apierror import ApiError
 from vpcsim.context import Ctx
 from vpcsim.ids import new_id, new_mac
@@ -13,7 +13,6 @@ from vpcsim.params import (
     check_known,
     opt_int,
     opt_str,
-    opt_str_list,
     req_id,
     req_str,
     tags_param,
@@ -92,7 +91,7 @@ def create(ctx: Ctx, p: Params) -> dict[str, Any]:
     name = req_str(p, "NetworkInterfaceName", max_len=60)
     subnet_id = req_id(p, "SubnetId", "subnet")
     desc = opt_str(p, "NetworkInterfaceDescription", max_len=60) or ""
-    groups = opt_str_list(p, "SecurityGroupIds", max_items=5) or []
+    groups = security_groups.eni_group_ids(w, p)
     explicit = private_ip_list(p)
     count = opt_int(p, "SecondaryPrivateIpAddressCount", lo=1, hi=MAX_IPS_PER_CALL)
     tags = tags_param(p)

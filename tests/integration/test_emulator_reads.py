@@ -109,21 +109,24 @@ def test_describe_security_groups(emu: EmulatorHandle) -> None:
     assert [
         (g.SecurityGroupId, g.SecurityGroupName, g.IsDefault) for g in resp.SecurityGroupSet
     ] == [("sg-sim00001", "default", True)]
-    # a group an ENI names is listed too
+    # a group created is listed too (an ENI may name only groups that exist)
+    other = vpc.CreateSecurityGroup(
+        _req(vpc_models.CreateSecurityGroupRequest, GroupName="other", GroupDescription="reads")
+    ).SecurityGroup.SecurityGroupId
     made = vpc.CreateNetworkInterface(
         _req(
             vpc_models.CreateNetworkInterfaceRequest,
             VpcId="vpc-sim00001",
             SubnetId="subnet-sim00033",
             NetworkInterfaceName="reads-sg",
-            SecurityGroupIds=["sg-other001"],
+            SecurityGroupIds=[other],
         )
     )
     emu.admin("POST", "/_admin/tasks/finish", {})
     resp = vpc.DescribeSecurityGroups(
-        _req(vpc_models.DescribeSecurityGroupsRequest, SecurityGroupIds=["sg-other001"])
+        _req(vpc_models.DescribeSecurityGroupsRequest, SecurityGroupIds=[other])
     )
-    assert [g.SecurityGroupId for g in resp.SecurityGroupSet] == ["sg-other001"]
+    assert [g.SecurityGroupId for g in resp.SecurityGroupSet] == [other]
     vpc.DeleteNetworkInterface(
         _req(
             vpc_models.DeleteNetworkInterfaceRequest,

@@ -163,19 +163,92 @@ def test_rules_created_listed_inserted_and_deleted(emu: EmulatorHandle) -> None:
     assert got.Version == "4"
 
 
+def test_rules_reset_whole(emu: EmulatorHandle) -> None:
+    """ModifySecurityGroupPolicies replaces both directions' rules at once (a
+    direction not given is left empty); ``Version`` "0" clears them all; no
+    ``PolicyIndex``; a bad rule changes nothing."""
+    vpc = _vpc(emu)
+    sg = _group(vpc, "reset")
+    old = {"Protocol": "TCP", "Port": "22", "CidrBlock": "10.0.0.0/8", "Action": "ACCEPT"}
+    out = {"Protocol": "ALL", "Port": "ALL", "CidrBlock": "0.0.0.0/0", "Action": "ACCEPT"}
+    vpc.CreateSecurityGroupPolicies(
+        _req(
+            vpc_models.CreateSecurityGroupPoliciesRequest,
+            SecurityGroupId=sg,
+            SecurityGroupPolicySet={"Egress": [out]},
+        )
+    )
+    vpc.CreateSecurityGroupPolicies(
+        _req(
+            vpc_models.CreateSecurityGroupPoliciesRequest,
+            SecurityGroupId=sg,
+            SecurityGroupPolicySet={"Ingress": [old]},
+        )
+    )
+
+    def modify(policy_set: dict[str, Any]) -> None:
+        vpc.ModifySecurityGroupPolicies(
+            _req(
+                vpc_models.ModifySecurityGroupPoliciesRequest,
+                SecurityGroupId=sg,
+                SecurityGroupPolicySet=policy_set,
+            )
+        )
+
+    def rules() -> tuple[str, list[tuple[str, str, str]], list[tuple[str, str, str]]]:
+        got = vpc.DescribeSecurityGroupPolicies(
+            _req(vpc_models.DescribeSecurityGroupPoliciesRequest, SecurityGroupId=sg)
+        ).SecurityGroupPolicySet
+        return (
+            got.Version,
+            [(r.Protocol, r.Port, r.Action) for r in got.Ingress],
+            [(r.Protocol, r.Port, r.Action) for r in got.Egress],
+        )
+
+    web = {"Protocol": "TCP", "Port": "80", "CidrBlock": "10.0.48.0/20", "Action": "DROP"}
+    icmp = {"Protocol": "ICMP", "CidrBlock": "0.0.0.0/0", "Action": "ACCEPT"}
+    modify({"Ingress": [web, icmp]})
+    assert rules() == ("3", [("TCP", "80", "DROP"), ("ICMP", "ALL", "ACCEPT")], [])
+    refusals: list[tuple[dict[str, Any], str]] = [
+        ({"Ingress": [{**web, "PolicyIndex": 0}]}, "InvalidParameter"),
+        ({"Ingress": [{**web, "Action": "MAYBE"}]}, "InvalidParameterValue"),
+        ({"Ingress": [web, web]}, "UnsupportedOperation.DuplicatePolicy"),
+        ({"Version": "7", "Ingress": [web]}, "UnsupportedOperation.VersionMismatch"),
+    ]
+    for bad, code in refusals:
+        with pytest.raises(TencentCloudSDKException) as refused:
+            modify(bad)
+        assert _code(refused) == code, bad
+    assert rules()[1:] == ([("TCP", "80", "DROP"), ("ICMP", "ALL", "ACCEPT")], [])
+    modify({"Version": "3", "Egress": [out]})
+    assert rules() == ("4", [], [("ALL", "ALL", "ACCEPT")])
+    modify({"Version": "0", "Ingress": [web]})  # 0: clear all, the rules given ignored
+    assert rules() == ("5", [], [])
+
+
 @pytest.mark.parametrize(
     ("rule", "code"),
     [
-        ({"Protocol": "TCP", "Port": "80", "CidrBlock": "10.0.0.0/8", "Action": "MAYBE"},
-         "InvalidParameterValue"),
-        ({"Protocol": "SCTP", "Port": "80", "CidrBlock": "10.0.0.0/8", "Action": "DROP"},
-         "InvalidParameterValue"),
-        ({"Protocol": "TCP", "Port": "70000", "CidrBlock": "10.0.0.0/8", "Action": "DROP"},
-         "InvalidParameterValue.Range"),
-        ({"Protocol": "ICMP", "Port": "80", "CidrBlock": "10.0.0.0/8", "Action": "DROP"},
-         "InvalidParameterValue"),
-        ({"Protocol": "TCP", "Port": "80", "CidrBlock": "10.0.0.300/8", "Action": "DROP"},
-         "InvalidParameterValue.Malformed"),
+        (
+            {"Protocol": "TCP", "Port": "80", "CidrBlock": "10.0.0.0/8", "Action": "MAYBE"},
+            "InvalidParameterValue",
+        ),
+        (
+            {"Protocol": "SCTP", "Port": "80", "CidrBlock": "10.0.0.0/8", "Action": "DROP"},
+            "InvalidParameterValue",
+        ),
+        (
+            {"Protocol": "TCP", "Port": "70000", "CidrBlock": "10.0.0.0/8", "Action": "DROP"},
+            "InvalidParameterValue.Range",
+        ),
+        (
+            {"Protocol": "ICMP", "Port": "80", "CidrBlock": "10.0.0.0/8", "Action": "DROP"},
+            "InvalidParameterValue",
+        ),
+        (
+            {"Protocol": "TCP", "Port": "80", "CidrBlock": "10.0.0.300/8", "Action": "DROP"},
+            "InvalidParameterValue.Malformed",
+        ),
         ({"Protocol": "TCP", "Port": "80", "Action": "DROP"}, "MissingParameter"),
     ],
 )
@@ -244,6 +317,32 @@ def test_association_appends_in_order_and_removal_keeps_the_rest(emu: EmulatorHa
         assoc(more)
     assert _code(full) == "LimitExceeded"
     assert _groups_of(vpc, eni) == [a, b]  # refused whole: nothing appended
+
+
+def test_eni_is_created_only_with_groups_that_exist(emu: EmulatorHandle) -> None:
+    """CreateNetworkInterface checks its SecurityGroupIds as the association does:
+    a missing group (InvalidSecurityGroupID.NotFound), a malformed id, a repeated
+    one, more than 5: refused, and no ENI made."""
+    vpc = _vpc(emu)
+    a, b = _group(vpc, "ca"), _group(vpc, "cb")
+    eni = _eni(vpc, [b, a])
+    assert _groups_of(vpc, eni) == [b, a]
+
+    def enis() -> int:
+        resp = vpc.DescribeNetworkInterfaces(_req(vpc_models.DescribeNetworkInterfacesRequest))
+        return int(resp.TotalCount)
+
+    before = enis()
+    for groups, code in [
+        ([a, "sg-nothere1"], "InvalidSecurityGroupID.NotFound"),
+        (["group-1"], "InvalidSecurityGroupID.Malformed"),
+        ([a, a], "InvalidParameterValue.Duplicate"),
+        ([a, b, *(_group(vpc, f"c{i}") for i in range(4))], "InvalidParameterValue.LimitExceeded"),
+    ]:
+        with pytest.raises(TencentCloudSDKException) as refused:
+            _eni(vpc, groups)
+        assert _code(refused) == code, groups
+    assert enis() == before
 
 
 def test_instance_groups_are_its_primary_enis(emu: EmulatorHandle) -> None:

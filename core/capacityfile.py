@@ -11,7 +11,8 @@ means "not said here" (the plugin falls back to its flag/env value;
 
 The node's IP tally (``core.usable.IpTally``), all or none of: ``in_use_ips``,
 ``warm_ips``, ``cooling_ips``, ``reserved_ips``, ``leaving_ips`` (integers >= 0)
-and ``can_grow`` (0 or 1). The node agent writes it; the plugin applies
+and ``can_grow`` (0 or 1), and optionally ``attachable_ips`` (the room left on
+the attached ENIs; absent: unknown). The node agent writes it; the plugin applies
 ``core.usable.healthy_devices`` to it with the instance's limit. Writers
 replace the file atomically (temp file in the same directory, then rename)."""
 
@@ -35,7 +36,8 @@ TALLY_KEYS: Final = {
     "leaving_ips": "leaving",
     "can_grow": "can_grow",
 }
-KEYS: Final = (KEY_MAX_PODS, KEY_UNAVAILABLE_ENIS, KEY_USABLE_IPS, *TALLY_KEYS)
+KEY_ATTACHABLE_IPS: Final = "attachable_ips"  # optional part of the tally
+KEYS: Final = (KEY_MAX_PODS, KEY_UNAVAILABLE_ENIS, KEY_USABLE_IPS, *TALLY_KEYS, KEY_ATTACHABLE_IPS)
 
 
 class CapacityFileError(ValueError):
@@ -73,7 +75,10 @@ def parse_capacity_file(text: str, path: str = "<capacity file>") -> CapacityOve
             raise CapacityFileError(f"{path}:{lineno}: can_grow must be 0 or 1, got {value!r}")
         values[key] = number
     counts = {TALLY_KEYS[k]: values.pop(k) for k in list(values) if k in TALLY_KEYS}
+    attachable = values.pop(KEY_ATTACHABLE_IPS, None)
     tally = None
+    if attachable is not None and not counts:
+        raise CapacityFileError(f"{path}: {KEY_ATTACHABLE_IPS} needs the IP tally")
     if counts:
         missing = [k for k, f in TALLY_KEYS.items() if f not in counts]
         if missing:
@@ -82,7 +87,7 @@ def parse_capacity_file(text: str, path: str = "<capacity file>") -> CapacityOve
                 f"missing {', '.join(missing)}"
             )
         counts["can_grow"] = bool(counts["can_grow"])
-        tally = IpTally(**counts)  # type: ignore[arg-type]
+        tally = IpTally(**counts, attachable=attachable)  # type: ignore[arg-type]
     return CapacityOverrides(**values, tally=tally)
 
 
@@ -98,4 +103,6 @@ def render_capacity_file(values: CapacityOverrides, comments: Sequence[str] = ()
     if values.tally is not None:
         for key, name in TALLY_KEYS.items():
             lines.append(f"{key} = {int(getattr(values.tally, name))}")
+        if values.tally.attachable is not None:
+            lines.append(f"{KEY_ATTACHABLE_IPS} = {values.tally.attachable}")
     return "\n".join(lines) + "\n"

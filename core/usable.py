@@ -14,20 +14,28 @@ A node's secondary IPs fall in exactly one class:
 - ``leaving``: being given back to ipamd (``Releasing``/``Released``);
 - ``warm``: none of the above — a new pod can get it now.
 
+``attachable``: the secondary IPs ipamd can still assign on the ENIs already
+attached to the node (each ENI's capacity less its primary and the IPs it
+holds); ``None`` when unknown (an ENI's capacity not reported).
+
 ``limit`` is the instance's bound on secondary IPs, ``(ENIs − 1) × (IPs per
 ENI − 1)`` (``core.limits``). ``can_grow``: ipamd can add IPs to this node
-(an ``Active`` subnet of its zone has free IPs); the room left under the
-limit then counts as usable too, because the agent's ADD waits (bounded) for
-ipamd's refill instead of failing the sandbox (docs/cni.md, "Waiting for the
-refill")::
+(an ``Active`` subnet of its zone has free IPs); the room left on the
+attached ENIs then counts as usable too, because the agent's ADD waits
+(bounded) for ipamd's assignment instead of failing the sandbox (docs/cni.md,
+"Waiting for the refill"). The room of ENIs not yet created or attached does
+not: creating and attaching one takes seconds to tens of seconds, longer than
+that wait on a slow cloud (a just-joined node would advertise its whole limit
+when its first ENI attaches)::
 
     occupied   = in_use + cooling + reserved + leaving
-    usable_now = max(0, limit − occupied)                 if can_grow
-               = max(0, min(warm, limit − occupied))      otherwise
-    healthy    = in_use + usable_now                      (≤ limit)
+    usable_now = max(0, min(warm + attachable, limit − occupied))  if can_grow
+               = max(0, min(warm, limit − occupied))               otherwise
+    healthy    = in_use + usable_now                               (≤ limit)
 
-So IPs cooling down or reserved for another pod's claim are never usable
-now, whatever the subnet; with no limit known only ``warm`` counts.
+(``attachable`` unknown: ``limit − occupied`` when ``can_grow``.) So IPs
+cooling down or reserved for another pod's claim are never usable now,
+whatever the subnet; with no limit known only ``warm`` counts.
 """
 
 from __future__ import annotations
@@ -45,11 +53,12 @@ class IpTally:
     reserved: int = 0
     leaving: int = 0
     can_grow: bool = False
+    attachable: int | None = None  # room left on the attached ENIs; None: unknown
 
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name != "can_grow" and value < 0:
+            if f.name != "can_grow" and value is not None and value < 0:
                 raise ValueError(f"IpTally.{f.name} must be >= 0, got {value}")
 
     @property
@@ -60,16 +69,20 @@ class IpTally:
 
 def usable_now(tally: IpTally, limit: int | None) -> int:
     """How many more pods this node can give an IP to now (see the module doc)."""
-    return usable_from(tally.warm, tally.occupied, tally.can_grow, limit)
+    return usable_from(tally.warm, tally.occupied, tally.can_grow, limit, tally.attachable)
 
 
-def usable_from(warm: int, occupied: int, can_grow: bool, limit: int | None) -> int:
+def usable_from(
+    warm: int, occupied: int, can_grow: bool, limit: int | None, attachable: int | None = None
+) -> int:
     """``usable_now`` from the counts alone (no object: the scheduler
     extender's per-node hot path)."""
     if limit is None:
         return warm
     room = max(0, limit - occupied)
-    return room if can_grow else min(warm, room)
+    if not can_grow:
+        return min(warm, room)
+    return room if attachable is None else min(room, warm + attachable)
 
 
 def healthy_devices(tally: IpTally, limit: int | None) -> int:

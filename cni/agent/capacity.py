@@ -18,6 +18,12 @@ names an ``Active`` subnet of the node's zone with ``available > 0``. The
 node's zone is the ``zone`` of its attached ENIs (``VpcENI.spec.zone``); when
 no ENI names one, the zones of the subnets whose CIDR an ENI is in. An
 unknown (no status, no zone) never reads as "can grow": only warm IPs count.
+
+``attachable``: the secondary IPs ipamd can still assign on the attached ENIs,
+each ENI's ``ip_capacity`` (``VpcENI.status.ipCapacity``) less its primary and
+every IP record on it (any class); ``None`` when an attached ENI's capacity is
+unknown, or no ENI is attached (the node cannot grow then anyway). The room of
+ENIs not attached yet is never counted (docs/cni.md, "Device plugin capacity").
 """
 
 from __future__ import annotations
@@ -79,6 +85,21 @@ def can_grow(
     return free, (REASON_FREE if free else REASON_EXHAUSTED), zones
 
 
+def attachable(view: NodeIpView) -> int | None:
+    """The room left on the attached ENIs (see the module doc)."""
+    if not view.enis:
+        return None
+    room: dict[str, int] = {}
+    for e in view.enis:
+        if e.ip_capacity is None:
+            return None
+        room[e.eni_id] = e.ip_capacity - 1
+    for i in view.ips:
+        if i.eni_id in room:
+            room[i.eni_id] -= 1
+    return sum(max(0, r) for r in room.values())
+
+
 def tally(
     view: NodeIpView, state: PoolState, subnets: Sequence[SubnetStatus] | None, now: float
 ) -> CapacityVerdict:
@@ -105,7 +126,7 @@ def tally(
             warm += 1
     grow, reason, zones = can_grow(view, subnets)
     return CapacityVerdict(
-        IpTally(len(state.allocations), warm, cooling, reserved, leaving, grow),
+        IpTally(len(state.allocations), warm, cooling, reserved, leaving, grow, attachable(view)),
         reason,
         zones,
         min(ends) if ends else None,

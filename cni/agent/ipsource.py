@@ -34,6 +34,7 @@ class EniInfo:
     gateway: IPv4
     primary_ip: IPv4
     zone: str = ""  # VpcENI spec.zone (ipamd's), "" when unknown
+    ip_capacity: int | None = None  # VpcENI status.ipCapacity: IPs per ENI, primary included
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,7 +152,7 @@ class MemoryNodeIpSource:
 
 
 def view_from_json(data: dict[str, Any], generation: int) -> NodeIpView:
-    """``{"enis": [{"id","mac","subnetCidr","gateway","primaryIp","zone"}],
+    """``{"enis": [{"id","mac","subnetCidr","gateway","primaryIp","zone","ipCapacity"}],
     "ips": [{"ip","eni","state","claim","reservedPodUid","releaseId"}]}`` (VpcIP spec names)"""
     enis = tuple(
         EniInfo(
@@ -161,6 +162,7 @@ def view_from_json(data: dict[str, Any], generation: int) -> NodeIpView:
             gateway=IPv4(str(e["gateway"])),
             primary_ip=IPv4(str(e.get("primaryIp", ""))),
             zone=str(e.get("zone") or ""),
+            ip_capacity=int(e["ipCapacity"]) if e.get("ipCapacity") else None,
         )
         for e in data.get("enis") or []
     )

@@ -72,6 +72,7 @@ def eni_of(obj: dict[str, Any]) -> EniInfo | None:
         gateway=IPv4(status.gateway),
         primary_ip=IPv4(status.primary_ip),
         zone=VpcEniSpec.from_dict(obj.get("spec")).zone,
+        ip_capacity=status.ip_capacity or None,
     )
 
 

@@ -6,17 +6,20 @@ set-up; several minutes per environment); not part of ``python -m bench``.
 For each setting: a fresh ``localrun`` Environment (three real nodes, S5.LARGE8: 27
 eni-ip each) with the agent's ``--cooldown`` set; a Deployment (busybox sleepers, one
 ``eni-ip`` each, ``maxSurge 25%``, ``maxUnavailable 0``) sized so that it and its
-surge fill what the real nodes can use (81 / 1.25 → 64 + 16); once all Running,
-``kubectl rollout restart`` (the template annotation
-``kubectl.kubernetes.io/restartedAt``). Printed:
+surge fill the real nodes' eni-ip capacity (81 / 1.25 → 64 + 16), created with 3
+replicas and scaled to that size (the issue's scale-up: timed to all Running, its
+``FailedCreatePodSandBox`` counted); once all Running, ``kubectl rollout restart``
+(the template annotation ``kubectl.kubernetes.io/restartedAt``). Printed:
 
+- the scale-up's time and sandbox failures;
 - the total rollout time (restart → every pod of the new template Running, none old);
 - p50/p99 of "an IP became usable on a node" → "a pending pod bound there": for every
   pod of the rollout that was refused before its binding, the time from the last rise
   of its node's healthy eni-ip count (the device plugin's ListAndWatch send, in its
   log) to its binding (kube-scheduler's log) (``bench.capacity_trace.rise_to_bound``;
   the Node's allocatable, polled every 0.1 s, gives the split at the kubelet);
-- the ``FailedCreatePodSandBox`` events of the rollout.
+- the ``FailedCreatePodSandBox`` events of the rollout;
+- the machine's load (load average before → after, CPUs busy over the run).
 
 Targets (issue 15): p99 usable → bound ≤ 2 s; rollout ≤ 1.2 × the cooldown-0 rollout
 + the cooldown; 0 sandbox failures.
@@ -43,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import capacity_trace as trace_mod
+from bench.nodestart import Load
 
 ENI_IP = "tke.cloud.tencent.com/eni-ip"
 NAME = "roll"
@@ -60,6 +64,9 @@ class Run:
     why: dict[str, int] = field(default_factory=dict)  # sandbox failure message -> count
     trace: list[str] = field(default_factory=list)  # where the time went (printed)
     polled: list[float] = field(default_factory=list)  # the waits by polling the Node
+    scale_up_s: float = 0.0  # 3 -> replicas, all Running
+    scale_up_failures: int = 0  # FailedCreatePodSandBox during it
+    load: str = ""  # the machine's load over the run
 
 
 def deployment(replicas: int) -> dict[str, Any]:
@@ -81,12 +88,17 @@ def deployment(replicas: int) -> dict[str, Any]:
     }
 
 
-def allocatable(kube: Any, names: list[str]) -> dict[str, int]:
+def allocatable(kube: Any, names: list[str], key: str = "allocatable") -> dict[str, int]:
     out = {}
     for n in names:
         node = kube.node(n) or {}
-        out[n] = int((node.get("status") or {}).get("allocatable", {}).get(ENI_IP, "0"))
+        out[n] = int((node.get("status") or {}).get(key, {}).get(ENI_IP, "0"))
     return out
+
+
+def sandbox_failures(kube: Any, before: set[str]) -> list[dict[str, Any]]:
+    return [e for e in kube.items("/api/v1/namespaces/default/events")
+            if e.get("reason") == "FailedCreatePodSandBox" and e["metadata"]["uid"] not in before]
 
 
 def collect(env: Any, out: Path) -> dict[str, str]:
@@ -143,21 +155,39 @@ def measure(cooldown: str, out: Path, scale_down: bool) -> Run:
                       agent_extra_args=(f"--cooldown={cooldown}",),
                       progress=lambda line: print(line, flush=True))
     env.start()
+    load = Load()
     try:
         kube, real = env.kube, list(env.real)
-        # the rollout's surge (25%) must fit too, or maxUnavailable 0 never starts
-        run.replicas = int(sum(allocatable(kube, real).values()) / 1.25)
-        kube.apply(deployment(run.replicas))
+        # the rollout's surge (25%) must fit too, or maxUnavailable 0 never starts; sized
+        # by the nodes' eni-ip capacity (allocatable follows the ENIs attached so far)
+        wait_for("eni-ip capacity on every real node",
+                 lambda: all(allocatable(kube, real, "capacity").values()), 120)
+        run.replicas = int(sum(allocatable(kube, real, "capacity").values()) / 1.25)
+        want = [3]
 
         def all_running() -> bool:
             pods = [p for p in kube.pods("default", f"app={NAME}")
                     if not p["metadata"].get("deletionTimestamp")]
-            return len(pods) == run.replicas and all(
+            return len(pods) == want[0] and all(
                 p["status"].get("phase") == "Running" for p in pods)
 
-        wait_for(f"{run.replicas} pods Running", all_running, 600)
-        before = {e["metadata"]["uid"] for e in kube.items("/api/v1/namespaces/default/events")
-                  if e.get("reason") == "FailedCreatePodSandBox"}
+        kube.apply(deployment(3))
+        wait_for("3 pods Running", all_running, 600)
+        # the issue's scale-up: 3 -> what fills the nodes, timed, sandbox failures counted
+        before = {e["metadata"]["uid"] for e in sandbox_failures(kube, set())}
+        want[0] = run.replicas
+        t0 = time.monotonic()
+        kube.merge_patch(PATH, {"spec": {"replicas": run.replicas}})
+        wait_for(f"{run.replicas} pods Running", all_running, 600, interval=0.1)
+        run.scale_up_s = time.monotonic() - t0
+        failed = sandbox_failures(kube, before)
+        run.scale_up_failures = sum(int(e.get("count") or 1) for e in failed)
+        for e in failed:
+            why = "scale-up: " + str(e.get("message", "")).rsplit("(add): ", 1)[-1][:200]
+            run.why[why] = run.why.get(why, 0) + int(e.get("count") or 1)
+        print(f"scale-up 3 -> {run.replicas}: all Running after {run.scale_up_s:.1f} s, "
+              f"FailedCreatePodSandBox {run.scale_up_failures}", flush=True)
+        before = {e["metadata"]["uid"] for e in sandbox_failures(kube, set())}
         old = {p["metadata"]["uid"] for p in kube.pods("default", f"app={NAME}")}
         rises: dict[str, list[float]] = {n: [] for n in real}  # allocatable went up (wall)
         last = allocatable(kube, real)
@@ -198,9 +228,7 @@ def measure(cooldown: str, out: Path, scale_down: bool) -> Run:
             if waited_from and waited_from[-1] > created[uid]:  # it waited for room
                 run.waits.append(at - max(waited_from[-1], created[uid]))
                 waited.append((names[uid], created[uid], waited_from[-1]))
-        failures = [e for e in kube.items("/api/v1/namespaces/default/events")
-                    if e.get("reason") == "FailedCreatePodSandBox"
-                    and e["metadata"]["uid"] not in before]
+        failures = sandbox_failures(kube, before)
         run.sandbox_failures = sum(int(e.get("count") or 1) for e in failures)
         for e in failures:
             why = str(e.get("message", "")).rsplit("(add): ", 1)[-1][:200]
@@ -210,6 +238,7 @@ def measure(cooldown: str, out: Path, scale_down: bool) -> Run:
         run.trace, run.waits = trace(env, out / f"cooldown-{cooldown}-rollout", waited, node_of)
         if scale_down and float(cooldown) > 0:
             run.trace += after_scale_down(env, out / f"cooldown-{cooldown}-scale-down")
+        run.load = load.line()
     finally:
         problems = env.stop()
         if not problems:
@@ -306,12 +335,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     print(f"logs kept under {args.out}", flush=True)
     runs = [measure(c, args.out, args.scale_down) for c in args.cooldowns.split(",")]
-    print("\n| --cooldown | replicas | rollout | usable → bound p50 | p99 | waits "
-          "| FailedCreatePodSandBox |")
-    print("|---|---|---|---|---|---|---|")
+    print("\n| --cooldown | replicas | scale-up 3 → replicas (FailedCreatePodSandBox) "
+          "| rollout | usable → bound p50 | p99 | waits | FailedCreatePodSandBox | machine |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in runs:
-        print(f"| {r.cooldown} s | {r.replicas} | {r.rollout_s:.1f} s | {pct(r.waits, 50):.2f} s "
-              f"| {pct(r.waits, 99):.2f} s | {len(r.waits)} | {r.sandbox_failures} |")
+        print(f"| {r.cooldown} s | {r.replicas} | {r.scale_up_s:.1f} s ({r.scale_up_failures}) "
+              f"| {r.rollout_s:.1f} s | {pct(r.waits, 50):.2f} s "
+              f"| {pct(r.waits, 99):.2f} s | {len(r.waits)} | {r.sandbox_failures} | {r.load} |")
     for r in runs:
         for why, n in sorted(r.why.items(), key=lambda kv: -kv[1]):
             print(f"--cooldown {r.cooldown}: {n} × {why}")

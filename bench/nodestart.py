@@ -65,7 +65,7 @@ class Load:
         share = (busy - self.busy0) / max(1, total - self.total0)
         cpus = os.cpu_count() or 1
         return (f"load average {self.before:.2f} -> {os.getloadavg()[0]:.2f} (1 min), "
-                f"{share * cpus:.2f} of {cpus} CPUs busy during the join")
+                f"{share * cpus:.2f} of {cpus} CPUs busy meanwhile")
 
 
 def row(setting: str, r: JoinResult, load: str) -> str:

@@ -202,16 +202,17 @@ def _too_large(what: str, limit: int) -> BodyTooLargeError:
     )
 
 
-def _read_body(environ: dict[str, Any], limit: int) -> bytes:
+def _read_body(environ: dict[str, Any], limit: int) -> bytes | bytearray:
     """The body, bounded. A declared length over the limit is refused before a
     byte is read (the server closes the connection after a 413); a chunked body
     is read up to one byte past the limit. Read straight from ``wsgi.input``:
-    one copy instead of werkzeug's chunked reads."""
+    one copy instead of werkzeug's chunked reads (a large body comes as the
+    bytearray the server read it into: every codec takes bytes-like input)."""
     length = get_content_length(environ)
     if length is not None and length > limit:
         raise _too_large(f"of {length} bytes", limit)
     stream = environ["wsgi.input"]
-    data: bytes = stream.read(length if length is not None else limit + 1)
+    data: bytes | bytearray = stream.read(length if length is not None else limit + 1)
     if len(data) > limit:
         raise _too_large("(chunked)", limit)
     if not data:

@@ -72,7 +72,7 @@ class Codec:
                     "(hack/setup.sh, step: python venv), or --json-codec stdlib"
                 ) from exc
 
-    def parse(self, body: bytes) -> ExtenderArgs:
+    def parse(self, body: bytes | bytearray) -> ExtenderArgs:
         if self._fast is None:
             return parse_args_stdlib(body)
         try:
@@ -96,7 +96,7 @@ def _pod(pod: object) -> PodFacts:
         raise BadRequestError(f"ExtenderArgs.{exc}") from None
 
 
-def parse_args_stdlib(body: bytes) -> ExtenderArgs:
+def parse_args_stdlib(body: bytes | bytearray) -> ExtenderArgs:
     try:
         doc = json.loads(body)
     except (UnicodeDecodeError, ValueError) as exc:

@@ -9,8 +9,10 @@ import random
 
 import pytest
 
+from core.names import RESOURCE_ENI_IP
 from localcluster import objects as ex
 from scheduler_extender import wire
+from scheduler_extender.facts import node_facts
 from scheduler_extender.pod import PodError, pod_facts
 
 CODECS = ["msgspec", "stdlib"]
@@ -47,6 +49,29 @@ def test_nodes_mode_reads_zone_and_allocatable(codec: str) -> None:
     assert args.nodes is not None
     assert (args.nodes["n1"].zone, args.nodes["n1"].eni_ip_allocatable) == (GZ3, 13)
     assert (args.nodes["n2"].zone, args.nodes["n2"].eni_ip_allocatable) == ("gz-legacy", None)
+
+
+@pytest.mark.parametrize("codec", CODECS)
+def test_node_quantities_in_every_form_and_a_bytearray_body(codec: str) -> None:
+    """Each node's eni-ip read as node_facts reads one object, whatever form and
+    however often a value repeats (the fast codec parses each string once per
+    request); a body handed over as a bytearray (how the server passes a large
+    body) reads and echoes as the same bytes would."""
+    values: list[object] = ["30", "30", 30, "1k", "2Ki", " 7 ", "abc", "", None, "30",
+                            "1k", 0, "0", "-3", "3m"]
+    nodes = []
+    for i, v in enumerate(values):
+        node = ex.node(f"n{i}", GZ3, full=True)
+        node["status"]["allocatable"][RESOURCE_ENI_IP] = v
+        node["status"]["capacity"][RESOURCE_ENI_IP] = values[-1 - i]
+        nodes.append(node)
+    body = ex.filter_args(ex.pod(), nodes=nodes)
+    c = wire.Codec(codec)
+    for given in (body, bytearray(body)):
+        args = c.parse(given)
+        assert args.nodes == {n["metadata"]["name"]: node_facts(n) for n in nodes}
+        reply = json.loads(c.encode(wire.filter_result(args, ["n5", "n0"], {}, {})))
+        assert reply["Nodes"]["items"] == [nodes[5], nodes[0]]
 
 
 @pytest.mark.parametrize("codec", CODECS)

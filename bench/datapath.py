@@ -27,24 +27,19 @@ load average before and after, and the node-side settings that shape the path.""
 from __future__ import annotations
 
 import argparse
-import os
-import secrets
-import shutil
 import statistics
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bench import datapath_tools as tools
+from bench.localrun_bench import LocalRun, load, not_root, spread
 
 if TYPE_CHECKING:
     from localrun.environment import Environment
 
-WORKDIR = Path("/var/lib/tke-e2e")
 PREFIX = "tdp"
 PODS = {"a1": "node-a", "a2": "node-a", "b": "node-b", "c": "node-c"}
 PATHS = {"same node (node-a)": ("a1", "a2"),
@@ -107,8 +102,10 @@ def measure_path(figs: Figures, path: str, client: Endpoint, server: Endpoint,
 
 
 def table(figs: Figures) -> str:
-    lines = [f"  {'path':38} {'figure':34} {'ours':>9} {'bridge':>9} {'ours/bridge':>11}  "
-             "better"]
+    """Per path and figure: each side's median over the rounds with its spread
+    [min–max], and the ratio of the medians."""
+    lines = [f"  {'path':38} {'figure':34} {'ours':>9} {'[min–max]':>15} {'bridge':>9} "
+             f"{'[min–max]':>15} {'ours/bridge':>11}  better"]
     for path in PATHS:
         for figure, unit, higher in FIGURE_SPECS:
             ours = figs.median(path, figure, "ours")
@@ -116,8 +113,11 @@ def table(figs: Figures) -> str:
             if ours is None or bridge is None:
                 continue
             ratio = f"{ours / bridge:.2f}" if bridge else "-"
-            lines.append(f"  {path:38} {figure + ' (' + unit + ')':34} {ours:9.2f} "
-                         f"{bridge:9.2f} {ratio:>11}  {'higher' if higher else 'lower'}")
+            lines.append(
+                f"  {path:38} {figure + ' (' + unit + ')':34} {ours:9.2f} "
+                f"{spread(figs.values[(path, figure, 'ours')]):>15} {bridge:9.2f} "
+                f"{spread(figs.values[(path, figure, 'bridge')]):>15} {ratio:>11}  "
+                f"{'higher' if higher else 'lower'}")
     return "\n".join(lines)
 
 
@@ -228,48 +228,27 @@ def with_fabric_routes(env: Environment, body: Callable[[], Figures]) -> Figures
             run(["ip", "-n", env.fabric, "route", "del", *route], check=False)
 
 
-def load() -> str:
-    one, five, _ = os.getloadavg()
-    return f"load average {one:.2f} (1 min) {five:.2f} (5 min), {os.cpu_count()} CPUs"
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.datapath", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=int, default=5, help="iperf3 -t")
     parser.add_argument("--rr-seconds", type=int, default=3, help="sockperf ping-pong -t")
     args = parser.parse_args(argv)
-    if os.geteuid() != 0:
-        print("bench.datapath: run as root (network namespaces, the local run)",
-              file=sys.stderr)
+    if not_root("bench.datapath"):
         return 2
     tools.require_tools()
-    from localrun.environment import Environment
 
-    workdir = WORKDIR / f"datapath-{secrets.token_hex(3)}"
-    env = Environment(workdir, prefix=PREFIX, kwok_nodes=0,
-                      progress=lambda line: print(line, flush=True))
-    started = time.monotonic()
-    ok = False
-    try:
-        env.start()
-        print(f"environment up ({time.monotonic() - started:.0f} s); {load()}", flush=True)
+    with LocalRun("datapath", PREFIX) as run:
+        env = run.env
         figs = with_fabric_routes(
             env, lambda: measure(env, args.rounds, args.seconds, args.rr_seconds))
         print(f"\n=== route-ENI (ours) vs the bridge (cni0 + host-local, VPC-routed "
-              f"podCIDRs), median of {args.rounds} round(s), iperf3 -t {args.seconds}, "
-              f"sockperf -t {args.rr_seconds} ===")
+              f"podCIDRs), median of {args.rounds} round(s) [min–max], iperf3 -t "
+              f"{args.seconds}, sockperf -t {args.rr_seconds} ===")
         print(table(figs))
         print(f"  {load()}", flush=True)
-        ok = True
-    finally:
-        problems = env.stop()
-        if problems:
-            print(f"stop problems (kept {workdir}): {problems}", file=sys.stderr)
-        elif ok:
-            shutil.rmtree(workdir, ignore_errors=True)
-    return 0 if ok and not problems else 1
+    return run.exit_code
 
 
 if __name__ == "__main__":

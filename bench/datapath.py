@@ -26,7 +26,6 @@ load average before and after, and the node-side settings that shape the path.""
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import subprocess
 import sys
@@ -35,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from bench import datapath_tools as tools
-from bench.localrun_bench import LocalRun, load, not_root, spread
+from bench.localrun_bench import LocalRun, arguments, not_root, report, spread
 
 if TYPE_CHECKING:
     from localrun.environment import Environment
@@ -229,9 +228,7 @@ def with_fabric_routes(env: Environment, body: Callable[[], Figures]) -> Figures
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.datapath", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=5)
+    parser = arguments("python -m bench.datapath", __doc__, rounds=5)
     parser.add_argument("--seconds", type=int, default=5, help="iperf3 -t")
     parser.add_argument("--rr-seconds", type=int, default=3, help="sockperf ping-pong -t")
     args = parser.parse_args(argv)
@@ -243,11 +240,9 @@ def main(argv: list[str] | None = None) -> int:
         env = run.env
         figs = with_fabric_routes(
             env, lambda: measure(env, args.rounds, args.seconds, args.rr_seconds))
-        print(f"\n=== route-ENI (ours) vs the bridge (cni0 + host-local, VPC-routed "
-              f"podCIDRs), median of {args.rounds} round(s) [min–max], iperf3 -t "
-              f"{args.seconds}, sockperf -t {args.rr_seconds} ===")
-        print(table(figs))
-        print(f"  {load()}", flush=True)
+        report(f"route-ENI (ours) vs the bridge (cni0 + host-local, VPC-routed podCIDRs), "
+               f"median of {args.rounds} round(s) [min–max], iperf3 -t {args.seconds}, "
+               f"sockperf -t {args.rr_seconds}", table(figs))
     return run.exit_code
 
 

@@ -28,7 +28,6 @@ alternates by round. The load average is printed before and after each round."""
 
 from __future__ import annotations
 
-import argparse
 import re
 import shutil
 import statistics
@@ -39,7 +38,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from bench.datapath_tools import busy_cores, cpu_sample
-from bench.localrun_bench import LocalRun, load, not_root, spread
+from bench.localrun_bench import LocalRun, arguments, load, not_root, report, spread
 
 if TYPE_CHECKING:
     from localrun.environment import Environment
@@ -297,9 +296,7 @@ def table(values: dict[tuple[str, str], list[float]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.lb", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser = arguments("python -m bench.lb", __doc__, rounds=3)
     parser.add_argument("--seconds", type=int, default=10, help="wrk -d per path and round")
     parser.add_argument("--connections", type=int, default=8, help="wrk -c")
     args = parser.parse_args(argv)
@@ -315,11 +312,9 @@ def main(argv: list[str] | None = None) -> int:
             values = measure(run.env, lb, pods, args.rounds, args.seconds, args.connections)
         finally:
             run.problems += lb.down()
-        print(f"\n=== LB straight to pods (route-ENI) vs LB → NodePort → kube-proxy → pod, "
-              f"median of {args.rounds} round(s), wrk -t1 -c{args.connections} "
-              f"-d{args.seconds}s, a connection per request ===")
-        print(table(values))
-        print(f"  {load()}", flush=True)
+        report(f"LB straight to pods (route-ENI) vs LB → NodePort → kube-proxy → pod, "
+               f"median of {args.rounds} round(s) [min–max], wrk -t1 -c{args.connections} "
+               f"-d{args.seconds}s, a connection per request", table(values))
     return run.exit_code
 
 

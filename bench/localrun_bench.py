@@ -13,6 +13,7 @@ balancer's namespaces, fabric routes) report their problems with ``run.problems`
 
 from __future__ import annotations
 
+import argparse
 import os
 import secrets
 import shutil
@@ -36,6 +37,16 @@ def load() -> str:
     return f"load average {one:.2f} (1 min) {five:.2f} (5 min), {os.cpu_count()} CPUs"
 
 
+def arguments(prog: str, doc: str | None, rounds: int) -> argparse.ArgumentParser:
+    """The bench's argument parser, with ``--rounds`` (interleaved rounds, medians)."""
+    parser = argparse.ArgumentParser(prog=prog, description=doc,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=rounds,
+                        help="rounds (each side measured back to back in every round, the "
+                             "order alternating); the tables print medians and [min–max]")
+    return parser
+
+
 def not_root(prog: str) -> bool:
     """True (and a message) when not root: the local run needs network namespaces."""
     if os.geteuid() == 0:
@@ -54,6 +65,13 @@ def spread(values: Sequence[float]) -> str:
 
 def median(values: Sequence[float]) -> float | None:
     return statistics.median(values) if values else None
+
+
+def report(title: str, table: str) -> None:
+    """A bench's closing table under its title, and the load at the end."""
+    print(f"\n=== {title} ===")
+    print(table)
+    print(f"  {load()}", flush=True)
 
 
 class LocalRun:

@@ -30,7 +30,6 @@ from localrun.manifests import DEPLOY, ManifestError, find
 
 IPAMD = "tke-eni-ipamd"
 AGENT = "tke-eni-agent"
-DEVICE_PLUGIN = "tke-eni-device-plugin"
 EXTENDER = "tke-eni-ip-scheduler"
 WEBHOOK = "tke-eni-ip-webhook"
 EXTENDER_TLS_SECRET = "tke-eni-ip-scheduler-tls"  # noqa: S105 - a Secret's name
@@ -145,7 +144,8 @@ def kustomization(objs: list[dict[str, Any]], s: OverlaySettings, deploy: str
         _patch(ipamd, _flag_ops(ipamd, IPAMD, [f"--clusterid={s.cluster_id}",
                                                "--enable-security-groups=true"])
                + _env_ops(ipamd, IPAMD, {**cloud_env, **s.ipamd_env})),
-        _patch(agent, _env_ops(agent, DEVICE_PLUGIN, {
+        # the device plugin runs in the agent's process (--device-plugin=true)
+        _patch(agent, _env_ops(agent, AGENT, {
             **cloud_env, "TKE_ENI_DP_METADATA_URL": s.metadata_url,
             "TKE_ENI_DP_CLOUD_ENDPOINT": f"http://{s.cloud_endpoint}"})
             + _flag_ops(agent, AGENT, s.agent_args) + _not_on_fake_nodes(agent)),

@@ -106,8 +106,7 @@ def test_agent_rollouts_keep_running_pods_networking_and_ips(guide_env: Environm
         digest = next(s["imageID"] for s in status).split("@", 1)[1]
         new_image = f"tke-vpc-cni@{digest}"
         ping = Ping(env, "d2-client", before["d2-server"])
-        took = rollout(env, "set", "image", f"ds/{AGENT}", f"{AGENT}={new_image}",
-                       f"tke-eni-device-plugin={new_image}")
+        took = rollout(env, "set", "image", f"ds/{AGENT}", f"{AGENT}={new_image}")
         sent, got = ping.stop()
         print(f"set image ds/{AGENT} {new_image}: {took:.1f}s; ping during it: {sent} sent, "
               f"{got} received, {sent - got} lost")
@@ -121,8 +120,7 @@ def test_agent_rollouts_keep_running_pods_networking_and_ips(guide_env: Environm
         assert code == 0, out
     finally:
         if original_image:
-            rollout(env, "set", "image", f"ds/{AGENT}", f"{AGENT}={original_image}",
-                    f"tke-eni-device-plugin={original_image}")
+            rollout(env, "set", "image", f"ds/{AGENT}", f"{AGENT}={original_image}")
         for n in names:
             delete_and_wait(env, f"/api/v1/namespaces/default/pods/{n}")
 

@@ -63,7 +63,7 @@ EXPECT = {
     "tke-eni-ipamd-status": "subnet-",
     "get vip -l": "10.0.",
     "get events": "ts-pending",
-    "logs <agent-pod> -c tke-eni-device-plugin": "registered with the kubelet",
+    "logs <agent-pod>": "registered with the kubelet",  # the plugin logs in the agent's process
     "describe node <node>": "tke.cloud.tencent.com/eni-ip",
     "logs <agent-pod> -c tke-eni-agent": "starting tke-eni-agent",
     "exec <agent-pod> -c tke-eni-agent": "0",

@@ -185,6 +185,9 @@ def test_container_flags_and_env_exist_in_console_scripts(built: list[dict[str, 
                 if name.startswith(SETTING_PREFIXES):
                     ok = name in help_text or (
                         name.startswith("TKE_CLOUD_") and name in cloud_settings
+                    ) or (  # the device plugin served in the agent's process
+                        name.startswith("TKE_ENI_DP_") and "--device-plugin=true" in words
+                        and name in script_help("tke-eni-device-plugin")
                     )
                     assert ok, f"{where}: env {name} is not a setting of {command[0]}"
     assert checked, "no flag checked"

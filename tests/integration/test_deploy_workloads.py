@@ -120,7 +120,6 @@ def test_scheduler_config_is_accepted_by_kube_scheduler(
 
 def _loaders() -> dict[str, Callable[..., Any]]:
     from cni.agent import config as agent_config
-    from device_plugin import settings as dp_settings
     from ipamd import config as ipamd_config
     from scheduler_extender import config as extender_config
     from webhook import config as webhook_config
@@ -133,7 +132,6 @@ def _loaders() -> dict[str, Callable[..., Any]]:
 
     return {
         "tke-eni-agent": agent_config.parse,
-        "tke-eni-device-plugin": dp_settings.load,
         "tke-eni-ipamd": ipamd_config.load,
         "tke-eni-scheduler-extender": extender_config.parse,
         "tke-eni-ip-webhook": webhook,
@@ -167,7 +165,7 @@ def test_every_container_configuration_loads(built: list[dict[str, Any]]) -> Non
                     f"{obj['kind']}/{obj['metadata']['name']} {c['name']}: {program} "
                     f"refuses {argv} / {sorted(env)}: {exc!r}"
                 )
-    assert set(loaded) >= {"tke-eni-agent", "tke-eni-device-plugin"}, sorted(loaded)
+    assert "tke-eni-agent" in loaded, sorted(loaded)
 
     agent, c = loaded["tke-eni-agent"]
     assert agent.node_name == DOWNWARD["spec.nodeName"]
@@ -184,7 +182,13 @@ def test_every_container_configuration_loads(built: list[dict[str, Any]]) -> Non
     # the agent feeds the device plugin through the capacity file: one host directory
     capfile = agent.device_plugin_capacity_file
     assert capfile and under_a_mount(os.path.dirname(capfile), c), (capfile, mount_paths(c))
-    dp, c = loaded["tke-eni-device-plugin"]
+    # the device plugin runs in the agent's process, configured by the container's
+    # TKE_ENI_DP_* variables (the loader the agent's --device-plugin calls)
+    from device_plugin import settings as dp_settings
+
+    assert agent.device_plugin is True
+    dp = dp_settings.load([], container_process(built, find(built, "DaemonSet", "tke-eni-agent"),
+                                                c)[1])
     assert under_a_mount(dp.device_plugin_dir, c), (dp.device_plugin_dir, mount_paths(c))
     assert dp.capacity_file == capfile, (dp.capacity_file, capfile)
     assert under_a_mount(os.path.dirname(dp.capacity_file), c), mount_paths(c)
@@ -232,20 +236,14 @@ def test_workload_policy(built: list[dict[str, Any]]) -> None:
     assert agent["hostPID"] is True  # CNI_NETNS may be /proc/<host pid>/ns/net
     assert {"operator": "Exists"} in agent["tolerations"]  # NotReady (no CNI yet) nodes too
     by_name = {c["name"]: c for c in agent["containers"]}
-    assert set(by_name) == {"tke-eni-agent", "tke-eni-device-plugin"}
-    dp = by_name["tke-eni-device-plugin"]["securityContext"]
-    assert dp["capabilities"]["drop"] == ["ALL"] and dp["allowPrivilegeEscalation"] is False
-    assert not dp.get("privileged")
+    # one container, one process: the device plugin is served by the agent (--device-plugin)
+    assert set(by_name) == {"tke-eni-agent"}
+    assert by_name["tke-eni-agent"]["securityContext"]["privileged"] is True
     netns = [
         m for m in by_name["tke-eni-agent"]["volumeMounts"] if m["mountPath"] == "/var/run/netns"
     ]
     assert netns and netns[0]["mountPropagation"] == "HostToContainer"
-    # only the agent container carries the API token
+    # the API token is projected into the agent container (no automount)
     assert agent["automountServiceAccountToken"] is False
     token = "/var/run/secrets/kubernetes.io/serviceaccount"
     assert token in mount_paths(by_name["tke-eni-agent"])
-    assert token not in mount_paths(by_name["tke-eni-device-plugin"])
-    # the device plugin reads the capacity directory only, not the agent's cni.sock dir
-    dp_mounts = {m["mountPath"]: m for m in by_name["tke-eni-device-plugin"]["volumeMounts"]}
-    assert "/run/tke-eni-agent" not in dp_mounts
-    assert dp_mounts["/run/tke-eni-agent/device-plugin"].get("readOnly") is True

@@ -60,7 +60,7 @@ def api_get(api_client: Any) -> ApiGet:
         except ApiException as exc:
             body = exc.body or exc.reason or ""
             data = body if isinstance(body, bytes) else str(body).encode()
-            return _Failed(int(exc.status or 0), data)
+            return Answer(int(exc.status or 0), data)
         raw = response.response  # the urllib3 response, body not read yet
         if not stream:
             raw.data  # noqa: B018 - read the whole body now
@@ -70,8 +70,9 @@ def api_get(api_client: Any) -> ApiGet:
 
 
 @dataclass(slots=True)
-class _Failed:
-    """A non-2xx answer, shaped like a response (the client raises instead)."""
+class Answer:
+    """A whole answer read already, shaped as an ``HttpResponse``: a non-2xx
+    answer here (the client raises one instead), any answer in ``kit.kubelite``."""
 
     status: int
     data: bytes

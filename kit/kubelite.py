@@ -30,6 +30,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from kit.kubehttp import Answer
+
 SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 TOKEN_REREAD = 60.0  # seconds between reads of a token file (a projected token rotates)
 POOL_SIZE = 4  # idle connections kept per client
@@ -238,23 +240,6 @@ class KubeLite:
                 self._pool.append(conn)
                 return
         conn.close()
-
-
-@dataclass(slots=True)
-class Answer:
-    """A whole answer, shaped as ``kit.kubehttp.HttpResponse``."""
-
-    status: int
-    data: bytes
-
-    def stream(self, amt: int | None = None, decode_content: bool | None = None) -> Iterator[bytes]:
-        yield self.data
-
-    def release_conn(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
 
 
 class StreamResponse:

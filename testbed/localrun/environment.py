@@ -276,6 +276,7 @@ class Environment:
                     provider_id=f"qcloud:///{ZONE_IDS[spec.zone]}/{inst['instance_id']}",
                     netns_name=f"{self.prefix}-{spec.name}",
                     cgroup_root=f"/{self.prefix}-{spec.name}", status_update_frequency="1s",
+                    kubelet_args=(f"--max-pods={spec.max_pods}",) if spec.max_pods else (),
                     labels={INSTANCE_LABEL: inst["instance_id"],
                             "node.kubernetes.io/instance-type": spec.instance_type})
         rn = RealNode(spec, inst["instance_id"], inst["private_ip"], node)

@@ -22,6 +22,7 @@ class NodeSpec:
     name: str
     zone: str
     instance_type: str = "S5.LARGE8"
+    max_pods: int = 0  # the kubelet's --max-pods; 0 = localnode's default (32)
 
 
 @dataclass

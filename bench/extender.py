@@ -31,7 +31,10 @@ are created while no scheduler runs, then the scheduler starts and the bench
 records when each pod gets its node (a watch); rate = (pods − 1) /
 (last bind − first bind). Pods without eni-ip never reach the extender
 (managedResources) — that is the "without" run; pods requesting
-eni-ip are the "with" run; same scheduler configuration, same run.
+eni-ip are the "with" run; same scheduler configuration, same run. --rounds
+(3) rounds of both, the order alternating by round (fresh pods each run);
+printed: every run with the load average, the medians with [min–max], and the
+median of the rounds' with ÷ without ratios.
 """
 
 from __future__ import annotations
@@ -357,7 +360,7 @@ def cycle_part(n: int = 200, cycles: int = 1000) -> None:
 
 
 # --- part 2: real scheduler ---------------------------------------------------
-def scheduler_part(pods: int, nodes_per_zone: int) -> None:
+def scheduler_part(pods: int, nodes_per_zone: int, rounds: int = 3) -> None:
     from kubernetes import client, watch
 
     from harness.extender import (
@@ -412,57 +415,68 @@ def scheduler_part(pods: int, nodes_per_zone: int) -> None:
         config_path = workdir / "bench-scheduler.yaml"
         config_path.write_text(json.dumps(config))
         bins = k8s_binaries()
-        results = {}
-        for label, eni in (
-            ("without extender (no eni-ip)", False),
-            ("with extender (eni-ip)", True),
-        ):
-            prefix = "eni" if eni else "plain"
-            names = [f"{prefix}-{i}" for i in range(pods)]
-            create_pods(core, [pod_manifest(n, eni_ip=eni) for n in names])
-            bound: dict[str, float] = {}
-            stop = threading.Event()
-            version = core.list_namespaced_pod("default").metadata.resource_version
-            watcher = threading.Thread(
-                target=watch_binds, args=(api, version, set(names), bound, stop)
-            )
-            watcher.start()
-            proc = ManagedProcess.start(
-                f"kube-scheduler-{prefix}",
-                components.scheduler_argv(
-                    bins.kube_scheduler, config_path, cp.kubeconfig, sched_port
-                ),
-                workdir / f"kube-scheduler-{prefix}.log",
-                cwd=workdir,
-            )
-            try:
-                wait_ready(
-                    proc,
-                    lambda: http_ok(
-                        f"https://127.0.0.1:{sched_port}/healthz", TLSClient(), expect="ok"
-                    ),
-                    60,
-                    "kube-scheduler /healthz",
+        runs = (("without extender (no eni-ip)", False), ("with extender (eni-ip)", True))
+        results: dict[bool, list[float]] = {False: [], True: []}
+        ratios: list[float] = []
+        for r in range(rounds):
+            order = runs if r % 2 == 0 else runs[::-1]  # alternate: neither side always first
+            for label, eni in order:
+                prefix = f"{'eni' if eni else 'plain'}-r{r}"
+                names = [f"{prefix}-{i}" for i in range(pods)]
+                create_pods(core, [pod_manifest(n, eni_ip=eni) for n in names])
+                bound: dict[str, float] = {}
+                stop = threading.Event()
+                version = core.list_namespaced_pod("default").metadata.resource_version
+                watcher = threading.Thread(
+                    target=watch_binds, args=(api, version, set(names), bound, stop)
                 )
-                deadline = time.monotonic() + 120
-                while len(bound) < pods and time.monotonic() < deadline:
-                    time.sleep(0.1)
-            finally:
-                stop.set()
-                proc.stop()
-                watcher.join(10)
-            if len(bound) < pods:
-                raise RuntimeError(f"{label}: only {len(bound)}/{pods} pods bound")
-            times = sorted(bound.values())
-            rate = (len(times) - 1) / (times[-1] - times[0])
-            results[label] = rate
-            print(
-                f"  {label:<30} {rate:8.1f} pods/s  ({pods} pods bound in "
-                f"{times[-1] - times[0]:.2f} s)"
-            )
-        with_rate = results["with extender (eni-ip)"]
-        without_rate = results["without extender (no eni-ip)"]
-        print(f"  ratio with/without: {with_rate / without_rate:.2f}")
+                watcher.start()
+                proc = ManagedProcess.start(
+                    f"kube-scheduler-{prefix}",
+                    components.scheduler_argv(
+                        bins.kube_scheduler, config_path, cp.kubeconfig, sched_port
+                    ),
+                    workdir / f"kube-scheduler-{prefix}.log",
+                    cwd=workdir,
+                )
+                try:
+                    wait_ready(
+                        proc,
+                        lambda: http_ok(
+                            f"https://127.0.0.1:{sched_port}/healthz", TLSClient(), expect="ok"
+                        ),
+                        60,
+                        "kube-scheduler /healthz",
+                    )
+                    deadline = time.monotonic() + 120
+                    while len(bound) < pods and time.monotonic() < deadline:
+                        time.sleep(0.1)
+                finally:
+                    stop.set()
+                    proc.stop()
+                    watcher.join(10)
+                if len(bound) < pods:
+                    raise RuntimeError(f"{label}: only {len(bound)}/{pods} pods bound")
+                times = sorted(bound.values())
+                rate = (len(times) - 1) / (times[-1] - times[0])
+                results[eni].append(rate)
+                print(
+                    f"  round {r + 1}/{rounds} {label:<30} {rate:8.1f} pods/s  ({pods} pods "
+                    f"bound in {times[-1] - times[0]:.2f} s; load average "
+                    f"{os.getloadavg()[0]:.1f})",
+                    flush=True,
+                )
+            ratios.append(results[True][-1] / results[False][-1])
+        print(
+            f"  median of {rounds} round(s) [min–max]: without "
+            f"{statistics.median(results[False]):.1f} pods/s [{min(results[False]):.1f}–"
+            f"{max(results[False]):.1f}], with {statistics.median(results[True]):.1f} "
+            f"[{min(results[True]):.1f}–{max(results[True]):.1f}]"
+        )
+        print(
+            f"  ratio with/without: {statistics.median(ratios):.2f} (median of the rounds' "
+            f"ratios; each round: {', '.join(f'{x:.2f}' for x in ratios)})"
+        )
         if extender is not None:
             requests = extender.metric("tke_eni_extender_requests_total", code="200", verb="filter")
             print(f"  extender filter calls: {requests:.0f}")
@@ -516,6 +530,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-http", action="store_true")
     parser.add_argument("--pods", type=int, default=300)
     parser.add_argument("--nodes-per-zone", type=int, default=100)
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="part 2: rounds of without + with (order alternating)"
+    )
     args = parser.parse_args(argv)
     from scheduler_extender.wire import Codec
 
@@ -529,7 +546,7 @@ def main(argv: list[str] | None = None) -> int:
         latency_part([int(s) for s in args.sizes.split(",") if s], codec)
         cycle_part()
     if not args.no_scheduler:
-        scheduler_part(args.pods, args.nodes_per_zone)
+        scheduler_part(args.pods, args.nodes_per_zone, args.rounds)
     print(f"bench done in {time.monotonic() - t:.0f} s (load average {os.getloadavg()[0]:.1f})")
     return 0
 

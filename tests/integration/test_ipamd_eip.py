@@ -267,3 +267,108 @@ def test_faults_are_retried_and_nothing_leaks(
         kube.delete_pod("f")
         wait_for("released despite the faults", lambda: not eips(emu), 60)
         emu.clear_faults()
+
+
+def test_claim_policy_warnings(kube: Kube, emu: EmulatorHandle) -> None:
+    """``Never`` on a pod no StatefulSet controls: Warning EipNeverNeedsStatefulSet,
+    an EIP all the same, tagged Immediate and released with the pod; a policy that
+    is neither Never nor Immediate: Warning InvalidEipClaimPolicy, nothing allocated."""
+    with ipamd_inprocess(emu, kube.kubeconfig, *ON):
+        kube.add_pod(
+            "bare",
+            "n1",
+            policy=None,
+            annotations={**ATTRS, ce.ANNOTATION_EIP_CLAIM_DELETE_POLICY: "Never"},
+        )
+        kube.add_pod(
+            "odd",
+            "n1",
+            policy=None,
+            annotations={**ATTRS, ce.ANNOTATION_EIP_CLAIM_DELETE_POLICY: "Sometimes"},
+        )
+        wait_for("a Warning on bare", lambda: events(kube, ce.REASON_NEEDS_STATEFULSET, "bare"))
+        wait_for("a Warning on odd", lambda: events(kube, ce.REASON_INVALID_POLICY, "odd"))
+        (msg,) = events(kube, ce.REASON_INVALID_POLICY, "odd")
+        assert "'Sometimes'" in msg, msg
+        (msg,) = events(kube, ce.REASON_NEEDS_STATEFULSET, "bare")
+        assert "no controller" in msg, msg
+        wait_for("bare's EIP", lambda: [e for e in eips(emu) if e["status"] == "UNBIND"])
+        (e,) = eips(emu)
+        assert e["tags"][ce.TAG_POD] == "default/bare"
+        assert e["tags"][ce.TAG_POLICY] == "Immediate"
+        assert ce.TAG_OWNER not in e["tags"]
+        kube.delete_pod("bare")
+        wait_for("released with the pod", lambda: not eips(emu), 30)
+        wait_for("an EipReleased event", lambda: events(kube, ce.REASON_RELEASED, "bare"))
+    assert calls(emu, "AllocateAddresses") == 1  # none for odd
+
+
+@pytest.mark.parametrize(
+    ("faults", "fragment"),
+    [
+        ({"task_fail_ratio": 1.0, "actions": ["AssociateAddress"]}, "associate"),
+        (
+            {
+                "throttle_ratio": 1.0,
+                "throttle_code": "RequestLimitExceeded",
+                "actions": ["AssociateAddress"],
+            },
+            "RequestLimitExceeded",
+        ),
+    ],
+    ids=["task-failed", "throttled"],
+)
+def test_association_failing_warns_and_is_retried_until_it_succeeds(
+    kube: Kube, emu: EmulatorHandle, faults: dict[str, Any], fragment: str
+) -> None:
+    """AssociateAddress failing every time (its task ends FAILED, or every call is
+    throttled): a Warning EipFailed on the pod, the same EIP kept (no second
+    allocation) and the association retried; once the cloud recovers the EIP is
+    bound to the pod's IP, and released with the pod: nothing leaked."""
+    with ipamd_inprocess(emu, kube.kubeconfig, *ON):
+        (ip, eni), *_ = free_ips(kube, "n1", 1)
+        emu.set_faults(rate_limits=False, **faults)
+        kube.add_pod("f", "n1", policy=None, annotations=ATTRS)
+        run_on(kube, "f", ip)
+        wait_for("an EipFailed event", lambda: events(kube, ce.REASON_FAILED, "f"), 60)
+        msg = events(kube, ce.REASON_FAILED, "f")[0]
+        assert msg.startswith("associate:") and fragment in msg, msg
+        tries = calls(emu, "AssociateAddress")
+        wait_for("retried", lambda: calls(emu, "AssociateAddress") > tries, 60)
+        (e,) = eips(emu)  # one EIP: retried, not allocated again
+        assert e["status"] != "BIND", e  # (BINDING while a retry's task runs)
+        emu.clear_faults()
+        emu.set_faults(rate_limits=False)
+        wait_for("bound once the cloud recovers", lambda: bound(emu, ip), 60)
+        assert bound(emu, ip)["eni_id"] == eni  # type: ignore[index]
+        assert [x["address_id"] for x in eips(emu)] == [e["address_id"]]
+        assert calls(emu, "AllocateAddresses") == 1
+        kube.delete_pod("f")
+        wait_for("released with the pod", lambda: not eips(emu), 60)
+
+
+def test_quota_exhausted_warns_and_the_pod_gets_one_once_an_eip_is_freed(
+    kube: Kube, emu: EmulatorHandle
+) -> None:
+    """The account's EIP quota reached: AllocateAddresses refused, a Warning EipFailed
+    on the waiting pod, retried; when another pod's EIP is released the waiting pod
+    gets one. Nothing is left once both pods are gone."""
+    w = emu.emulator.world
+    with w.lock:
+        w.eips.quota = 1
+    with ipamd_inprocess(emu, kube.kubeconfig, *ON):
+        kube.add_pod("first", "n1", policy=None, annotations=ATTRS)
+        wait_for("first's EIP", lambda: [e for e in eips(emu) if e["status"] == "UNBIND"])
+        kube.add_pod("second", "n1", policy=None, annotations=ATTRS)
+        wait_for("an EipFailed event on second", lambda: events(kube, ce.REASON_FAILED, "second"))
+        msg = events(kube, ce.REASON_FAILED, "second")[0]
+        assert msg.startswith("allocate:") and "AddressQuotaLimitExceeded" in msg, msg
+        assert [e["tags"][ce.TAG_POD] for e in eips(emu)] == ["default/first"]
+        kube.delete_pod("first")
+        wait_for(
+            "second's EIP",
+            lambda: [e["tags"][ce.TAG_POD] for e in eips(emu)] == ["default/second"],
+            60,
+        )
+        kube.delete_pod("second")
+        wait_for("none left", lambda: not eips(emu), 30)

@@ -15,14 +15,17 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from harness.ipamd_world import POD_SUBNET3, SPEC
+from ipamd import metrics
 from ipamd.controllers.necctl import nec_path
 from localcluster.controlplane import ControlPlane
 from tests.integration.ipamd_harness import Kube, ipamd_inprocess, wait_for
+from tests.integration.test_ipamd_nec import kubectl
 from vpcsim.testing import EmulatorHandle, run_emulator
 
 DEFAULT, WEB, DB, OPS = "sg-node0001", "sg-web00001", "sg-db000001", "sg-ops00001"
@@ -80,6 +83,16 @@ def calls(emu: EmulatorHandle, action: str) -> int:
     return emu.emulator.api.calls.get(action, 0)
 
 
+def metric(name: str, **labels: str) -> float:
+    """ipamd's metric (its registry is this process's: ipamd runs in-process)."""
+    return metrics.REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+CHANGES = "tke_ipamd_security_group_changes_total"
+OUT_OF_SYNC = "tke_ipamd_security_group_enis_out_of_sync"
+INVALID = "tke_ipamd_security_group_invalid_overrides_total"
+
+
 def events(kube: Kube, reason: str, kind: str, name: str) -> list[str]:
     return [
         e["message"]
@@ -104,6 +117,7 @@ def test_off_untouched_then_on_existing_and_new_enis_follow_the_node(
     assert list(eni_groups(emu, "ins-sim00001").values()) == [[]]
     assert calls(emu, ASSOCIATE) == calls(emu, DISASSOCIATE) == 0
 
+    ok_before = metric(CHANGES, action="associate", result="ok")
     with ipamd_inprocess(emu, kube.kubeconfig, *ON):
         # the existing ENI without groups gets the node's, in order
         wait_for(
@@ -111,13 +125,19 @@ def test_off_untouched_then_on_existing_and_new_enis_follow_the_node(
         )
         assert calls(emu, ASSOCIATE) == 1
         wait_for(
+            "the association counted",
+            lambda: metric(CHANGES, action="associate", result="ok") == ok_before + 1,
+        )
+        wait_for(
             "an event on n1",
             lambda: events(kube, "SecurityGroupsUpdated", "Node", "n1"),
         )
         wait_for(
             "the nec's status",
-            lambda: nec_status(kube, "n1").get("securityGroupIds") == [WEB, DEFAULT]
-            and nec_status(kube, "n1").get("securityGroupSource") == "node",
+            lambda: (
+                nec_status(kube, "n1").get("securityGroupIds") == [WEB, DEFAULT]
+                and nec_status(kube, "n1").get("securityGroupSource") == "node"
+            ),
         )
         # a new ENI gets them at creation: no association call for it
         before = calls(emu, ASSOCIATE)
@@ -128,9 +148,7 @@ def test_off_untouched_then_on_existing_and_new_enis_follow_the_node(
         # the node's groups change (order too): its ENIs follow within a reconcile
         # period (5 s here)
         node_groups(emu, "ins-sim00001", [DEFAULT, OPS, WEB])
-        wait_for(
-            "n1's ENI follows", lambda: all_are(emu, "ins-sim00001", [DEFAULT, OPS, WEB]), 30
-        )
+        wait_for("n1's ENI follows", lambda: all_are(emu, "ins-sim00001", [DEFAULT, OPS, WEB]), 30)
         assert all_are(emu, "ins-sim00003", [DB])
         wait_for(
             "the change reported",
@@ -141,7 +159,9 @@ def test_off_untouched_then_on_existing_and_new_enis_follow_the_node(
         )
 
 
-def test_nec_override_and_a_bad_one_keeps_the_previous(kube: Kube, emu: EmulatorHandle) -> None:
+def test_nec_override_and_a_bad_one_keeps_the_previous(
+    kube: Kube, emu: EmulatorHandle, tmp_path: Path
+) -> None:
     node_groups(emu, "ins-sim00001", [DEFAULT])
     with ipamd_inprocess(emu, kube.kubeconfig, *ON):
         wait_for("n1's ENI holds default", lambda: all_are(emu, "ins-sim00001", [DEFAULT]))
@@ -152,6 +172,11 @@ def test_nec_override_and_a_bad_one_keeps_the_previous(kube: Kube, emu: Emulator
             lambda: nec_status(kube, "n1").get("securityGroupSource") == "nodeENIConfig",
         )
         assert nec_status(kube, "n1")["securityGroupIds"] == [DB, WEB]
+        # the real kubectl: the groups in force in the wide column SECURITY-GROUPS
+        wide = kubectl(kube, tmp_path, "get", "nec", "n1", "-o", "wide").splitlines()
+        col = wide[0].index("SECURITY-GROUPS")
+        assert DB in wide[1][col:] and WEB in wide[1][col:], wide
+        invalid_before = metric(INVALID)
         kube.api.patch(nec_path("n1"), {"spec": {"securityGroupIds": ["sg-1", WEB]}})
         wait_for(
             "a Warning event on the nec",
@@ -160,6 +185,7 @@ def test_nec_override_and_a_bad_one_keeps_the_previous(kube: Kube, emu: Emulator
         (msg,) = events(kube, "InvalidSecurityGroups", "NodeENIConfig", "n1")
         assert "'sg-1' is not a security group id" in msg, msg
         assert f"keeping ['{DB}', '{WEB}'] (nodeENIConfig)" in msg, msg
+        assert metric(INVALID) > invalid_before
         wait_for(
             "the problem in the status",
             lambda: "sg-1" in nec_status(kube, "n1").get("securityGroupMessage", ""),
@@ -174,8 +200,10 @@ def test_nec_override_and_a_bad_one_keeps_the_previous(kube: Kube, emu: Emulator
         wait_for("back to the node's", lambda: all_are(emu, "ins-sim00001", [OPS]))
         wait_for(
             "status: the node's, no message",
-            lambda: nec_status(kube, "n1").get("securityGroupSource") == "node"
-            and not nec_status(kube, "n1").get("securityGroupMessage"),
+            lambda: (
+                nec_status(kube, "n1").get("securityGroupSource") == "node"
+                and not nec_status(kube, "n1").get("securityGroupMessage")
+            ),
         )
 
 
@@ -187,6 +215,7 @@ def test_cloud_error_mid_change_is_retried_and_never_leaves_the_eni_bare(
         wait_for("n1's ENI holds default", lambda: all_are(emu, "ins-sim00001", [DEFAULT]))
         # default -> web, db: associate web, disassociate default, associate db;
         # the disassociation fails (after the adapter's own retries)
+        errors_before = metric(CHANGES, action="disassociate", result="error")
         emu.set_faults(internal_error_ratio=1.0, actions=[DISASSOCIATE])
         node_groups(emu, "ins-sim00001", [WEB, DB])
         wait_for(
@@ -196,6 +225,9 @@ def test_cloud_error_mid_change_is_retried_and_never_leaves_the_eni_bare(
         )
         (eni,) = eni_groups(emu, "ins-sim00001")
         assert eni_groups(emu, "ins-sim00001")[eni] == [DEFAULT, WEB]  # between, not bare
+        assert metric(CHANGES, action="disassociate", result="error") > errors_before
+        assert metric(OUT_OF_SYNC) == 1  # the ENI, until the retry lands
         emu.clear_faults()
         emu.set_faults(rate_limits=False)
         wait_for("the change finished", lambda: all_are(emu, "ins-sim00001", [WEB, DB]), 60)
+        wait_for("none out of sync", lambda: metric(OUT_OF_SYNC) == 0)

@@ -149,6 +149,8 @@ def test_immediate_pod_gets_an_eip_bound_to_its_ip_and_released_with_it(
                 == e["address_ip"]
             ),
         )
+        ann = (pod(kube, "web") or {})["metadata"]["annotations"]
+        assert ann[ce.ANNOTATION_EIP_ID] == e["address_id"], ann
         assert events(kube, ce.REASON_ALLOCATED, "web")
         run_on(kube, "web", ip)
         wait_for("bound to the pod's IP", lambda: bound(emu, ip))
@@ -187,6 +189,8 @@ def test_never_keeps_the_eip_for_the_statefulsets_next_pod(kube: Kube, emu: Emul
         wait_for("bound to db-0's IP", lambda: bound(emu, ip1))
         (first,) = eips(emu)
         assert first["tags"][ce.TAG_POLICY] == "Never"
+        assert first["tags"][ce.TAG_OWNER] == "apps/v1/StatefulSet/db"
+        assert first["tags"][ce.TAG_OWNER_UID] == owner["uid"]
         kube.delete_pod("db-0")
         wait_for("disassociated, kept", lambda: [e["status"] for e in eips(emu)] == ["UNBIND"])
         wait_for("an EipKept event", lambda: events(kube, ce.REASON_KEPT, "db-0"))

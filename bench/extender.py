@@ -33,8 +33,10 @@ records when each pod gets its node (a watch); rate = (pods − 1) /
 (managedResources) — that is the "without" run; pods requesting
 eni-ip are the "with" run; same scheduler configuration, same run. --rounds
 (3) rounds of both, the order alternating by round (fresh pods each run);
-printed: every run with the load average, the medians with [min–max], and the
-median of the rounds' with ÷ without ratios.
+printed: every run with the load average (and, for the "with" runs, how many TCP
+connections kube-scheduler holds to the extender half-way through: 1 = one
+kept-alive connection), the medians with [min–max], and the median of the
+rounds' with ÷ without ratios.
 """
 
 from __future__ import annotations
@@ -449,7 +451,10 @@ def scheduler_part(pods: int, nodes_per_zone: int, rounds: int = 3) -> None:
                         "kube-scheduler /healthz",
                     )
                     deadline = time.monotonic() + 120
+                    conns: int | None = None
                     while len(bound) < pods and time.monotonic() < deadline:
+                        if eni and conns is None and len(bound) >= pods // 2:
+                            conns = established(ext_port)
                         time.sleep(0.1)
                 finally:
                     stop.set()
@@ -463,7 +468,8 @@ def scheduler_part(pods: int, nodes_per_zone: int, rounds: int = 3) -> None:
                 print(
                     f"  round {r + 1}/{rounds} {label:<30} {rate:8.1f} pods/s  ({pods} pods "
                     f"bound in {times[-1] - times[0]:.2f} s; load average "
-                    f"{os.getloadavg()[0]:.1f})",
+                    f"{os.getloadavg()[0]:.1f})"
+                    + (f"; connections to the extender mid-run: {conns}" if eni else ""),
                     flush=True,
                 )
             ratios.append(results[True][-1] / results[False][-1])
@@ -487,6 +493,18 @@ def scheduler_part(pods: int, nodes_per_zone: int, rounds: int = 3) -> None:
             extender.stop()
         cp.stop()
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def established(port: int) -> int | None:
+    """TCP connections established to ``port`` on this machine (``ss``): how many
+    connections kube-scheduler holds to the extender (1: one kept-alive connection)."""
+    import subprocess
+
+    done = subprocess.run(
+        ["ss", "-Htn", "state", "established", f"( sport = :{port} )"],
+        capture_output=True, text=True, check=False,
+    )
+    return len(done.stdout.splitlines()) if done.returncode == 0 else None
 
 
 def create_pods(core: Any, manifests: list[dict[str, Any]]) -> None:

@@ -281,7 +281,8 @@ def test_vpc_eni_quota() -> None:
 
 
 def test_security_group_required_when_configured() -> None:
-    state = {"vpcs": [{"id": "vpc-sim00001", "cidr": "10.9.0.0/16",
+    state = {"security_groups": [{"id": "sg-sim00001", "name": "default"}],
+             "vpcs": [{"id": "vpc-sim00001", "cidr": "10.9.0.0/16",
                        "require_security_group": True,
                        "subnets": [{"id": "subnet-sim00001", "name": "s", "cidr": "10.9.1.0/24",
                                     "zone": "ap-guangzhou-3"}],

@@ -1,18 +1,31 @@
-"""Per-node footprint: the memory of what the agent DaemonSet runs on a node
-(the node agent and the device plugin) with N pods on the node (default 110,
-the kubelet's default max pods), beside the reference (aws-node).
+"""Per-node footprint: the memory of what the agent DaemonSet runs on a node (the
+node agent, which serves the device plugin in its process) with N pods on the node
+(default 110, the kubelet's default max pods), beside the reference (aws-node).
 
-    sudo .venv/bin/python -m bench.footprint [--pods 110] [--shape separate|combined]
+    sudo flock /tmp/tke-e2e.lock .venv/bin/python -m bench.footprint [--pods 110]
+    sudo .venv/bin/python -m bench.footprint --on netns [--shape separate|combined]
 
-What runs, each a real process started from its console script:
+``--on localrun`` (default): the deployed shape, as an operator runs it. A local run
+(docs/local-run.md: the image built from the working tree, deploy/ applied through
+the local overlay, real nodes with containerd + kubelet) with node-a an
+``--instance-type`` instance (its ENI limits hold the pods) whose kubelet has
+``--max-pods`` = pods + 20 (localnode's nodes default to 32); a Deployment of
+``--pods`` busybox pods with an ENI IP each, pinned to node-a; once they run, the
+agent container's processes (the DaemonSet's one container: ``tke-eni-agent
+--device-plugin=true``) are measured. Printed: the pods on node-a (the kubelet's
+view, ours included) and the pods the agent holds (its checkpoint), node-a's
+allocatable eni-ip, RSS/PSS/USS of the container's processes, the load. Minutes
+(image build, environment start, pods); run it under the shared e2e lock.
 
-- ``--shape separate`` (two containers): ``tke-eni-agent`` and
-  ``tke-eni-device-plugin``; ``--shape combined`` (one container):
-  ``tke-eni-agent --device-plugin=true``, the device plugin served in the
-  agent's process (docs/node.md, "Footprint").
-- the agent in a throw-away "node" netns with one ENI (a veth) and the node's
-  IPs from a file (``--ip-source=file``: no API server here); ``--pods`` real
-  CNI ADDs through the installed ``tke-route-eni`` shim, each into a fresh pod
+``--on netns``: the two shapes side by side without a cluster's kubelet, containerd
+or image. ``--shape separate`` (two processes): ``tke-eni-agent`` and
+``tke-eni-device-plugin``; ``--shape combined`` (one): ``tke-eni-agent
+--device-plugin=true``.
+
+- the agent in a throw-away "node" netns with one ENI (a veth), its ENIs/IPs and
+  pods from a real kube-apiserver (``--sources kubernetes``, as deployed; reached
+  through ``localnode.portforward``) or from a file (``--sources file``); ``--pods``
+  real CNI ADDs through the installed ``tke-route-eni`` shim, each into a fresh pod
   netns, so the agent holds N pods' state (pool, checkpoint, links);
 - the device plugin registered with the kubelet stand-in (``harness.kubelet``,
   real gRPC), its limits from the VPC emulator's DescribeNetworkInterfaceLimit
@@ -36,13 +49,13 @@ import contextlib
 import ctypes
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -52,6 +65,9 @@ from bench.cni_bench import CLONE_NEWNET, DEPLOYED_PYTHON, enter_netns, runtime_
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGET_MB = 80.0  # issue 17 item 6: agent + device plugin together, 110 pods
+LOCALRUN_WORKDIR = Path("/var/lib/tke-e2e")  # as bench.capacity: room for a local run
+FILL = "footprint"  # the Deployment that fills the node
+AGENT = "tke-eni-agent"  # deploy/'s DaemonSet and its one container
 REFERENCE = "aws-node (AWS VPC CNI's node DaemonSet): 42-48 MB RSS (the issue's figure)"
 RESOURCE = "tke.cloud.tencent.com/eni-ip"
 MB = 1024 * 1024
@@ -154,62 +170,21 @@ def script(name: str) -> str:
     return path
 
 
-class Forward:
-    """TCP from 127.0.0.1:<port> in the node netns to ``target`` in the root
-    netns (the API server and the emulator listen on the root's loopback; on a
-    real node the agent's hostNetwork reaches them). Create it in the root
-    netns, then call ``listen()`` inside the node netns: its threads stay in the
-    root netns and dial out from there."""
-
-    def __init__(self, target: tuple[str, int]) -> None:
-        self.target = target
-        self.listener: socket.socket | None = None
-        self._ready = threading.Event()
-        self._socks: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def listen(self) -> int:
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self._ready.set()
-        port: int = self.listener.getsockname()[1]
-        return port
-
-    def _accept(self) -> None:
-        self._ready.wait()
-        if self.listener is None:  # closed before it listened
-            return
-        while True:
-            try:
-                conn, _ = self.listener.accept()
-                upstream = socket.create_connection(self.target, timeout=10)
-                upstream.settimeout(None)
-            except OSError:
-                if self.listener.fileno() < 0:
-                    return
-                continue
-            self._socks += [conn, upstream]
-            for a, b in ((conn, upstream), (upstream, conn)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pump(src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while data := src.recv(65536):
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (src, dst):
-                with contextlib.suppress(OSError):
-                    s.shutdown(socket.SHUT_RDWR)
-
-    def close(self) -> None:
-        if self.listener is not None:
-            self.listener.close()
-        self._ready.set()
-        for s in self._socks:
-            with contextlib.suppress(OSError):
-                s.close()
+def forward_into(netns: str, ports: Sequence[int], log: Path) -> subprocess.Popen[bytes]:
+    """TCP from 127.0.0.1:<port> in ``netns`` to 127.0.0.1:<port> of the root netns
+    (the API server and the emulator listen on the root's loopback; on a real node the
+    agent's hostNetwork reaches them), by the test bed's ``localnode.portforward`` (as
+    the local run's nodes reach their API server); returns once it listens."""
+    argv = [sys.executable, "-m", "localnode.portforward", "--netns", f"/run/netns/{netns}"]
+    for port in ports:
+        argv += ["--forward", f"127.0.0.1:{port}=127.0.0.1:{port}"]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE,
+                            stderr=open(log, "wb"))  # noqa: SIM115  # fmt: skip
+    assert proc.stdout is not None
+    if proc.stdout.readline().strip() != b"ready":
+        proc.wait(10)
+        raise RuntimeError(f"localnode.portforward did not start:\n{log.read_text()}")
+    return proc
 
 
 def kube_records(api: Any, node: str, pods: int, ips: list[str]) -> dict[str, str]:
@@ -292,20 +267,148 @@ def plugin_call(
         raise RuntimeError(f"{command} {pod}: {proc.stdout.decode()} {proc.stderr.decode()}")
 
 
+def print_table(figures: dict[str, dict[str, float]], alive: dict[str, bool]) -> None:
+    print(f"{'process':26}{'RSS MB':>9}{'PSS MB':>9}{'USS MB':>9}")
+    for name, f in figures.items():
+        note = "" if alive.get(name, True) else "  (EXITED before the measure)"
+        print(f"{name:26}{f['rss']:9.1f}{f['pss']:9.1f}{f['uss']:9.1f}{note}")
+    total = {k: sum(f[k] for f in figures.values()) for k in ("rss", "pss", "uss")}
+    print(f"{'total':26}{total['rss']:9.1f}{total['pss']:9.1f}{total['uss']:9.1f}"
+          f"   target RSS <= {TARGET_MB:.0f} MB: "
+          f"{'met' if total['rss'] <= TARGET_MB else 'MISSED'}")  # fmt: skip
+    print(f"reference: {REFERENCE}")
+
+
+def eni_deployment(replicas: int, node: str) -> dict[str, Any]:
+    """``replicas`` sleepers with an ENI IP each, all on ``node``."""
+    container = {
+        "name": "main",
+        "image": "busybox",
+        "command": ["sleep", "1000000"],
+        "resources": {"requests": {RESOURCE: "1"}, "limits": {RESOURCE: "1"}},
+    }
+    return {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": FILL, "namespace": "default"},
+        "spec": {
+            "replicas": replicas, "selector": {"matchLabels": {"app": FILL}},
+            "template": {
+                "metadata": {"labels": {"app": FILL},
+                             "annotations": {"tke.cloud.tencent.com/networks": "tke-route-eni"}},
+                "spec": {"containers": [container], "terminationGracePeriodSeconds": 0,
+                         "nodeSelector": {"kubernetes.io/hostname": node}},
+            },
+        },
+    }  # fmt: skip
+
+
+def localrun_main(opts: argparse.Namespace) -> int:
+    """The deployed shape on the local run (see the module's docstring)."""
+    from localrun import workloads
+    from localrun.cloudspec import ZONE3
+    from localrun.environment import Environment
+    from localrun.nodedaemons import NodeSpec
+
+    node = "node-a"
+    workdir = LOCALRUN_WORKDIR / f"bench-footprint-{secrets.token_hex(3)}"
+    nodes = (NodeSpec(node, ZONE3, opts.instance_type, max_pods=opts.pods + 20),
+             NodeSpec("node-b", ZONE3))  # two: the 2-replica Deployments spread  # fmt: skip
+    env = Environment(workdir, prefix="tkf", nodes=nodes, kwok_nodes=0,
+                      ipamd_extra_env={"TKE_IPAMD_RECONCILE_INTERVAL": "10s"},
+                      progress=lambda line: print(line, flush=True))  # fmt: skip
+    t0 = time.monotonic()
+    env.start()
+    started = time.monotonic() - t0
+    try:
+        kube = env.kube
+        kube.apply(eni_deployment(opts.pods, node))
+        t0 = time.monotonic()
+        deadline = t0 + opts.timeout
+        running: list[dict[str, Any]] = []
+        last_print = 0.0
+        while True:
+            pods = [p for p in kube.pods("default", f"app={FILL}")
+                    if not p["metadata"].get("deletionTimestamp")]  # fmt: skip
+            running = [p for p in pods if p["status"].get("phase") == "Running"
+                       and p["status"].get("podIP")]  # fmt: skip
+            now = time.monotonic()
+            if len(running) >= opts.pods or now > deadline:
+                break
+            if now - last_print >= 30:
+                print(
+                    f"  {len(running)}/{opts.pods} pods Running on {node} after "
+                    f"{now - t0:.0f} s (load {os.getloadavg()[0]:.2f})",
+                    flush=True,
+                )
+                last_print = now
+            time.sleep(2)
+        fill = time.monotonic() - t0
+        time.sleep(opts.settle)
+        agent = env.agent_pod(node)
+        pids = workloads.container_pids(env.real[node].node, agent, AGENT)
+        figures = {f"tke-eni-agent pid {pid}": mem(pid) for pid in pids}
+        load = os.getloadavg()
+        held = agent_pods(Path(f"/proc/{pids[0]}/root/var/lib/tke-eni-agent"))
+        on_node = [p for p in kube.items(f"/api/v1/pods?fieldSelector=spec.nodeName={node}")
+                   if p["status"].get("phase") == "Running"]  # fmt: skip
+        status = (kube.node(node) or {}).get("status") or {}
+        allocatable = (status.get("allocatable") or {}).get(RESOURCE, "?")
+        restarts = workloads.restarts(agent, AGENT)
+        containers = [c["name"] for c in agent["spec"]["containers"]]
+    finally:
+        problems = env.stop()
+        if not problems:
+            shutil.rmtree(workdir, ignore_errors=True)
+        else:
+            print(f"environment stop left: {problems} (workdir {workdir} kept)")
+
+    print(f"\nPer-node footprint on the local run (deploy/'s DaemonSet, image built from the "
+          f"working tree): environment up in {started:.0f} s; {len(running)}/{opts.pods} ENI "
+          f"pods Running on {node} ({opts.instance_type}, kubelet --max-pods "
+          f"{opts.pods + 20}) after {fill:.0f} s")  # fmt: skip
+    print(
+        f"{node}: {len(on_node)} pods Running (the kubelet's count, host-network ones "
+        f"included); the agent holds {held} pods; allocatable {RESOURCE} {allocatable}"
+    )
+    print(f"agent pod {agent['metadata']['name']}: containers {containers}, args "
+          f"--device-plugin=true, restarts {restarts}")  # fmt: skip
+    print_table(figures, {})
+    print(f"load average (1/5/15 min) at the measure: {load[0]:.2f} {load[1]:.2f} "
+          f"{load[2]:.2f} on {os.cpu_count()} CPUs")  # fmt: skip
+    if len(running) < opts.pods:
+        print(f"NOT REACHED: {len(running)} of {opts.pods} pods Running within "
+              f"{opts.timeout:.0f} s")  # fmt: skip
+    if opts.breakdown:
+        print_breakdown()
+    return 0 if len(running) >= opts.pods and held >= opts.pods else 1
+
+
+def print_breakdown() -> None:
+    print("import cost in a fresh interpreter (RSS MB after each import, added):")
+    for module, rss, added in import_breakdown(BREAKDOWN):
+        print(f"  {module:42}{rss:7.1f}{added:+7.1f}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--pods", type=int, default=110, help="pods on the node (default 110)")
     ap.add_argument(
+        "--on",
+        choices=("localrun", "netns"),
+        default="localrun",
+        help="the deployed DaemonSet on a local run (default), or bare processes in a netns",
+    )
+    ap.add_argument(
         "--shape",
         choices=("separate", "combined"),
         default="combined",
-        help="two processes, or the device plugin inside the agent (default)",
+        help="--on netns: two processes, or the device plugin inside the agent (default)",
     )
     ap.add_argument(
         "--sources",
         choices=("kubernetes", "file"),
         default="kubernetes",
-        help="the agent's ENIs/IPs and pods: from a real kube-apiserver as "
+        help="--on netns: the agent's ENIs/IPs and pods from a real kube-apiserver as "
         "deployed (default), or from files (no API server)",
     )
     ap.add_argument(
@@ -314,6 +417,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="the emulated node's type (its ENI limits must hold --pods)",
     )
     ap.add_argument("--settle", type=float, default=5.0, help="seconds idle before measuring")
+    ap.add_argument(
+        "--timeout", type=float, default=1200.0, help="--on localrun: seconds for the pods to run"
+    )
     ap.add_argument("--breakdown", action="store_true", help="also print the import costs")
     ap.add_argument(
         "--plugin-python",
@@ -323,6 +429,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if os.geteuid() != 0:
         print("needs root (network namespaces)", file=sys.stderr)
         return 1
+    if opts.on == "localrun":
+        return localrun_main(opts)
+    return netns_main(opts)
+
+
+def netns_main(opts: argparse.Namespace) -> int:
+    """Bare processes in a node netns (see the module's docstring)."""
     from harness.kubelet import KubeletStandin
     from localcluster.controlplane import ControlPlane
     from vpcsim.testing import run_emulator
@@ -334,7 +447,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     node_name = f"footprint-{os.getpid()}"
     pods: list[str] = []
     procs: dict[str, subprocess.Popen[bytes]] = {}
-    forwards: list[Forward] = []
+    forward: subprocess.Popen[bytes] | None = None
     cp: ControlPlane | None = None
     root_fd = os.open("/proc/self/ns/net", os.O_RDONLY)
     ips = [f"10.{40 + i // 250}.{i % 250}.10" for i in range(opts.pods + 10)]
@@ -342,8 +455,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with run_emulator() as emu, KubeletStandin(plugin_dir) as kubelet:
             iid = emu.add_instance("subnet-sim00003", opts.instance_type)
-            emu_fwd = Forward(("127.0.0.1", emu.port))
-            forwards.append(emu_fwd)
             env = {
                 **{k: v for k, v in os.environ.items() if not k.startswith("TENCENTCLOUD_")},
                 "TENCENTCLOUD_SECRET_ID": emu.secret_id,
@@ -356,6 +467,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "TKE_ENI_DP_METRICS_BIND_ADDRESS": "127.0.0.1:19961",
                 "TKE_ENI_DP_LOG_LEVEL": "WARNING",
             }
+            ports = [emu.port]
             agent_src = ["--ip-source=file", f"--ip-source-file={work / 'ips.json'}",
                          "--pod-source=none"]  # fmt: skip
             if opts.sources == "kubernetes":
@@ -363,12 +475,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 with contextlib.closing(cp.api_client()) as api:
                     apply_crds(api)
                     uids = kube_records(api, node_name, opts.pods, ips)
-                api_fwd = Forward(("127.0.0.1", int(cp.server.rsplit(":", 1)[1])))
-                forwards.append(api_fwd)
+                ports.append(int(cp.server.rsplit(":", 1)[1]))
                 agent_src = [
                     "--ip-source=kubernetes",
                     "--pod-source=kubernetes",
-                    f"--kubeconfig={work / 'kubeconfig'}",
+                    f"--kubeconfig={cp.kubeconfig}",
                     f"--node-name={node_name}",
                 ]
             else:
@@ -388,18 +499,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             sh("ip", "-n", node, "link", "add", "eth1", "address", "02:00:00:00:00:01",
                "type", "veth", "peer", "name", "vpc1")  # fmt: skip
             sh("ip", "-n", node, "link", "set", "vpc1", "up")
+            # the same 127.0.0.1:<port> addresses inside the node netns
+            forward = forward_into(node, ports, work / "portforward.log")
             enter_netns(node)  # the agent runs here, and the shims the bench spawns
-            if opts.shape == "combined":  # the device plugin, in the node netns, dials the cloud
-                local = f"http://127.0.0.1:{emu_fwd.listen()}"
-                env["TKE_ENI_DP_METADATA_URL"] = emu.metadata_url(iid).replace(emu.url, local)
-                env["TKE_ENI_DP_CLOUD_ENDPOINT"] = local
-            if cp is not None:
-                import yaml
-
-                cfg = yaml.safe_load(cp.kubeconfig.read_text())
-                for cluster in cfg["clusters"]:
-                    cluster["cluster"]["server"] = f"https://127.0.0.1:{api_fwd.listen()}"
-                (work / "kubeconfig").write_text(yaml.safe_dump(cfg))
             agent_cmd = [
                 script("tke-eni-agent"), *agent_src, "--eni-only=true",
                 f"--socket={work / 'cni.sock'}", f"--state-dir={work / 'state'}",
@@ -462,8 +564,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.close(root_fd)
         for p in procs.values():
             stop(p)
-        for f in forwards:
-            f.close()
+        stop(forward)
         if cp is not None:
             cp.stop()
         for name in pods:
@@ -473,23 +574,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not os.environ.get("FOOTPRINT_KEEP"):
             shutil.rmtree(work, ignore_errors=True)
 
-    print(f"Per-node footprint, shape={opts.shape}, sources={opts.sources}: {opts.pods} pods "
-          f"ADDed in {adds:.1f} s; the agent holds {held} pods; kubelet {RESOURCE} "
-          f"allocatable {allocatable} ({opts.instance_type})")  # fmt: skip
-    print(f"{'process':18}{'RSS MB':>9}{'PSS MB':>9}{'USS MB':>9}")
-    for name, f in figures.items():
-        note = "" if alive[name] else "  (EXITED before the measure)"
-        print(f"{name:18}{f['rss']:9.1f}{f['pss']:9.1f}{f['uss']:9.1f}{note}")
-    total = {k: sum(f[k] for f in figures.values()) for k in ("rss", "pss", "uss")}
-    print(f"{'total':18}{total['rss']:9.1f}{total['pss']:9.1f}{total['uss']:9.1f}"
-          f"   target RSS <= {TARGET_MB:.0f} MB: "
-          f"{'met' if total['rss'] <= TARGET_MB else 'MISSED'}")  # fmt: skip
-    print(f"reference: {REFERENCE}")
+    print(f"Per-node footprint in a netns, shape={opts.shape}, sources={opts.sources}: "
+          f"{opts.pods} pods ADDed in {adds:.1f} s; the agent holds {held} pods; kubelet "
+          f"{RESOURCE} allocatable {allocatable} ({opts.instance_type})")  # fmt: skip
+    print_table(figures, alive)
     print(f"load average (1 min) during the measure: {load[0]:.2f} on {os.cpu_count()} CPUs")
     if opts.breakdown:
-        print("import cost in a fresh interpreter (RSS MB after each import, added):")
-        for module, rss, added in import_breakdown(BREAKDOWN):
-            print(f"  {module:42}{rss:7.1f}{added:+7.1f}")
+        print_breakdown()
     return 0 if all(alive.values()) and held == opts.pods else 1
 
 

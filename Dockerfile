@@ -1,5 +1,7 @@
 # One image for every component of tke-vpc-cni (console scripts from setup.cfg):
-#   tke-eni-agent, tke-eni-device-plugin   DaemonSet kube-system/tke-eni-agent
+#   tke-eni-agent                          DaemonSet kube-system/tke-eni-agent (--device-plugin=true:
+#                                          the device plugin in the same process)
+#   tke-eni-device-plugin                  the device plugin on its own (docs/device-plugin.md)
 #   tke-eni-ipamd                          Deployment kube-system/tke-eni-ipamd
 #   tke-eni-scheduler-extender             Deployment kube-system/tke-eni-ip-scheduler
 #   tke-eni-ip-webhook                     Deployment kube-system/tke-eni-ip-webhook (+ its certs Job)

@@ -14,22 +14,32 @@ from dataclasses import dataclass
 DEVICE_ID_PREFIX = "eni-ip-"
 HEALTHY = "Healthy"
 UNHEALTHY = "Unhealthy"
-_ID_RE = re.compile(r"eni-ip-([0-9]{3,})")
+_DIGITS_RE = re.compile(r"[0-9]{3,}")
+
+
+def numbered_id(prefix: str, index: int) -> str:
+    """``prefix`` and the index in at least three digits (``eni-ip-007``, ``eip-012``)."""
+    return f"{prefix}{index:03d}"
+
+
+def numbered_index(prefix: str, dev_id: str) -> int | None:
+    """The index of a well-formed ``numbered_id(prefix, …)``, else None (``eni-ip-0007``,
+    ``eni-ip-7`` and other prefixes are not well-formed)."""
+    if not dev_id.startswith(prefix) or not _DIGITS_RE.fullmatch(dev_id[len(prefix) :]):
+        return None
+    index = int(dev_id[len(prefix) :])
+    return index if numbered_id(prefix, index) == dev_id else None
 
 
 def device_id(index: int) -> str:
     if index < 0:
         raise ValueError(f"device index must be >= 0, got {index}")
-    return f"{DEVICE_ID_PREFIX}{index:03d}"
+    return numbered_id(DEVICE_ID_PREFIX, index)
 
 
 def device_index(dev_id: str) -> int | None:
     """The index of a well-formed device id (``eni-ip-007`` → 7), else None."""
-    m = _ID_RE.fullmatch(dev_id)
-    if m is None:
-        return None
-    index = int(m.group(1))
-    return index if device_id(index) == dev_id else None  # reject eni-ip-0007
+    return numbered_index(DEVICE_ID_PREFIX, dev_id)
 
 
 @dataclass(frozen=True, slots=True)

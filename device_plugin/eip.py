@@ -13,33 +13,28 @@ and wakes the ListAndWatch streams when it changes."""
 from __future__ import annotations
 
 import logging
-import re
 import threading
 from collections.abc import Iterator
 
 import grpc
 
 from core.eip import RESOURCE_EIP
-from device_plugin.servicer import plugin_options
-from protos.v1beta1 import api_pb2, api_pb2_grpc
+from device_plugin.devices import numbered_id, numbered_index
+from device_plugin.servicer import BaseServicer, preferred_ids
+from protos.v1beta1 import api_pb2
 
 log = logging.getLogger(__name__)
 PREFIX = "eip-"
 ENV_DEVICE_IDS = "TKE_EIP_DEVICE_IDS"
-_ID_RE = re.compile(r"eip-([0-9]{3,})")
 STREAM_POLL_S = 1.0
 
 
 def eip_device_id(index: int) -> str:
-    return f"{PREFIX}{index:03d}"
+    return numbered_id(PREFIX, index)
 
 
 def eip_index(dev_id: str) -> int | None:
-    m = _ID_RE.fullmatch(dev_id)
-    if m is None:
-        return None
-    index = int(m.group(1))
-    return index if eip_device_id(index) == dev_id else None
+    return numbered_index(PREFIX, dev_id)
 
 
 class EipDevices:
@@ -83,7 +78,7 @@ def _response(count: int) -> api_pb2.ListAndWatchResponse:
     )
 
 
-class EipServicer(api_pb2_grpc.DevicePluginServicer):
+class EipServicer(BaseServicer):
     def __init__(self, devices: EipDevices) -> None:
         self.devices = devices
         self._closed = threading.Event()
@@ -91,11 +86,6 @@ class EipServicer(api_pb2_grpc.DevicePluginServicer):
     def close(self) -> None:
         self._closed.set()
         self.devices.poke()
-
-    def GetDevicePluginOptions(  # noqa: N802 - gRPC method name
-        self, request: api_pb2.Empty, context: grpc.ServicerContext
-    ) -> api_pb2.DevicePluginOptions:
-        return plugin_options()
 
     def ListAndWatch(  # noqa: N802 - gRPC method name
         self, request: api_pb2.Empty, context: grpc.ServicerContext
@@ -112,14 +102,12 @@ class EipServicer(api_pb2_grpc.DevicePluginServicer):
     def GetPreferredAllocation(  # noqa: N802 - gRPC method name
         self, request: api_pb2.PreferredAllocationRequest, context: grpc.ServicerContext
     ) -> api_pb2.PreferredAllocationResponse:
-        out = []
-        for creq in request.container_requests:
-            chosen = list(dict.fromkeys(creq.must_include_deviceIDs))
-            rest = sorted(
-                set(creq.available_deviceIDs) - set(chosen), key=lambda d: eip_index(d) or 0
+        out = [
+            api_pb2.ContainerPreferredAllocationResponse(
+                deviceIDs=preferred_ids(creq, lambda d: eip_index(d) or 0)
             )
-            chosen += rest[: max(0, creq.allocation_size - len(chosen))]
-            out.append(api_pb2.ContainerPreferredAllocationResponse(deviceIDs=chosen))
+            for creq in request.container_requests
+        ]
         return api_pb2.PreferredAllocationResponse(container_responses=out)
 
     def Allocate(  # noqa: N802 - gRPC method name
@@ -140,8 +128,3 @@ class EipServicer(api_pb2_grpc.DevicePluginServicer):
                 api_pb2.ContainerAllocateResponse(envs={ENV_DEVICE_IDS: ",".join(ids)})
             )
         return api_pb2.AllocateResponse(container_responses=responses)
-
-    def PreStartContainer(  # noqa: N802 - gRPC method name
-        self, request: api_pb2.PreStartContainerRequest, context: grpc.ServicerContext
-    ) -> api_pb2.PreStartContainerResponse:
-        return api_pb2.PreStartContainerResponse()

@@ -28,6 +28,7 @@ from device_plugin.kubelet import (
     register,
     remove_stale_socket,
     socket_id,
+    stop_serving,
 )
 from device_plugin.settings import Settings
 from protos.v1beta1 import api_pb2_grpc
@@ -150,12 +151,7 @@ class EipPlugin:
     def _stop_server(self) -> None:
         server, servicer = self._server, self._servicer
         self._server = self._servicer = None
-        if servicer is not None:
-            servicer.close()
-        if server is not None:
-            server.stop(grace=0.5).wait(5)
-        if self._own_id is not None and socket_id(self.socket_path) == self._own_id:
-            remove_stale_socket(self.socket_path)
+        stop_serving(server, servicer, self.socket_path, self._own_id)
         self._own_id = None
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import stat
+from typing import Protocol
 
 import grpc
 
@@ -16,6 +17,10 @@ API_VERSION = "v1beta1"
 
 class RegistrationError(Exception):
     """Register failed; the message names the socket and the gRPC status."""
+
+
+class Closable(Protocol):
+    def close(self) -> None: ...
 
 
 def socket_id(path: str) -> tuple[int, int, int] | None:
@@ -36,6 +41,22 @@ def remove_stale_socket(path: str) -> bool:
     except FileNotFoundError:
         return False
     return True
+
+
+def stop_serving(
+    server: grpc.Server | None,
+    servicer: Closable | None,
+    socket_path: str,
+    own_id: tuple[int, int, int] | None,
+) -> None:
+    """End one serve cycle: close the servicer's streams, stop the server, and
+    remove ``socket_path`` only while it is still the socket we made (``own_id``)."""
+    if servicer is not None:
+        servicer.close()
+    if server is not None:
+        server.stop(grace=0.5).wait(5)
+    if own_id is not None and socket_id(socket_path) == own_id:
+        remove_stale_socket(socket_path)
 
 
 def dial_self(socket_path: str, timeout: float) -> None:

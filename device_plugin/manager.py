@@ -33,6 +33,7 @@ from device_plugin.kubelet import (
     register,
     remove_stale_socket,
     socket_id,
+    stop_serving,
 )
 from device_plugin.limits import LimitsResolver
 from device_plugin.metrics import Metrics
@@ -218,12 +219,7 @@ class DevicePluginManager:
     def _stop_server(self) -> None:
         server, servicer = self._server, self._servicer
         self._server = self._servicer = None
-        if servicer is not None:
-            servicer.close()
-        if server is not None:
-            server.stop(grace=0.5).wait(5)
-        if self._own_id is not None and socket_id(self.socket_path) == self._own_id:
-            remove_stale_socket(self.socket_path)
+        stop_serving(server, servicer, self.socket_path, self._own_id)
         self._own_id = None
 
     def _on_registered(self) -> None:

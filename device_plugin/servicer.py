@@ -12,7 +12,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import grpc
 
@@ -44,7 +45,35 @@ def _sort_key(dev_id: str) -> tuple[int, str]:
     return (index if index is not None else 1 << 30, dev_id)
 
 
-class DevicePluginServicer(api_pb2_grpc.DevicePluginServicer):
+def preferred_ids(
+    creq: api_pb2.ContainerPreferredAllocationRequest, sort_key: Callable[[str], Any]
+) -> list[str]:
+    """One container's preferred devices: the required ids (once each, in order),
+    then the available others in ``sort_key`` order up to ``allocation_size``
+    (never fewer than the required ones)."""
+    chosen = list(dict.fromkeys(creq.must_include_deviceIDs))
+    for dev_id in sorted(set(creq.available_deviceIDs) - set(chosen), key=sort_key):
+        if len(chosen) >= creq.allocation_size:
+            break
+        chosen.append(dev_id)
+    return chosen
+
+
+class BaseServicer(api_pb2_grpc.DevicePluginServicer):
+    """The RPCs every resource of ours answers alike (eni-ip and eip)."""
+
+    def GetDevicePluginOptions(  # noqa: N802 - gRPC method name
+        self, request: api_pb2.Empty, context: grpc.ServicerContext
+    ) -> api_pb2.DevicePluginOptions:
+        return plugin_options()
+
+    def PreStartContainer(  # noqa: N802 - gRPC method name
+        self, request: api_pb2.PreStartContainerRequest, context: grpc.ServicerContext
+    ) -> api_pb2.PreStartContainerResponse:
+        return api_pb2.PreStartContainerResponse()
+
+
+class DevicePluginServicer(BaseServicer):
     def __init__(self, state: CapacityState, metrics: Metrics, resource_name: str) -> None:
         self.state = state
         self.metrics = metrics
@@ -58,11 +87,6 @@ class DevicePluginServicer(api_pb2_grpc.DevicePluginServicer):
         self.state.poke()
 
     # --- RPCs ---
-    def GetDevicePluginOptions(  # noqa: N802 - gRPC method name
-        self, request: api_pb2.Empty, context: grpc.ServicerContext
-    ) -> api_pb2.DevicePluginOptions:
-        return plugin_options()
-
     def ListAndWatch(  # noqa: N802 - gRPC method name
         self, request: api_pb2.Empty, context: grpc.ServicerContext
     ) -> Iterator[api_pb2.ListAndWatchResponse]:
@@ -99,11 +123,7 @@ class DevicePluginServicer(api_pb2_grpc.DevicePluginServicer):
                     grpc.StatusCode.INVALID_ARGUMENT,
                     f"{self.resource_name}: allocation_size must be >= 0, got {size}",
                 )
-            chosen = list(dict.fromkeys(creq.must_include_deviceIDs))
-            for dev_id in sorted(set(creq.available_deviceIDs) - set(chosen), key=_sort_key):
-                if len(chosen) >= size:
-                    break
-                chosen.append(dev_id)
+            chosen = preferred_ids(creq, _sort_key)
             responses.append(api_pb2.ContainerPreferredAllocationResponse(deviceIDs=chosen))
         return api_pb2.PreferredAllocationResponse(container_responses=responses)
 
@@ -150,11 +170,6 @@ class DevicePluginServicer(api_pb2_grpc.DevicePluginServicer):
             allocated += len(ids)
         self.metrics.allocations.inc(allocated)
         return api_pb2.AllocateResponse(container_responses=responses)
-
-    def PreStartContainer(  # noqa: N802 - gRPC method name
-        self, request: api_pb2.PreStartContainerRequest, context: grpc.ServicerContext
-    ) -> api_pb2.PreStartContainerResponse:
-        return api_pb2.PreStartContainerResponse()
 
 
 class _RejectedError(Exception):

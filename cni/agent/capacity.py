@@ -24,16 +24,36 @@ each ENI's ``ip_capacity`` (``VpcENI.status.ipCapacity``) less its primary and
 every IP record on it (any class); ``None`` when an attached ENI's capacity is
 unknown, or no ENI is attached (the node cannot grow then anyway). The room of
 ENIs not attached yet is never counted (docs/cni.md, "Device plugin capacity").
+
+``held``: the phase the API holds for each IP (``VpcIP.status.phase`` as the
+agent's watch last saw it; ``""`` when none), which is what the scheduler
+extender judges headroom from. An IP the agent counts warm is counted warm only
+when the API says so too (``Free`` or no phase yet); otherwise it keeps the
+class the extender gives that phase (``InUse``: in use, ``Cooldown``: cooling,
+anything else: leaving) until the agent's report reaches the API. So a rise of
+"usable now" (a cooldown or its floor ends, an IP is freed) reaches the file,
+hence the device plugin and the Node's allocatable, only after the API holds
+it, never before the extender can see it; a fall (an ADD, a DEL starting a
+cooldown, a grant) reaches the file at once, before the API: the file is never
+above what the agent knows nor above what the API says. ``None`` (a source that
+cannot tell what the API holds): the agent's classes alone.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
 from core.capacityfile import CapacityOverrides, render_capacity_file
-from core.models import IP_STATE_ASSIGNED, SUBNET_ACTIVE, SubnetStatus
+from core.models import (
+    IP_PHASE_COOLDOWN,
+    IP_PHASE_FREE,
+    IP_PHASE_IN_USE,
+    IP_STATE_ASSIGNED,
+    SUBNET_ACTIVE,
+    SubnetStatus,
+)
 from core.usable import IpTally, usable_now
 
 from .ipsource import NodeIpView
@@ -54,6 +74,9 @@ class CapacityVerdict:
     zones: tuple[str, ...] = ()
     # unix time a cooldown (or its floor) ends and the tally changes by itself
     next_change: float | None = None
+    # IPs the agent counts warm that the API does not hold usable yet (``held``):
+    # counted in the API's class until the agent's report lands there
+    behind: int = 0
 
     @property
     def warm(self) -> int:
@@ -100,36 +123,73 @@ def attachable(view: NodeIpView) -> int | None:
     return sum(max(0, r) for r in room.values())
 
 
+# the class (an ``IpTally`` field) the API's phase puts an IP in when the agent
+# counts it warm; the same reading as the scheduler extender's
+# (``scheduler_extender.facts.ip_category``): Free or no phase yet is warm
+_USABLE_PHASES = (IP_PHASE_FREE, "")
+_HELD_CLASS = {IP_PHASE_IN_USE: "in_use", IP_PHASE_COOLDOWN: "cooling"}
+
+
+def held_class(held: Mapping[str, str] | None, ip: str) -> str:
+    """``""`` when the API holds ``ip`` usable (or cannot tell), else the
+    ``IpTally`` class its phase there means (see the module doc)."""
+    if held is None:
+        return ""
+    phase = held.get(ip, "")
+    if phase in _USABLE_PHASES:
+        return ""
+    return _HELD_CLASS.get(phase, "leaving")
+
+
 def tally(
-    view: NodeIpView, state: PoolState, subnets: Sequence[SubnetStatus] | None, now: float
+    view: NodeIpView,
+    state: PoolState,
+    subnets: Sequence[SubnetStatus] | None,
+    now: float,
+    held: Mapping[str, str] | None = None,
 ) -> CapacityVerdict:
     attached = {e.eni_id for e in view.enis}
-    warm = cooling = reserved = leaving = 0
+    counts = {"warm": 0, "in_use": 0, "cooling": 0, "reserved": 0, "leaving": 0}
+    behind = 0
     ends: list[float] = []
     for i in view.ips:
         if i.eni_id not in attached or i.ip in state.allocations:
             continue  # allocations are counted below, wherever their IP is
         if i.state != IP_STATE_ASSIGNED or i.ip in state.released:
-            leaving += 1
-        elif i.claim:
-            reserved += 1
-        elif state.cooldown.get(i.ip, 0.0) > now:
+            counts["leaving"] += 1
+            continue
+        if i.claim:
+            counts["reserved"] += 1
+            continue
+        if state.cooldown.get(i.ip, 0.0) > now:
             until = state.cooldown[i.ip]
             early = until - state.early_reuse if state.early_reuse > 0 else until
-            if early <= now:
-                warm += 1  # past the floor: reusable when nothing else is (pool.choose_dynamic)
-                ends.append(until)
-            else:
-                cooling += 1
+            if early > now:
+                counts["cooling"] += 1
                 ends.append(early)
-        else:
-            warm += 1
+                continue
+            # past the floor: reusable when nothing else is (pool.choose_dynamic)
+            ends.append(until)
+        # warm for the agent; warm in the file once the API says so too
+        api = held_class(held, i.ip)
+        if api:
+            behind += 1
+        counts[api or "warm"] += 1
     grow, reason, zones = can_grow(view, subnets)
     return CapacityVerdict(
-        IpTally(len(state.allocations), warm, cooling, reserved, leaving, grow, attachable(view)),
+        IpTally(
+            len(state.allocations) + counts["in_use"],
+            counts["warm"],
+            counts["cooling"],
+            counts["reserved"],
+            counts["leaving"],
+            grow,
+            attachable(view),
+        ),
         reason,
         zones,
         min(ends) if ends else None,
+        behind,
     )
 
 

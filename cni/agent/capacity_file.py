@@ -5,7 +5,18 @@ Recomputes ``capacity.tally`` whenever the agent's view of its node, its
 pool (an ADD or DEL: ``poke``) or ipamd's subnet status changes, and at the
 moment a cooldown (or its floor) ends; rewrites the file atomically (temp
 file in the same directory + rename) only when its text changes. The device
-plugin re-reads it on change and sends the kubelet a new list at once."""
+plugin re-reads it on change and sends the kubelet a new list at once.
+
+Order against the API (issue 15): the scheduler extender reads the VpcIP
+phases the agent reports (``reporter``), the kubelet the device plugin's
+count from this file. The tally reads what the API holds of each IP (the
+source's ``held``: for Kubernetes its watch cache), so an IP becomes usable
+in the file only once the API holds it usable: a rise is written after the
+reporter's status write has reached the API (the watch event, or the
+reporter's ``after_report``, wakes this thread); a fall is written at once,
+before the report. A failed or lost status write leaves the file where the
+API is: the IP is not advertised until the write lands (the reporter retries
+with backoff, its full pass repairs a lost one)."""
 
 from __future__ import annotations
 
@@ -15,11 +26,12 @@ import os
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from core.models import SubnetStatus
 
 from .capacity import CapacityVerdict, render, tally
+from .held import held_status
 from .ipsource import NodeIpSource
 from .metrics import Metrics
 from .pool import PoolState
@@ -28,6 +40,16 @@ log = logging.getLogger(__name__)
 
 SubnetStatuses = Callable[[], Sequence[SubnetStatus] | None]
 PoolReader = Callable[[], PoolState]  # a consistent copy of the agent's pool state
+HeldReader = Callable[[], Mapping[str, str] | None]  # ip -> phase the API holds
+
+
+def held_phases(source: object) -> Mapping[str, str] | None:
+    """ip -> ``VpcIP.status.phase`` as the source last saw the API hold it
+    (``""``: none yet); None when the source cannot tell (``held.held_status``)."""
+    held = held_status(source)
+    if held is None:
+        return None
+    return {ip: str(status.get("phase") or "") for ip, status in held.items()}
 
 
 def pool_reader(lock: threading.Lock, state: PoolState) -> PoolReader:
@@ -72,7 +94,7 @@ def write_atomic_if_changed(path: str, text: str) -> bool:
 
 
 class CapacityFilePublisher:
-    """Keeps ``path`` equal to ``render(tally(view, pool(), subnets(), now))``.
+    """Keeps ``path`` equal to ``render(tally(view, pool(), subnets(), now, held()))``.
 
     ``update()`` runs on the publisher's thread, woken by ``poke()`` (the
     view follower on every change of the node's ENIs/IPs, the agent after an
@@ -80,7 +102,9 @@ class CapacityFilePublisher:
     and every ``resync`` seconds (which also restores a deleted file). A
     failed write is logged and retried on the next pass. ``pool``: the
     agent's pool state (``pool_reader``); without it nothing is in use or
-    cooling."""
+    cooling. ``held``: what the API holds of each IP's phase (``held_phases``
+    of the source by default): an IP counts warm only once the API says so
+    too (``capacity.tally``)."""
 
     def __init__(
         self,
@@ -96,6 +120,7 @@ class CapacityFilePublisher:
         self.source = source
         self.subnets = subnets
         self.pool: PoolReader = PoolState
+        self.held: HeldReader = lambda: held_phases(source)
         self.resync = resync
         self.last: CapacityVerdict | None = None
         self.writes = 0
@@ -110,7 +135,10 @@ class CapacityFilePublisher:
 
     def update(self) -> CapacityVerdict:
         with self._lock:
-            verdict = tally(self.source.view(), self.pool(), self.subnets(), time.time())
+            # read before the pool: an IP the pool frees between the two reads
+            # is held back by the older phase (the next watch event re-runs this)
+            held = self.held()
+            verdict = tally(self.source.view(), self.pool(), self.subnets(), time.time(), held)
             try:
                 wrote = write_atomic_if_changed(self.path, render(verdict))
             except OSError as exc:
@@ -125,6 +153,11 @@ class CapacityFilePublisher:
                 self.writes += 1
                 self.metrics.capacity_writes.labels("ok").inc()
             last = self.last
+            if verdict.behind and (last is None or last.behind != verdict.behind):
+                log.debug(
+                    "usable IPs wait for the API",
+                    extra={"ips": verdict.behind, "tally": str(verdict.tally)},
+                )
             if last is None or (last.reason, last.zones) != (verdict.reason, verdict.zones):
                 log.info(
                     "device plugin capacity",

@@ -81,12 +81,16 @@ class _Stoppable(Protocol):
     def stop(self) -> None: ...
 
 
-def start_capacity_feed(cfg: config.AgentConfig, agent: Agent) -> list[_Stoppable]:
+def start_capacity_feed(
+    cfg: config.AgentConfig, agent: Agent, reporter: Reporter | None = None
+) -> list[_Stoppable]:
     """The device plugin's capacity file (off when the path is empty): the
-    agent's pool and IP view; with the kubernetes IP source, ipamd's subnet
-    status ConfigMap is watched too (with the file source there is no status:
-    the node cannot grow, only warm IPs count). Every ADD/DEL pokes it.
-    Returns what to stop, in order."""
+    agent's pool and IP view, and the phases the API holds; with the
+    kubernetes IP source, ipamd's subnet status ConfigMap is watched too (with
+    the file source there is no status: the node cannot grow, only warm IPs
+    count). Every ADD/DEL pokes it, and so does every status write the API
+    accepted (``reporter``): a rise reaches the file after the API, a fall
+    before it (``capacity_file``). Returns what to stop, in order."""
     if not cfg.device_plugin_capacity_file:
         return []
     source = agent.source
@@ -101,6 +105,8 @@ def start_capacity_feed(cfg: config.AgentConfig, agent: Agent) -> list[_Stoppabl
         publisher.poke()
 
     agent.on_change = changed
+    if reporter is not None:
+        reporter.after_report = publisher.poke
     started: list[_Stoppable] = [publisher]
     if cfg.ip_source == "kubernetes":
         from .sources.kube_ipsource import load_kube_config
@@ -247,7 +253,7 @@ def run(cfg: config.AgentConfig, stop: threading.Event) -> int:
     agent.on_change = reporter.poke
     reconciler = Reconciler(agent, cfg.reconcile_interval)
     source.start()
-    capacity_feed = start_capacity_feed(cfg, agent)
+    capacity_feed = start_capacity_feed(cfg, agent, reporter)
     reconciler.run_once()
     agent.checkpoint.flush()
     if cfg.install_cni:

@@ -6,13 +6,19 @@ with what the API actually holds (the source's ``held``: for Kubernetes the
 watch cache, no extra reads) and re-sends every IP that differs: a VpcIP
 re-created under a running pod, a lost write or a hand edit is repaired
 without any change on the node, and a node in sync writes nothing. A
-source that cannot tell what it holds gets everything re-sent."""
+source that cannot tell what it holds gets everything re-sent.
+
+``after_report`` (the capacity feed's poke) runs after each status write the
+API accepted: the device plugin's capacity file counts an IP usable only once
+the API holds it so (``capacity_file``), and a source whose view does not
+change with its own status writes (the file source) needs this wake-up."""
 
 from __future__ import annotations
 
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from . import pool
@@ -45,6 +51,7 @@ class Reporter:
         self._sent: dict[str, IpUsage] = {}
         self._last_full = 0.0  # monotonic time of the last good full pass
         self._thread: threading.Thread | None = None
+        self.after_report: Callable[[], None] | None = None
 
     def poke(self) -> None:
         self._wake.set()
@@ -73,6 +80,8 @@ class Reporter:
             for u in changed:
                 self._sent[u.ip] = u
             a.metrics.reports.labels("ok").inc()
+            if self.after_report is not None:
+                self.after_report()
         if full:
             self._last_full = time.monotonic()
 

@@ -5,15 +5,19 @@ over an in-memory IP source, and the settings."""
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
 from cni.agent import capacity as cap
 from cni.agent import config
-from cni.agent.capacity_file import CapacityFilePublisher, write_atomic_if_changed
-from cni.agent.ipsource import EniInfo, MemoryNodeIpSource, NodeIp, NodeIpView
+from cni.agent.agent import Agent, AgentSettings
+from cni.agent.capacity_file import CapacityFilePublisher, pool_reader, write_atomic_if_changed
+from cni.agent.ipsource import EniInfo, IpUsage, MemoryNodeIpSource, NodeIp, NodeIpView
 from cni.agent.pool import Allocation, PoolState
+from cni.agent.reporter import Reporter
 from core.capacityfile import parse_capacity_file
 from core.ids import EniId, IPv4
 from core.models import (
@@ -310,3 +314,109 @@ def test_config_flag_env_and_defaults() -> None:
     for bad in ("no-slash", "/name", "ns/", "a/b/c"):
         with pytest.raises(SystemExit):
             config.parse([*base, "--subnet-status-configmap", bad], {})
+
+
+def test_tally_counts_an_ip_warm_only_once_the_api_holds_it_usable() -> None:
+    """Issue 15: the scheduler extender reads the phases the API holds; an IP
+    the agent counts warm keeps the class the API's phase gives it until the
+    agent's report lands (a rise waits for the API), while every class the
+    agent counts occupied wins at once (a fall never waits)."""
+    node_ips = ips(8)
+    state = PoolState()
+    in_use = node_ips[5]
+    state.allocations[in_use.ip] = Allocation(in_use.ip, in_use.eni_id, "c", "eth0", "", "tke0")
+    state.cooldown[node_ips[6].ip] = NOW + 25
+    held: dict[str, str] = {
+        node_ips[0].ip: "Cooldown",  # the cooldown ended here, not yet reported
+        node_ips[1].ip: "InUse",  # freed with no cooldown, not yet reported
+        node_ips[2].ip: "Released",  # a withdrawn release request, not yet reported
+        node_ips[3].ip: "Free",
+        # node_ips[4]: no status yet (a new IP): the extender counts it warm
+        in_use.ip: "Free",  # just taken by an ADD: in use in the file at once
+        node_ips[6].ip: "Free",  # a DEL started its cooldown: cooling at once
+        node_ips[7].ip: "Bogus",  # a phase nobody knows: leaving, as for the extender
+    }
+    the_view = view([eni(1)], node_ips)
+    gated = cap.tally(the_view, state, None, NOW, held)
+    assert gated.tally == IpTally(in_use=2, warm=2, cooling=2, leaving=2)
+    assert gated.behind == 4
+    plain = cap.tally(the_view, state, None, NOW)  # a source that cannot tell
+    assert plain.tally == IpTally(in_use=1, warm=6, cooling=1) and plain.behind == 0
+    for limit in (None, 7, 27):
+        # the file never advertises more than the agent alone would
+        assert healthy_devices(gated.tally, limit) <= healthy_devices(plain.tally, limit)
+    # the API catches up: the same counts as the agent's own
+    caught_up: dict[str, str] = {ip: "Free" for ip in held}
+    assert cap.tally(the_view, state, None, NOW, caught_up).tally == plain.tally
+
+
+class _Net:
+    fault: object = None  # the agent sets its fault hook here; nothing else is used
+
+
+class _FlakyApi(MemoryNodeIpSource):
+    """The in-memory source whose status writes fail while ``down``."""
+
+    down = False
+
+    def report(self, usage: Sequence[IpUsage]) -> None:
+        if self.down:
+            raise OSError("the API cannot be reached")
+        super().report(usage)
+
+
+def test_a_cooldown_end_reaches_the_file_after_the_api_and_a_failed_write_holds_it(
+    tmp_path: Path,
+) -> None:
+    """The publisher and the reporter of one agent: at a cooldown's end the
+    file keeps the IP cooling while the status write fails, and shows it warm
+    once the write went through (the reporter's ``after_report`` wakes the
+    publisher: the in-memory and file sources do not change their view on a
+    status write). An ADD lowers the file before any report."""
+    source = _FlakyApi()
+    node_ips = ips(2)
+    source.set_view([eni(1)], node_ips)
+    cooling_ip, other = node_ips[0].ip, node_ips[1].ip
+    state = PoolState(cooldown={cooling_ip: time.time() + 3600})
+    agent = Agent(
+        AgentSettings(cooldown=3600.0),
+        source=source,
+        pods=None,
+        netops=_Net(),  # type: ignore[arg-type]
+        state=state,
+        checkpoint_path=str(tmp_path / "checkpoint.json"),
+    )
+    path = tmp_path / "eni-ip-capacity"
+    pub = CapacityFilePublisher(str(path), source)
+    pub.pool = pool_reader(agent.lock, agent.state)
+    reporter = Reporter(agent, interval=3600.0)
+    pokes: list[int] = []
+    reporter.after_report = lambda: pokes.append(1)
+
+    def tally() -> IpTally | None:
+        return parse_capacity_file(path.read_text()).tally
+
+    reporter.run_once(full=True)
+    assert source.reported[cooling_ip].phase == "Cooldown" and pokes == [1]
+    pub.update()
+    assert tally() == IpTally(warm=1, cooling=1)
+
+    state.cooldown[cooling_ip] = time.time() - 1  # the cooldown ends ...
+    source.down = True  # ... while the API cannot be reached
+    with pytest.raises(OSError):
+        reporter.run_once()
+    assert pokes == [1]  # nothing accepted, no wake-up
+    verdict = pub.update()
+    assert tally() == IpTally(warm=1, cooling=1) and verdict.behind == 1
+    assert pub.metrics.registry.get_sample_value("tke_eni_agent_device_plugin_usable_ips") == 1
+
+    source.down = False  # the retry goes through; then the file rises
+    reporter.run_once()
+    assert source.reported[cooling_ip].phase == "Free" and pokes == [1, 1]
+    assert pub.update().behind == 0 and tally() == IpTally(warm=2)
+
+    # the other direction: an ADD lowers the file at once, before its report
+    state.allocations[other] = Allocation(other, node_ips[1].eni_id, "c", "eth0", "", "tke0")
+    pub.update()
+    assert source.reported[other].phase == "Free"  # not reported yet
+    assert tally() == IpTally(in_use=1, warm=1)

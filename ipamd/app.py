@@ -40,7 +40,7 @@ from ipamd.kube.informer import Informer
 from ipamd.kube.lease import LeaseClient
 from ipamd.kube.objects import ObjectWriter
 from ipamd.leader import LeaderElector
-from ipamd.rules import secgroups
+from ipamd.rules import awaiting, secgroups
 from ipamd.rules.records import (
     claim_from_obj,
     eni_from_obj,
@@ -116,7 +116,15 @@ class App:
         st.enis = Informer(kube, paths.VPC_ENIS, "vpcenis", eni_from_obj, st.on_eni)
         st.claims = Informer(kube, paths.CLAIMS, "vpcipclaims", claim_from_obj, st.on_claim)
         st.necs = Informer(kube, NECS, "nodeeniconfigs", nec_from_obj, st.on_nec)
-        return [st.nodes, st.pods, st.ips, st.enis, st.claims, st.necs]
+        st.waiting_pods = Informer(
+            kube,
+            paths.PODS,
+            "waiting-pods",
+            awaiting.waiting_pod_from_obj,
+            st.on_waiting_pod,
+            field_selector=awaiting.FIELD_SELECTOR,
+        )
+        return [st.nodes, st.pods, st.ips, st.enis, st.claims, st.necs, st.waiting_pods]
 
     def _elector(self, kube: KubeApi) -> LeaderElector:
         s = self.settings
@@ -342,6 +350,7 @@ class App:
         for phase, n in Counter(c.phase or "Pending" for c in st.claims.values()).items():
             metrics.CLAIMS.labels(phase).set(n)
         metrics.NODES.set(len(st.nodes or []))
+        metrics.AWAITING.set(sum(st.awaiting.values()))
 
     def shutdown(self, limit: float = 10.0) -> None:
         """Stop the workers, then (only if they all stopped) release the Lease.

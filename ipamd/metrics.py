@@ -11,6 +11,12 @@ IPS = Gauge("tke_ipamd_ips", "VpcIPs by subnet and phase", ["subnet", "phase"], 
 ENIS = Gauge("tke_ipamd_enis", "VpcENIs by subnet", ["subnet"], registry=REGISTRY)
 CLAIMS = Gauge("tke_ipamd_claims", "VpcIPClaims by phase", ["phase"], registry=REGISTRY)
 NODES = Gauge("tke_ipamd_nodes", "nodes known to ipamd", registry=REGISTRY)
+AWAITING = Gauge(
+    "tke_ipamd_awaiting_ips",
+    "IPs owed to pods bound to a node that wait for one (Pending, eni-ip requested, no IP "
+    "yet), summed over the nodes at their last pool pass; the warm pool grows by them",
+    registry=REGISTRY,
+)
 LEADER = Gauge("tke_ipamd_leader", "1 while this process is the leader", registry=REGISTRY)
 CLOUD_CALLS = Counter(
     "tke_ipamd_cloud_calls_total",

@@ -14,6 +14,7 @@ from core import models as m
 from core.ids import SubnetId
 from core.limits import EniLimits
 from ipamd.kube.informer import Informer
+from ipamd.rules.awaiting import WaitingPod
 from ipamd.rules.records import ClaimRec, EniRec, IpRec, NodeRec, PodRec
 from ipamd.rules.subnets import SubnetDecision
 from ipamd.rules.warm import NecRec, WarmTargets
@@ -49,12 +50,17 @@ class ClusterState:
         self.enis: Informer[EniRec] | None = None
         self.claims: Informer[ClaimRec] | None = None
         self.necs: Informer[NecRec] | None = None
+        # pods bound to a node that wait for a dynamic IP (ipamd.rules.awaiting)
+        self.waiting_pods: Informer[WaitingPod] | None = None
+        # node -> IPs its waiting pods were owed at its last pool pass (the gauge)
+        self.awaiting: dict[str, int] = {}
         # node -> warm targets in force (ipamd.controllers.necctl)
         self.warm: dict[str, WarmTargets] = {}
         self._idx_lock = threading.Lock()
         self.ips_by_node: dict[str, set[str]] = defaultdict(set)
         self.ips_by_claim: dict[str, set[str]] = defaultdict(set)  # claim key -> IPs
         self.enis_by_node: dict[str, set[str]] = defaultdict(set)
+        self.waiting_by_node: dict[str, set[str]] = defaultdict(set)  # node -> pod keys
         self.facts: dict[str, NodeFacts] = {}
         self.facts_miss: dict[str, tuple[str, float]] = {}  # node -> (instance, when not found)
         self._locks: dict[str, threading.RLock] = {}
@@ -121,6 +127,20 @@ class ClusterState:
 
     def on_pod(self, key: str, old: PodRec | None, new: PodRec | None) -> None:
         self.queue.add(CLAIM + key)
+
+    def on_waiting_pod(self, key: str, old: WaitingPod | None, new: WaitingPod | None) -> None:
+        """A pod started or stopped waiting for an IP of its node: the node's
+        pool is sized again (``ipamd.rules.pool``)."""
+        with self._idx_lock:
+            if old is not None and (new is None or old.node != new.node):
+                self.waiting_by_node[old.node].discard(key)
+                if not self.waiting_by_node[old.node]:
+                    del self.waiting_by_node[old.node]
+            if new is not None:
+                self.waiting_by_node[new.node].add(key)
+        for rec in (old, new):
+            if rec is not None and self.node(rec.node) is not None:
+                self.queue.add(NODE + rec.node)
 
     def on_ip(self, key: str, old: IpRec | None, new: IpRec | None) -> None:
         with self._idx_lock:
@@ -194,6 +214,14 @@ class ClusterState:
             if rec is not None:
                 out.append(rec)
         return out
+
+    def awaiting_pods(self, node: str) -> list[WaitingPod]:
+        """The pods bound to ``node`` that wait for a dynamic IP."""
+        if self.waiting_pods is None:
+            return []
+        with self._idx_lock:
+            keys = list(self.waiting_by_node.get(node, ()))
+        return [p for k in keys if (p := self.waiting_pods.get(k)) is not None and p.node == node]
 
     def ip(self, address: str) -> IpRec | None:
         return self.ips.get(address) if self.ips else None

@@ -23,7 +23,7 @@ from ipamd.controllers.enis import SUBNET_EXHAUSTED_CODES, EniOps, ip_spec
 from ipamd.controllers.necctl import NecController
 from ipamd.deps import Deps
 from ipamd.kube import events as ev
-from ipamd.rules import pool, warm
+from ipamd.rules import awaiting, pool, warm
 from ipamd.rules.records import EniRec, IpRec, NodeRec
 from ipamd.state import NodeFacts
 
@@ -278,8 +278,13 @@ class NodeController:
         used = sum(1 for ip in dynamic if ip.used or ip.ip in held)
         claimed = sum(1 for ip in ips if ip.claim)
         max_dynamic = max(0, facts.limits.max_pods - claimed)
+        owed = awaiting.owed(st.awaiting_pods(node.name), awaiting.held_by_pod(ips))
+        if owed:
+            st.awaiting[node.name] = owed
+        else:
+            st.awaiting.pop(node.name, None)
         delta = pool.warm_delta(
-            pool.PoolCounts(len(dynamic), used),
+            pool.PoolCounts(len(dynamic), used, awaiting=owed),
             self.necs.targets(node, facts.limits.max_pods),
             max_dynamic,
         )
@@ -288,12 +293,14 @@ class NodeController:
         else:
             st.surplus_since.setdefault(node.name, time.monotonic())
         if delta > 0:
-            self.add_ips(node.name, facts, delta)
+            self.add_ips(node.name, facts, delta, owed=owed)
         elif delta < 0:
             count = warm.trim_count(-delta, s.enable_quick_release)
             self.trim(node.name, facts, [ip for ip in dynamic if ip.ip not in held], count)
 
-    def add_ips(self, name: str, facts: NodeFacts, want: int) -> int:
+    def add_ips(self, name: str, facts: NodeFacts, want: int, *, owed: int = 0) -> int:
+        """Add up to ``want`` dynamic IPs (``owed``: of the pool's demand, the
+        IPs owed to pods waiting on the node; for the log)."""
         start = time.monotonic()
         added = 0
         views = self.eni_views(name, facts)
@@ -326,7 +333,13 @@ class NodeController:
                 )
         if added:
             metrics.ALLOCATION.labels("warm").observe(time.monotonic() - start)
-            log.info("node %s: added %d warm IPs (wanted %d)", name, added, want)
+            log.info(
+                "node %s: added %d warm IPs (wanted %d; pods waiting here are owed %d)",
+                name,
+                added,
+                want,
+                owed,
+            )
         return added
 
     def _assign(self, name: str, eni: EniRec, n: int) -> int:
@@ -409,6 +422,7 @@ class NodeController:
             st.facts_miss.pop(name, None)
             st.last_trim.pop(name, None)
             st.surplus_since.pop(name, None)
+            st.awaiting.pop(name, None)
             self.necs.forget(name)
             self.d.objects.forget_node(name)
             return
@@ -438,5 +452,6 @@ class NodeController:
         st.facts_miss.pop(name, None)
         st.last_trim.pop(name, None)
         st.surplus_since.pop(name, None)
+        st.awaiting.pop(name, None)
         self.necs.forget(name)
         self.d.objects.forget_node(name)

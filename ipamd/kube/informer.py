@@ -41,6 +41,7 @@ class Informer(Generic[T]):
         handler: Callable[[str, T | None, T | None], None] | None = None,
         *,
         label_selector: str = "",
+        field_selector: str = "",
         on_error: Callable[[str], None] | None = None,
     ) -> None:
         self.api = api
@@ -49,6 +50,9 @@ class Informer(Generic[T]):
         self.summarize = summarize
         self.handler = handler
         self.label_selector = label_selector
+        # server-side only: ``summarize`` must drop what it filters out too
+        # (``_relist`` lists without it)
+        self.field_selector = field_selector
         self.on_error = on_error
         self.synced = threading.Event()
         self._lock = threading.Lock()
@@ -123,6 +127,8 @@ class Informer(Generic[T]):
             failed=self._failed,
         )
         params = [("labelSelector", self.label_selector)] if self.label_selector else []
+        if self.field_selector:
+            params.append(("fieldSelector", self.field_selector))
         lw = ListWatch(
             api_get(self.api.api_client),
             self.path,
@@ -151,7 +157,8 @@ class Informer(Generic[T]):
 
     def _relist(self) -> str:
         """One complete list through ``KubeApi.list_pages``, outside the loop
-        (the model tests deliver changes this way); the list's resourceVersion."""
+        (the model tests deliver changes this way); the list's resourceVersion.
+        The field selector is not sent (``summarize`` applies the same filter)."""
         listed: list[tuple[str, T, int]] = []
         rv = ""
         for items, page_rv in self.api.list_pages(self.path, label_selector=self.label_selector):

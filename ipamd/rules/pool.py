@@ -1,8 +1,12 @@
 """Pure: warm-pool sizing and the "fewest ENIs" policy.
 
 A node keeps its dynamic IPs (secondary IPs without a claim) between
-``used + min_prebind`` and ``used + max_prebind`` where ``used`` counts IPs in
-use or cooling down. IPs are added on the ENI with the most IPs in use that
+``used + awaiting + min_prebind`` and ``used + awaiting + max_prebind``,
+capped by what the node can hold for dynamic use, where ``used`` counts IPs
+in use or cooling down and ``awaiting`` the IPs owed to pods bound to the
+node that wait for one (``ipamd.rules.awaiting``): a pod waiting in CNI ADD
+gets its IP also with a warm target of 0, and a burst of pods gets its IPs in
+one refill. IPs are added on the ENI with the most IPs in use that
 still has room (so ENIs fill up one by one); a new ENI is created only when no
 usable ENI has room, in the node-zone subnet with the most free IPs; surplus
 is released from the ENI with the fewest IPs in use, one per trim interval
@@ -42,6 +46,7 @@ class PoolCounts:
     dynamic: int  # dynamic IPs held in state Assigned (any phase)
     used: int  # of those: in use or cooling down
     releasing: int = 0  # dynamic IPs asked back (spec.state Releasing)
+    awaiting: int = 0  # IPs owed to pods bound here that hold none yet
 
 
 def warm_delta(counts: PoolCounts, targets: PoolTargets, max_dynamic: int) -> int:
@@ -49,8 +54,9 @@ def warm_delta(counts: PoolCounts, targets: PoolTargets, max_dynamic: int) -> in
 
     ``max_dynamic``: what the node can still hold for dynamic use
     (capacity minus claimed IPs)."""
-    low = min(counts.used + targets.min_prebind, max_dynamic)
-    high = min(counts.used + targets.max_prebind, max_dynamic)
+    base = counts.used + counts.awaiting
+    low = min(base + targets.min_prebind, max_dynamic)
+    high = min(base + targets.max_prebind, max_dynamic)
     if counts.dynamic < low:
         return low - counts.dynamic
     if counts.dynamic > high:

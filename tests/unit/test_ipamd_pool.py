@@ -25,6 +25,29 @@ def test_warm_delta(dynamic: int, used: int, mn: int, mx: int, cap: int, want: i
     assert pool.warm_delta(PoolCounts(dynamic, used), PoolTargets(mn, mx), cap) == want
 
 
+@pytest.mark.parametrize(
+    ("dynamic", "used", "awaiting", "mn", "mx", "cap", "want"),
+    [
+        (0, 0, 1, 0, 0, 27, 1),  # warm target 0, a pod waits: one IP for it
+        (1, 0, 1, 0, 0, 27, 0),  # its IP added, not taken yet: in range
+        (1, 1, 0, 0, 0, 27, 0),  # taken: counted once (used, no longer waiting)
+        (1, 0, 0, 0, 0, 27, -1),  # the pod went before its IP: ordinary surplus
+        (5, 0, 8, 5, 5, 27, 8),  # burst of 8 on 5 warm: 8 + 5 in one refill
+        (13, 8, 0, 5, 5, 27, 0),  # the 8 took theirs: 8 used + 5 warm
+        (10, 5, 3, 5, 5, 27, 3),  # half-way: 5 took theirs, 3 still wait
+        (5, 0, 25, 5, 5, 27, 22),  # capped by what the node can hold
+        (27, 0, 25, 5, 5, 27, 0),
+        (3, 0, 2, 0, 4, 27, 0),  # within [used + awaiting + min, used + awaiting + max]
+        (8, 0, 2, 0, 4, 27, -2),
+    ],
+)
+def test_warm_delta_with_pods_waiting(
+    dynamic: int, used: int, awaiting: int, mn: int, mx: int, cap: int, want: int
+) -> None:
+    counts = PoolCounts(dynamic, used, awaiting=awaiting)
+    assert pool.warm_delta(counts, PoolTargets(mn, mx), cap) == want
+
+
 def v(eid: str, cap: int, sec: int, used: int, usable: bool = True, subnet: str = "s") -> EniView:
     return EniView(eid, subnet, cap, sec, used, usable)
 

@@ -42,6 +42,25 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
+from core.models import IP_PHASE_COOLDOWN, IP_PHASE_FREE, IP_PHASE_IN_USE, IP_STATE_ASSIGNED
+
+# The classes, named as ``IpTally``'s fields.
+WARM, IN_USE, COOLING, RESERVED, LEAVING = "warm", "in_use", "cooling", "reserved", "leaving"
+
+
+def record_class(state: str, phase: str, claimed: bool) -> str:
+    """The class the API's record of an IP puts it in (``VpcIP.spec.state``,
+    ``status.phase``, whether ``spec.claim`` is set): the one reading the
+    scheduler extender judges headroom by and the agent's capacity file waits
+    for before it counts an IP warm (docs/cni.md, "Rises wait for the API")."""
+    if phase == IP_PHASE_IN_USE:
+        return IN_USE
+    if phase == IP_PHASE_COOLDOWN:
+        return COOLING
+    if state != IP_STATE_ASSIGNED or phase not in (IP_PHASE_FREE, ""):
+        return LEAVING  # Releasing / Released (or a phase we do not know)
+    return RESERVED if claimed else WARM
+
 
 @dataclass(frozen=True, slots=True)
 class IpTally:

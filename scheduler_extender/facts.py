@@ -8,12 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from core import usable
 from core.models import (
     ENI_PHASE_ATTACHED,
-    IP_PHASE_COOLDOWN,
-    IP_PHASE_FREE,
-    IP_PHASE_IN_USE,
-    IP_STATE_ASSIGNED,
     SubnetStatus,
     VpcEniSpec,
     VpcEniStatus,
@@ -36,11 +33,12 @@ class NodeFacts(NamedTuple):
 
 
 # What one VpcIP means for its node's headroom (see docs/scheduler-extender.md).
-IP_WARM = "warm"  # spec.state Assigned, no claim, status.phase Free (or not yet reported)
-IP_IN_USE = "in-use"  # status.phase InUse
-IP_COOLDOWN = "cooldown"  # status.phase Cooldown
-IP_RESERVED = "reserved"  # spec.claim set and not in use: held for a static pod
-IP_LEAVING = "leaving"  # being released by ipamd (spec.state Releasing / phase Released)
+# The reading is core.usable.record_class, shared with the node agent.
+IP_WARM = usable.WARM  # spec.state Assigned, no claim, status.phase Free (or not yet reported)
+IP_IN_USE = usable.IN_USE  # status.phase InUse
+IP_COOLDOWN = usable.COOLING  # status.phase Cooldown
+IP_RESERVED = usable.RESERVED  # spec.claim set and not in use: held for a static pod
+IP_LEAVING = usable.LEAVING  # being released by ipamd (spec.state Releasing / phase Released)
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,14 +144,7 @@ def ip_facts(obj: dict[str, Any]) -> IpFacts:
     )
 
 
-def ip_category(state: str, phase: str, claimed: bool) -> str:
-    if phase == IP_PHASE_IN_USE:
-        return IP_IN_USE
-    if phase == IP_PHASE_COOLDOWN:
-        return IP_COOLDOWN
-    if state != IP_STATE_ASSIGNED or phase not in (IP_PHASE_FREE, ""):
-        return IP_LEAVING  # Releasing / Released (or a phase we do not know)
-    return IP_RESERVED if claimed else IP_WARM
+ip_category = usable.record_class
 
 
 def eni_facts(obj: dict[str, Any]) -> EniFacts:

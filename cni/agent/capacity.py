@@ -46,15 +46,8 @@ from dataclasses import dataclass
 from typing import Final
 
 from core.capacityfile import CapacityOverrides, render_capacity_file
-from core.models import (
-    IP_PHASE_COOLDOWN,
-    IP_PHASE_FREE,
-    IP_PHASE_IN_USE,
-    IP_STATE_ASSIGNED,
-    SUBNET_ACTIVE,
-    SubnetStatus,
-)
-from core.usable import IpTally, usable_now
+from core.models import IP_STATE_ASSIGNED, SUBNET_ACTIVE, SubnetStatus
+from core.usable import WARM, IpTally, record_class, usable_now
 
 from .ipsource import NodeIpView
 from .pool import PoolState
@@ -123,22 +116,15 @@ def attachable(view: NodeIpView) -> int | None:
     return sum(max(0, r) for r in room.values())
 
 
-# the class (an ``IpTally`` field) the API's phase puts an IP in when the agent
-# counts it warm; the same reading as the scheduler extender's
-# (``scheduler_extender.facts.ip_category``): Free or no phase yet is warm
-_USABLE_PHASES = (IP_PHASE_FREE, "")
-_HELD_CLASS = {IP_PHASE_IN_USE: "in_use", IP_PHASE_COOLDOWN: "cooling"}
-
-
 def held_class(held: Mapping[str, str] | None, ip: str) -> str:
     """``""`` when the API holds ``ip`` usable (or cannot tell), else the
-    ``IpTally`` class its phase there means (see the module doc)."""
+    ``IpTally`` class its phase there means: ``core.usable.record_class``, the
+    scheduler extender's reading, of an assigned IP without a claim (those two
+    the agent has checked already; see the module doc)."""
     if held is None:
         return ""
-    phase = held.get(ip, "")
-    if phase in _USABLE_PHASES:
-        return ""
-    return _HELD_CLASS.get(phase, "leaving")
+    cls = record_class(IP_STATE_ASSIGNED, held.get(ip, ""), False)
+    return "" if cls == WARM else cls
 
 
 def tally(

@@ -17,6 +17,12 @@ AWAITING = Gauge(
     "yet), summed over the nodes at their last pool pass; the warm pool grows by them",
     registry=REGISTRY,
 )
+ENIS_AHEAD = Counter(
+    "tke_ipamd_enis_attached_ahead_total",
+    "ENIs attached ahead with no secondary IP, whatever the warm targets, because a node "
+    "that can grow had no room left on its ENIs and no idle IP (ipamd.rules.pool.needs_ahead_eni)",
+    registry=REGISTRY,
+)
 LEADER = Gauge("tke_ipamd_leader", "1 while this process is the leader", registry=REGISTRY)
 CLOUD_CALLS = Counter(
     "tke_ipamd_cloud_calls_total",

@@ -14,6 +14,7 @@ from core import models as m
 from core.ids import SubnetId
 from core.limits import EniLimits
 from ipamd.kube.informer import Informer
+from ipamd.rules import pool
 from ipamd.rules.awaiting import WaitingPod
 from ipamd.rules.records import ClaimRec, EniRec, IpRec, NodeRec, PodRec
 from ipamd.rules.subnets import SubnetDecision
@@ -69,6 +70,8 @@ class ClusterState:
         self.exhausted: set[str] = set()  # subnets the cloud said are out of IPs
         self.last_trim: dict[str, float] = {}
         self.surplus_since: dict[str, float] = {}  # node -> when its pool went over target
+        # node -> the empty ENI kept ahead (ipamd.rules.pool.keep_ahead)
+        self.ahead: dict[str, pool.Ahead] = {}
         self.configmap_data: dict[str, str] | None = None
         self.configmap_seen = False
         # static IPs waiting for room (claim key -> (node, zone)): queued again

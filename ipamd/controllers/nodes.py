@@ -82,6 +82,7 @@ class NodeController:
             self.drain(name)
             if zone_subnets:
                 self.fill_or_trim(node, facts)
+                self.attach_ahead(name, facts)
             self.delete_empty_enis(name, facts)
 
     def _no_subnet(self, node: NodeRec, facts: NodeFacts) -> None:
@@ -234,6 +235,7 @@ class NodeController:
                     secondaries.get(e.eni_id, 0),
                     in_use.get(e.eni_id, 0),
                     usable,
+                    e.phase in (m.ENI_PHASE_CREATING, m.ENI_PHASE_ATTACHING),
                 )
             )
         return views
@@ -342,6 +344,48 @@ class NodeController:
             )
         return added
 
+    def can_grow(self, facts: NodeFacts) -> bool:
+        """An active subnet of the node's zone has free IPs (not marked exhausted)."""
+        st = self.d.state
+        if st.decision is None:
+            return False
+        return any(
+            s.subnet_id not in st.exhausted and s.available_ips > 0
+            for s in st.decision.usable_in_zone(facts.zone)
+        )
+
+    def attach_ahead(self, name: str, facts: NodeFacts) -> None:
+        """Attach the next ENI ahead, with no secondary IP, when the node's
+        ENIs are full and none of its IPs is idle (``pool.needs_ahead_eni``),
+        whatever the warm targets: the device plugin counts the room of
+        attached ENIs only, so without it no pod could come to the node and ask
+        for the IP that makes it grow. Its first pod's wait gets an IP there
+        (``ipamd.rules.awaiting``). Same create path as any ENI (intent record
+        before the attach, reconciled after a crash)."""
+        st = self.d.state
+        held = self.held_by_unclaimed(name)
+        idle = sum(
+            1
+            for ip in st.node_ips(name)
+            if ip.dynamic and ip.phase != m.IP_PHASE_IN_USE and ip.ip not in held
+        )
+        views = self.eni_views(name, facts)
+        if not pool.needs_ahead_eni(views, idle, facts.limits.enis, self.can_grow(facts)):
+            return
+        new = self.enis.create_eni(name, facts, want=0)
+        if new is None:
+            return
+        metrics.ENIS_AHEAD.inc()
+        st.ahead[name] = pool.Ahead(new.eni_id)
+        log.info(
+            "node %s: attached ENI %s ahead (no secondary IP): its %d ENIs had no room "
+            "and no idle IP; the instance takes %d",
+            name,
+            new.eni_id,
+            len(views),
+            facts.limits.enis,
+        )
+
     def _assign(self, name: str, eni: EniRec, n: int) -> int:
         try:
             addrs = self.d.cloud.assign_ips(
@@ -406,7 +450,22 @@ class NodeController:
         held: dict[str, int] = defaultdict(int)
         for ip in st.node_ips(name):
             held[ip.eni] += 1
+        ahead = None
+        if facts is not None:
+            ahead = pool.keep_ahead(
+                self.eni_views(name, facts),
+                self.can_grow(facts),
+                st.ahead.get(name),
+                time.monotonic(),
+                self.d.settings.trim_interval.total_seconds(),
+            )
+        if ahead is None:
+            st.ahead.pop(name, None)
+        else:
+            st.ahead[name] = ahead
         for e in st.node_enis(name):
+            if ahead is not None and e.eni_id == ahead.eni_id:
+                continue  # the empty ENI kept ahead (pool.keep_ahead)
             if held.get(e.eni_id, 0) == 0:
                 # no record on it: a candidate only; the cloud decides (delete_if_empty)
                 self.enis.delete_if_empty(
@@ -423,6 +482,7 @@ class NodeController:
             st.last_trim.pop(name, None)
             st.surplus_since.pop(name, None)
             st.awaiting.pop(name, None)
+            st.ahead.pop(name, None)
             self.necs.forget(name)
             self.d.objects.forget_node(name)
             return
@@ -453,5 +513,6 @@ class NodeController:
         st.last_trim.pop(name, None)
         st.surplus_since.pop(name, None)
         st.awaiting.pop(name, None)
+        st.ahead.pop(name, None)
         self.necs.forget(name)
         self.d.objects.forget_node(name)

@@ -11,7 +11,14 @@ still has room (so ENIs fill up one by one); a new ENI is created only when no
 usable ENI has room, in the node-zone subnet with the most free IPs; surplus
 is released from the ENI with the fewest IPs in use, one per trim interval
 (all of it at once with quick release, ``ipamd.rules.warm.trim_count``);
-an ENI with no secondary IP left is deleted."""
+an ENI with no secondary IP left is deleted.
+
+Whatever the warm targets, a node that can grow keeps room for one more pod
+in sight of its device plugin, which counts only the room on *attached* ENIs
+(``core.usable``): when its usable ENIs have no room left and none of its
+dynamic IPs is idle, the next ENI is attached ahead with no secondary IP
+(``needs_ahead_eni``), and that empty ENI is not deleted while the others
+stay full, nor for a trim interval after they get room (``keep_ahead``)."""
 
 from __future__ import annotations
 
@@ -35,6 +42,7 @@ class EniView:
     secondaries: int  # secondary IPs held (dynamic + claimed)
     in_use: int  # secondary IPs used by pods (or reserved for claims)
     usable: bool = True  # attached, and its subnet is active and not exhausted
+    on_its_way: bool = False  # being created or attached (phase Creating/Attaching)
 
     @property
     def room(self) -> int:
@@ -99,6 +107,64 @@ def needs_new_eni(enis: Sequence[EniView], want: int, eni_limit: int) -> bool:
     are full, and the instance can take one more (the primary ENI counts)."""
     room = sum(e.room for e in enis if e.usable)
     return want > room and len(enis) + 1 < eni_limit
+
+
+def needs_ahead_eni(enis: Sequence[EniView], idle: int, eni_limit: int, can_grow: bool) -> bool:
+    """Whether to attach the next ENI ahead, with no secondary IP, whatever
+    the warm targets: the node can grow (``can_grow``: a usable subnet of its
+    zone has free IPs), none of its usable ENIs has room left, none of its
+    dynamic IPs is ``idle`` (free, cooling down or being asked back: a warm IP
+    or room to come), no ENI is on its way, and the instance can take one more
+    (the primary ENI counts). Otherwise the device plugin, which counts the
+    room of attached ENIs only, would advertise nothing usable and no pod
+    could come to ask for the IP that makes ipamd grow the node (a node with
+    no ENI yet included)."""
+    if not can_grow or idle > 0 or any(e.on_its_way for e in enis):
+        return False
+    if any(e.usable and e.room > 0 for e in enis):
+        return False
+    return len(enis) + 1 < eni_limit
+
+
+@dataclass(frozen=True, slots=True)
+class Ahead:
+    """The empty ENI kept ahead on a node; ``room_since``: when the node's
+    other ENIs got room (None: they are full)."""
+
+    eni_id: str
+    room_since: float | None = None
+
+
+def keep_ahead(
+    enis: Sequence[EniView],
+    can_grow: bool,
+    prev: Ahead | None,
+    now: float,
+    interval: float,
+) -> Ahead | None:
+    """The empty ENI ``delete_empty_enis`` must spare (None: spare none).
+
+    While the node can grow and its usable ENIs holding IPs have no room left,
+    one usable ENI with no secondary IP is kept: ``prev``'s if it is still
+    one, else the lowest id (any other empty ENI goes, as before). Once those
+    ENIs have room again, the ENI kept so far stays for ``interval`` more (the
+    trim interval): a node whose pods come and go at the edge of a full ENI
+    does not delete and re-create an ENI each time."""
+    if not can_grow:
+        return None
+    empty = sorted(e.eni_id for e in enis if e.usable and e.secondaries == 0)
+    if not empty:
+        return None
+    others_full = not any(e.usable and e.room > 0 for e in enis if e.secondaries > 0)
+    if others_full:
+        keep = prev.eni_id if prev is not None and prev.eni_id in empty else empty[0]
+        return Ahead(keep)
+    if prev is None or prev.eni_id not in empty:
+        return None
+    since = prev.room_since if prev.room_since is not None else now
+    if now - since >= interval:
+        return None
+    return Ahead(prev.eni_id, since)
 
 
 def choose_subnet(candidates: Iterable[tuple[str, int]]) -> str | None:

@@ -9,13 +9,15 @@ detaching; DeleteNetworkInterface is refused "attached, detach it first" —
 for ever, the node requeued by its own status writes faster than its backoff.
 
 Deterministic here: DeleteNetworkInterface fails (emulator fault) while a
-static pod's move empties its old node's ENI and a reconcile pass runs; once
-the fault is lifted the ENI must be deleted."""
+static pod's move gives its old node's full ENI room again, so the empty ENI
+the node had attached ahead (``ipamd.rules.pool.keep_ahead``) is to be
+deleted, and a reconcile pass runs; once the fault is lifted the ENI must be
+deleted."""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import SimpleNamespace
 from typing import Any, cast
 
@@ -23,7 +25,7 @@ import pytest
 
 from core import names
 from core.ids import EniId, InstanceId, SubnetId, VpcId
-from harness.ipamd_world import CLUSTER, POD_SUBNET3, SPEC, VPC
+from harness.ipamd_world import CLUSTER, POD_SUBNET3, SPEC, VPC, pod_manifest
 from ipamd.controllers.enis import EniOps
 from ipamd.deps import Deps
 from ipamd.kube import paths
@@ -63,6 +65,19 @@ def our_enis(emu: EmulatorHandle, instance: str | None = None) -> list[dict[str,
     ]
 
 
+def dyn_pod(kube: Kube, name: str, node: str) -> dict[str, Any]:
+    """A dynamic-IP pod bound to ``node`` requesting ``eni-ip: 1`` (it waits for an IP)."""
+    body = pod_manifest(name, node, policy=None)
+    one = {names.RESOURCE_ENI_IP: "1"}
+    body["spec"]["containers"][0]["resources"] = {"requests": one, "limits": dict(one)}
+    obj: dict[str, Any] = kube.api.create("/api/v1/namespaces/default/pods", body)
+    return obj
+
+
+def take(agent: AgentStandIn, pod: dict[str, Any]) -> Callable[[], str | None]:
+    return lambda: agent.take_free("n3", pod)
+
+
 def test_emptied_eni_is_deleted_after_the_cloud_refused_the_delete_for_a_while(
     kube: Kube, emu: EmulatorHandle
 ) -> None:
@@ -74,7 +89,17 @@ def test_emptied_eni_is_deleted_after_the_cloud_refused_the_delete_for_a_while(
             "static IP on n3",
             lambda: agent.static_ready("default/web-0", pod["metadata"]["uid"], "n3"),
         )
-        old_eni = rec.eni
+        # with a warm target of 0 a node keeps one empty ENI ahead while its
+        # others are full (ipamd.rules.pool.keep_ahead), its only ENI included:
+        # fill web-0's ENI with dynamic pods, so n3 attaches one ahead, which the
+        # move (room on web-0's ENI again) leaves to be deleted
+        for i in range(8):
+            p = dyn_pod(kube, f"dyn-{i}", "n3")
+            wait_for(f"an IP for dyn-{i}", take(agent, p))
+        wait_for("n3's ENI ahead", lambda: len(kube.vpcenis("n3")) == 2, 30)
+        (old_eni,) = [
+            e["metadata"]["name"] for e in kube.vpcenis("n3") if e["metadata"]["name"] != rec.eni
+        ]
         agent.use(rec.ip, pod)
         agent.free(rec.ip)
         kube.delete_pod("web-0")

@@ -11,6 +11,7 @@ import signal
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from localnode.kubeapi import ApiError
 from localnode.node import Node
 from localrun.kube import Kube, wait_for
 
@@ -87,6 +88,30 @@ def wait_all(kube: Kube, timeout: float = 240.0, detail: Any = None) -> None:
         job = kube.get(f"/apis/batch/v1/namespaces/{NS}/jobs/{WEBHOOK_CERTS}")
         return bool(job and (job.get("status") or {}).get("succeeded"))
     wait_for(f"Job {NS}/{WEBHOOK_CERTS} succeeded", certs_done, timeout, detail=detail)
+    wait_for("kube-apiserver reaching the admission webhook (a dry-run pod create)",
+             lambda: webhook_reachable(kube), timeout, detail=detail)
+
+
+#: a pod the webhook is called for (any namespace but the excluded ones); only ever
+#: created with ``dryRun=All``, so nothing is stored and nothing runs
+PROBE_POD = {"apiVersion": "v1", "kind": "Pod",
+             "metadata": {"name": "tke-webhook-probe", "namespace": "default"},
+             "spec": {"containers": [{"name": "probe", "image": "busybox"}]}}
+
+
+def webhook_reachable(kube: Kube) -> bool:
+    """Whether kube-apiserver reaches the webhook now. The webhook's pods being Ready is
+    not enough: the apiserver dials its Service through the egress proxy, whose
+    ClusterIP rules come from the control plane's kube-proxy once it has seen the
+    endpoints; until then a pod create fails (``failurePolicy: Fail``) with a 502 from
+    the proxy. False on that refusal; any other error is raised."""
+    try:
+        kube.request("/api/v1/namespaces/default/pods?dryRun=All", "POST", PROBE_POD)
+    except ApiError as exc:
+        if "failed calling webhook" in str(exc):
+            return False
+        raise
+    return True
 
 
 def ipamd_leader(kube: Kube) -> str:

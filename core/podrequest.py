@@ -22,31 +22,33 @@ class RequestError(ValueError):
     """The pod's spec cannot be read as the scheduler would (the field named)."""
 
 
-def eni_ip_request(spec: Mapping[str, Any] | None) -> int:
-    """The scheduler's effective eni-ip request of a pod ``spec``."""
+def eni_ip_request(spec: Mapping[str, Any] | None, where: str = "spec") -> int:
+    """The scheduler's effective eni-ip request of a pod ``spec``; ``where``
+    names the spec in errors (the scheduler extender says ``Pod.spec``)."""
     spec = spec or {}
     total = 0
-    for i, c in enumerate(_list(spec, "containers")):
-        total += _container_request(c, f"spec.containers[{i}]")
+    for i, c in enumerate(_list(spec, "containers", where)):
+        total += _container_request(c, f"{where}.containers[{i}]")
     init = 0
-    for i, c in enumerate(_list(spec, "initContainers")):
-        init = max(init, _container_request(c, f"spec.initContainers[{i}]"))
+    for i, c in enumerate(_list(spec, "initContainers", where)):
+        init = max(init, _container_request(c, f"{where}.initContainers[{i}]"))
     return max(total, init)
 
 
 def _container_request(container: object, where: str) -> int:
     if not isinstance(container, Mapping):
-        raise RequestError(f"{where}: expected an object")
-    resources = _map(container, "resources", where)
-    requests = _map(resources, "requests", f"{where}.resources")
-    limits = _map(resources, "limits", f"{where}.resources")
+        raise RequestError(f"{where}: expected a JSON object, got {json_kind(container)}")
+    resources = _map(container, "resources", f"{where}.resources")
+    requests = _map(resources, "requests", f"{where}.resources.requests")
+    limits = _map(resources, "limits", f"{where}.resources.limits")
     value = requests.get(RESOURCE_ENI_IP, limits.get(RESOURCE_ENI_IP))
     if value is None:
         return 0
-    return _count(value, f"{where}.resources[{RESOURCE_ENI_IP}]")
+    return parse_count(value, f"{where}.resources[{RESOURCE_ENI_IP}]")
 
 
-def _count(value: object, where: str) -> int:
+def parse_count(value: object, where: str) -> int:
+    """An integer quantity (``"1"``, ``1``, ``"2"``); fractions and suffixes are refused."""
     if isinstance(value, bool):
         raise RequestError(f"{where}: expected an integer quantity, got a boolean")
     if isinstance(value, int):
@@ -65,14 +67,27 @@ def _map(parent: Mapping[str, Any], key: str, where: str) -> Mapping[str, Any]:
     if value is None:
         return {}
     if not isinstance(value, Mapping):
-        raise RequestError(f"{where}.{key}: expected an object")
+        raise RequestError(f"{where}: expected a JSON object, got {json_kind(value)}")
     return value
 
 
-def _list(parent: Mapping[str, Any], key: str) -> list[Any]:
+def _list(parent: Mapping[str, Any], key: str, where: str) -> list[Any]:
     value = parent.get(key)
     if value is None:
         return []
     if not isinstance(value, list):
-        raise RequestError(f"spec.{key}: expected an array")
+        raise RequestError(f"{where}.{key}: expected a JSON array, got {json_kind(value)}")
     return value
+
+
+def json_kind(value: object) -> str:
+    """What a decoded JSON value is, in words for an error message."""
+    return {
+        dict: "an object",
+        list: "an array",
+        str: "a string",
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+        type(None): "null",
+    }.get(type(value), type(value).__name__)

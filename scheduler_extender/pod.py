@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from core.claimpolicy import is_static
-from core.names import RESOURCE_ENI_IP
+from core.podrequest import RequestError, eni_ip_request, json_kind
 
 from .facts import BoundPod
 
@@ -71,42 +71,13 @@ def bound_pod(obj: dict[str, Any]) -> BoundPod | None:
 
 
 def _eni_ip_request(spec: dict[str, Any]) -> int:
-    """The scheduler's effective request: max(sum over containers, max over
-    init containers), each container's request defaulting to its limit."""
-    total = 0
-    for i, c in enumerate(_list(spec, "containers", "Pod.spec.containers")):
-        total += _container_request(c, f"Pod.spec.containers[{i}]")
-    init = 0
-    for i, c in enumerate(_list(spec, "initContainers", "Pod.spec.initContainers")):
-        init = max(init, _container_request(c, f"Pod.spec.initContainers[{i}]"))
-    return max(total, init)
-
-
-def _container_request(container: object, where: str) -> int:
-    if not isinstance(container, dict):
-        raise PodError(f"{where}: expected a JSON object, got {_kind(container)}")
-    resources = _obj(container, "resources", f"{where}.resources")
-    requests = _obj(resources, "requests", f"{where}.resources.requests")
-    limits = _obj(resources, "limits", f"{where}.resources.limits")
-    value = requests.get(RESOURCE_ENI_IP, limits.get(RESOURCE_ENI_IP))
-    if value is None:
-        return 0
-    return parse_count(value, f"{where}.resources[{RESOURCE_ENI_IP}]")
-
-
-def parse_count(value: object, where: str) -> int:
-    """An integer quantity ("1", 1, "2"); fractions and suffixes are refused."""
-    if isinstance(value, bool):
-        raise PodError(f"{where}: expected an integer quantity, got a boolean")
-    if isinstance(value, int):
-        number = value
-    elif isinstance(value, str) and value.strip().isdigit():
-        number = int(value.strip())
-    else:
-        raise PodError(f"{where}: expected an integer quantity, got {value!r:.40}")
-    if number < 0:
-        raise PodError(f"{where}: negative quantity {number}")
-    return number
+    """The scheduler's effective request (``core.podrequest``, ipamd's reading
+    too): max(sum over containers, max over init containers), each container's
+    request defaulting to its limit."""
+    try:
+        return eni_ip_request(spec, "Pod.spec")
+    except RequestError as exc:
+        raise PodError(str(exc)) from None
 
 
 def _obj(parent: dict[str, Any], key: str, where: str) -> dict[str, Any]:
@@ -136,13 +107,4 @@ def _str(parent: dict[str, Any], key: str, where: str) -> str:
     return value
 
 
-def _kind(value: object) -> str:
-    return {
-        dict: "an object",
-        list: "an array",
-        str: "a string",
-        bool: "a boolean",
-        int: "a number",
-        float: "a number",
-        type(None): "null",
-    }.get(type(value), type(value).__name__)
+_kind = json_kind

@@ -29,14 +29,20 @@ nodeCacheCapable, managedResources eni-ip, mutual TLS with certificates from
 localcluster.extender_pki) and client QPS raised. 300 pods
 are created while no scheduler runs, then the scheduler starts and the bench
 records when each pod gets its node (a watch); rate = (pods − 1) /
-(last bind − first bind). Pods without eni-ip never reach the extender
-(managedResources) — that is the "without" run; pods requesting
-eni-ip are the "with" run; same scheduler configuration, same run. --rounds
-(3) rounds of both, the order alternating by round (fresh pods each run);
-printed: every run with the load average (and, for the "with" runs, how many TCP
-connections kube-scheduler holds to the extender half-way through: 1 = one
-kept-alive connection), the medians with [min–max], and the median of the
-rounds' with ÷ without ratios.
+(last bind − first bind). Three kinds of run, same run, fresh pods each:
+"without extender": pods without eni-ip, which never reach the extender
+(managedResources) — the issue's baseline; "no extender": pods requesting
+eni-ip under the same configuration minus its ``extenders`` entry (what the
+extender alone costs: kube-scheduler still counts the extended resource);
+"with extender": pods requesting eni-ip, shipped configuration. --rounds (3)
+rounds of the three, the order reversed every other round. Printed: every run
+with the load average (and, for the "with" runs, how many TCP connections
+kube-scheduler holds to the extender half-way through: 1 = one kept-alive
+connection) and the CPU each process used per pod bound between the first
+and the last bind seen (``/proc/<pid>/stat``: on two cores every run is
+CPU-bound, so this is where the throughput goes); the medians with
+[min–max]; the median of the rounds' ratios, with ÷ without and with ÷ no
+extender.
 """
 
 from __future__ import annotations
@@ -362,6 +368,8 @@ def cycle_part(n: int = 200, cycles: int = 1000) -> None:
 
 
 # --- part 2: real scheduler ---------------------------------------------------
+PLAIN, BARE, WITH = "plain", "bare", "eni"  # part 2's three kinds of run
+
 def scheduler_part(pods: int, nodes_per_zone: int, rounds: int = 3) -> None:
     from kubernetes import client, watch
 
@@ -416,14 +424,23 @@ def scheduler_part(pods: int, nodes_per_zone: int, rounds: int = 3) -> None:
         )
         config_path = workdir / "bench-scheduler.yaml"
         config_path.write_text(json.dumps(config))
+        # the same configuration without the extender: eni-ip pods scheduled by
+        # kube-scheduler alone (NodeResourcesFit still counts the resource)
+        bare = {k: v for k, v in config.items() if k != "extenders"}
+        bare_path = workdir / "bench-scheduler-no-extender.yaml"
+        bare_path.write_text(json.dumps(bare))
         bins = k8s_binaries()
-        runs = (("without extender (no eni-ip)", False), ("with extender (eni-ip)", True))
-        results: dict[bool, list[float]] = {False: [], True: []}
-        ratios: list[float] = []
+        # (key, label, pods request eni-ip, configuration)
+        runs = (
+            (PLAIN, "without extender (no eni-ip)", False, config_path),
+            (BARE, "no extender (eni-ip)", True, bare_path),
+            (WITH, "with extender (eni-ip)", True, config_path),
+        )
+        results: dict[str, list[float]] = {PLAIN: [], BARE: [], WITH: []}
         for r in range(rounds):
             order = runs if r % 2 == 0 else runs[::-1]  # alternate: neither side always first
-            for label, eni in order:
-                prefix = f"{'eni' if eni else 'plain'}-r{r}"
+            for key, label, eni, path in order:
+                prefix = f"{key}-r{r}"
                 names = [f"{prefix}-{i}" for i in range(pods)]
                 create_pods(core, [pod_manifest(n, eni_ip=eni) for n in names])
                 bound: dict[str, float] = {}
@@ -435,9 +452,7 @@ def scheduler_part(pods: int, nodes_per_zone: int, rounds: int = 3) -> None:
                 watcher.start()
                 proc = ManagedProcess.start(
                     f"kube-scheduler-{prefix}",
-                    components.scheduler_argv(
-                        bins.kube_scheduler, config_path, cp.kubeconfig, sched_port
-                    ),
+                    components.scheduler_argv(bins.kube_scheduler, path, cp.kubeconfig, sched_port),
                     workdir / f"kube-scheduler-{prefix}.log",
                     cwd=workdir,
                 )
@@ -452,10 +467,19 @@ def scheduler_part(pods: int, nodes_per_zone: int, rounds: int = 3) -> None:
                     )
                     deadline = time.monotonic() + 120
                     conns: int | None = None
+                    watched = {
+                        **cp.pids(),
+                        "kube-scheduler": proc.pid,
+                        "extender": extender.proc.pid,
+                    }
+                    cpu_first: tuple[int, dict[str, float]] | None = None
                     while len(bound) < pods and time.monotonic() < deadline:
-                        if eni and conns is None and len(bound) >= pods // 2:
+                        if cpu_first is None and bound:
+                            cpu_first = (len(bound), cpu_seconds(watched))
+                        if key == WITH and conns is None and len(bound) >= pods // 2:
                             conns = established(ext_port)
-                        time.sleep(0.1)
+                        time.sleep(0.005)
+                    cpu_last = (len(bound), cpu_seconds(watched))
                 finally:
                     stop.set()
                     proc.stop()
@@ -464,25 +488,30 @@ def scheduler_part(pods: int, nodes_per_zone: int, rounds: int = 3) -> None:
                     raise RuntimeError(f"{label}: only {len(bound)}/{pods} pods bound")
                 times = sorted(bound.values())
                 rate = (len(times) - 1) / (times[-1] - times[0])
-                results[eni].append(rate)
+                results[key].append(rate)
                 print(
                     f"  round {r + 1}/{rounds} {label:<30} {rate:8.1f} pods/s  ({pods} pods "
                     f"bound in {times[-1] - times[0]:.2f} s; load average "
                     f"{os.getloadavg()[0]:.1f})"
-                    + (f"; connections to the extender mid-run: {conns}" if eni else ""),
+                    + (f"; connections to the extender mid-run: {conns}" if key == WITH else ""),
                     flush=True,
                 )
-            ratios.append(results[True][-1] / results[False][-1])
+                if cpu_first is not None and cpu_last[0] > cpu_first[0]:
+                    print("      " + cpu_per_pod(cpu_first, cpu_last), flush=True)
         print(
-            f"  median of {rounds} round(s) [min–max]: without "
-            f"{statistics.median(results[False]):.1f} pods/s [{min(results[False]):.1f}–"
-            f"{max(results[False]):.1f}], with {statistics.median(results[True]):.1f} "
-            f"[{min(results[True]):.1f}–{max(results[True]):.1f}]"
+            f"  median of {rounds} round(s) [min–max]: "
+            + ", ".join(
+                f"{label.split(' (')[0]} {statistics.median(results[key]):.1f} pods/s "
+                f"[{min(results[key]):.1f}–{max(results[key]):.1f}]"
+                for key, label, _, _ in runs
+            )
         )
-        print(
-            f"  ratio with/without: {statistics.median(ratios):.2f} (median of the rounds' "
-            f"ratios; each round: {', '.join(f'{x:.2f}' for x in ratios)})"
-        )
+        for base, what in ((PLAIN, "without (no eni-ip pods)"), (BARE, "no extender, same pods")):
+            ratios = [w / b for w, b in zip(results[WITH], results[base], strict=True)]
+            print(
+                f"  ratio with ÷ {what}: {statistics.median(ratios):.2f} (median of the "
+                f"rounds' ratios; each round: {', '.join(f'{x:.2f}' for x in ratios)})"
+            )
         if extender is not None:
             requests = extender.metric("tke_eni_extender_requests_total", code="200", verb="filter")
             print(f"  extender filter calls: {requests:.0f}")
@@ -493,6 +522,29 @@ def scheduler_part(pods: int, nodes_per_zone: int, rounds: int = 3) -> None:
             extender.stop()
         cp.stop()
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
+    """User + system CPU seconds of each named process so far (``/proc/<pid>/stat``)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = {}
+    for name, pid in pids.items():
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            out[name] = (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
+def cpu_per_pod(
+    first: tuple[int, dict[str, float]], last: tuple[int, dict[str, float]]
+) -> str:
+    """Where the CPU went between the first bind seen and the last: ms per pod bound
+    in between, per process, with the machine's two-core budget beside it."""
+    pods = last[0] - first[0]
+    used = {n: (last[1][n] - first[1][n]) * 1000 / pods for n in last[1] if n in first[1]}
+    busy = sorted(used.items(), key=lambda kv: -kv[1])
+    parts = ", ".join(f"{n} {ms:.2f}" for n, ms in busy if ms >= 0.005)
+    return f"CPU ms per pod ({pods} pods): {parts}; total {sum(used.values()):.2f}"
 
 
 def established(port: int) -> int | None:

@@ -96,12 +96,16 @@ def usable_from(
 ) -> int:
     """``usable_now`` from the counts alone (no object: the scheduler
     extender's per-node hot path)."""
+    # conditionals, not max()/min(): this runs per candidate node per filter call
     if limit is None:
         return warm
-    room = max(0, limit - occupied)
+    room = limit - occupied if limit > occupied else 0
     if not can_grow:
-        return min(warm, room)
-    return room if attachable is None else min(room, warm + attachable)
+        return warm if warm < room else room
+    if attachable is None:
+        return room
+    reachable = warm + attachable
+    return reachable if reachable < room else room
 
 
 def healthy_devices(tally: IpTally, limit: int | None) -> int:

@@ -155,7 +155,7 @@ class _Verbs:
         nodes = args.nodes if args.nodes is not None else snap.nodes
         scores = decide.prioritize(args.pod, args.names, nodes, snap)
         event(log, logging.DEBUG, "prioritize", pod=args.pod.key, scores=dict(scores[:20]))
-        return self.reply(wire.priority_list(scores), 200)
+        return Reply(200, self.codec.encode_priorities(scores))
 
 
 def readiness(store: Store) -> tuple[bool, str]:

@@ -88,6 +88,12 @@ class Codec:
             return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
         return self._fast.encode(payload)  # type: ignore[no-any-return]
 
+    def encode_priorities(self, scores: list[tuple[str, int]]) -> bytes:
+        """Prioritize's reply (a HostPriorityList) from (host, score) pairs."""
+        if self._fast is None:
+            return self.encode(priority_list(scores))
+        return self._fast.encode_priorities(scores)  # type: ignore[no-any-return]
+
 
 def _pod(pod: object) -> PodFacts:
     try:

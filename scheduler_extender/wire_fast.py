@@ -73,6 +73,14 @@ class _NodeFactsArgs(msgspec.Struct):
 _ARGS = msgspec.json.Decoder(_Args)
 _NODE_FACTS = msgspec.json.Decoder(_NodeFactsArgs)
 _ENCODER = msgspec.json.Encoder()
+
+
+class _HostPriority(msgspec.Struct, gc=False):
+    """One HostPriority (kube-scheduler's field names): built and encoded per
+    candidate node, untracked by the collector — cheaper than a dict each."""
+
+    Host: str
+    Score: int
 _TOO_DEEP = "request body is not valid JSON: nested too deeply"
 
 
@@ -164,3 +172,8 @@ def _path(message: str) -> str:
 
 def encode(payload: object) -> bytes:
     return _ENCODER.encode(payload)
+
+
+def encode_priorities(scores: list[tuple[str, int]]) -> bytes:
+    """A HostPriorityList: ``[{"Host": ..., "Score": ...}, ...]``."""
+    return _ENCODER.encode([_HostPriority(host, score) for host, score in scores])

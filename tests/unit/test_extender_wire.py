@@ -101,6 +101,15 @@ def test_priority_list_shape(codec: str) -> None:
 
 
 @pytest.mark.parametrize("codec", CODECS)
+def test_encode_priorities_is_the_priority_list(codec: str) -> None:
+    scores = [("a", 3), ("b\u00e9\"", 10), ("c", 0)]
+    out = wire.Codec(codec).encode_priorities(scores)
+    assert json.loads(out) == json.loads(wire.Codec("stdlib").encode(wire.priority_list(scores)))
+    assert json.loads(out)[1] == {"Host": 'b\u00e9"', "Score": 10}
+    assert wire.Codec(codec).encode_priorities([]) == b"[]"
+
+
+@pytest.mark.parametrize("codec", CODECS)
 def test_lower_case_keys_accepted(codec: str) -> None:
     body = json.dumps({"pod": ex.pod(), "nodes": None, "nodenames": ["x"]}).encode()
     assert wire.Codec(codec).parse(body).names == ["x"]

@@ -14,4 +14,5 @@ pytest_plugins = [
     "tests.fixtures_controlplane",
     "tests.fixtures_node",
     "tests.fixtures_env",
+    "tests.fixtures_emulator",
 ]

@@ -24,7 +24,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import pytest
 
@@ -545,6 +545,22 @@ class NetnsTcpProxy:
         self._stop = False
         self._thread = threading.Thread(target=self._accept, daemon=True)
         self._thread.start()
+
+    @classmethod
+    def to_apiserver(cls, netns: str, server: str) -> Self:
+        """A proxy to the local kube-apiserver (``server``: its https URL, on the
+        root netns' loopback)."""
+        return cls(netns, ("127.0.0.1", int(server.rsplit(":", 1)[1])))
+
+    def kubeconfig(self, source: Path | str, dest: Path) -> Path:
+        """``source`` with every cluster reached through this proxy, written to ``dest``."""
+        import yaml
+
+        cfg = yaml.safe_load(Path(source).read_text())
+        for cluster in cfg["clusters"]:
+            cluster["cluster"]["server"] = f"https://127.0.0.1:{self.port}"
+        dest.write_text(yaml.safe_dump(cfg))
+        return dest
 
     def _accept(self) -> None:
         while not self._stop:

@@ -21,7 +21,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
 from kubernetes import client
 
 from core.capacityfile import parse_capacity_file
@@ -129,7 +128,7 @@ def test_agent_feeds_the_device_plugin(
     ips = [f"{net}.{i}" for i in (10, 11, 12, 13, 14)]
     node = vpc.add_node(1, [[f"{net}.2", *ips]])
     capfile = tmp_path / "dp" / "eni-ip-capacity"
-    proxy = NetnsTcpProxy(node.ns, ("127.0.0.1", int(control_plane.server.rsplit(":", 1)[1])))
+    proxy = NetnsTcpProxy.to_apiserver(node.ns, control_plane.server)
 
     def set_status(available: int) -> None:
         body = {
@@ -170,11 +169,7 @@ def test_agent_feeds_the_device_plugin(
         )
 
     try:
-        cfg = yaml.safe_load(Path(control_plane.kubeconfig).read_text())
-        for cluster in cfg["clusters"]:
-            cluster["cluster"]["server"] = f"https://127.0.0.1:{proxy.port}"
-        kubeconfig = agent.workdir / "kubeconfig"
-        kubeconfig.write_text(yaml.safe_dump(cfg))
+        kubeconfig = proxy.kubeconfig(control_plane.kubeconfig, agent.workdir / "kubeconfig")
         agent.start(
             "--ip-source",
             "kubernetes",

@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from kubernetes import client
 
 from core.capacityfile import parse_capacity_file
@@ -106,7 +105,7 @@ def test_capacity_file_shows_a_cooldown_end_only_after_the_api_holds_it_free(
     ips = [f"{net}.10", f"{net}.11"]
     node = vpc.add_node(1, [[f"{net}.2", *ips]])
     capfile = tmp_path / "dp" / "eni-ip-capacity"
-    proxy = CuttableProxy(node.ns, ("127.0.0.1", int(control_plane.server.rsplit(":", 1)[1])))
+    proxy = CuttableProxy.to_apiserver(node.ns, control_plane.server)
     agent = agents(node, start=False, eni_only=False)
 
     def phase(ip: str) -> str:
@@ -157,11 +156,7 @@ def test_capacity_file_shows_a_cooldown_end_only_after_the_api_holds_it_free(
                 "spec": {"containers": [{"name": "c", "image": "busybox"}]},
             },
         )
-        cfg = yaml.safe_load(Path(control_plane.kubeconfig).read_text())
-        for cluster in cfg["clusters"]:
-            cluster["cluster"]["server"] = f"https://127.0.0.1:{proxy.port}"
-        kubeconfig = agent.workdir / "kubeconfig"
-        kubeconfig.write_text(yaml.safe_dump(cfg))
+        kubeconfig = proxy.kubeconfig(control_plane.kubeconfig, agent.workdir / "kubeconfig")
         agent.start(
             "--ip-source",
             "kubernetes",

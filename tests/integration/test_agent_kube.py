@@ -186,7 +186,7 @@ def test_agent_in_kubernetes_mode(
     node = vpc.add_node(1, [[f"{net}.2", *ips]])
     annotated = {"tke.cloud.tencent.com/networks": "tke-route-eni"}
     pods = {f"web-{tag}": annotated, f"plain-{tag}": {}}
-    proxy = NetnsTcpProxy(node.ns, ("127.0.0.1", int(control_plane.server.rsplit(":", 1)[1])))
+    proxy = NetnsTcpProxy.to_apiserver(node.ns, control_plane.server)
     try:
         create_vpc_eni(crd, eni_id, node_name, "subnet-k")
         mark_eni_attached(
@@ -209,12 +209,8 @@ def test_agent_in_kubernetes_mode(
                 },
             )
             uids[name] = pod.metadata.uid
-        cfg = yaml.safe_load(Path(control_plane.kubeconfig).read_text())
-        for cluster in cfg["clusters"]:
-            cluster["cluster"]["server"] = f"https://127.0.0.1:{proxy.port}"
         agent = agents(node, start=False, eni_only=False)
-        kubeconfig = agent.workdir / "kubeconfig"
-        kubeconfig.write_text(yaml.safe_dump(cfg))
+        kubeconfig = proxy.kubeconfig(control_plane.kubeconfig, agent.workdir / "kubeconfig")
         agent.start(
             "--ip-source",
             "kubernetes",

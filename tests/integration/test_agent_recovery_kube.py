@@ -9,10 +9,8 @@ from __future__ import annotations
 import contextlib
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
-import yaml
 from kubernetes import client
 
 from core.names import CRD_GROUP, CRD_VERSION, PLURAL_VPC_ENI, PLURAL_VPC_IP
@@ -38,7 +36,7 @@ def test_unreadable_checkpoint_in_kubernetes_mode(
     net = f"10.{200 + uuid.uuid4().int % 50}.{uuid.uuid4().int % 250}"
     ips = [f"{net}.10", f"{net}.11"]
     node = vpc.add_node(1, [[f"{net}.2", *ips]])
-    proxy = NetnsTcpProxy(node.ns, ("127.0.0.1", int(control_plane.server.rsplit(":", 1)[1])))
+    proxy = NetnsTcpProxy.to_apiserver(node.ns, control_plane.server)
     try:
         create_vpc_eni(crd, eni_id, node_name, "subnet-r")
         mark_eni_attached(
@@ -51,12 +49,8 @@ def test_unreadable_checkpoint_in_kubernetes_mode(
         )
         for ip in ips:
             create_vpc_ip(crd, ip, node_name, eni_id, "subnet-r")
-        cfg = yaml.safe_load(Path(control_plane.kubeconfig).read_text())
-        for cluster in cfg["clusters"]:
-            cluster["cluster"]["server"] = f"https://127.0.0.1:{proxy.port}"
         agent = agents(node, start=False)
-        kubeconfig = agent.workdir / "kubeconfig"
-        kubeconfig.write_text(yaml.safe_dump(cfg))
+        kubeconfig = proxy.kubeconfig(control_plane.kubeconfig, agent.workdir / "kubeconfig")
         flags = (
             "--ip-source",
             "kubernetes",

@@ -21,12 +21,12 @@ import pytest
 
 from core import models as m
 from core import names
-from harness.ipamd_world import POD_SUBNET3, SPEC, pod_manifest
+from harness.ipamd_world import POD_SUBNET3, pod_manifest
 from ipamd.app import App
 from ipamd.controllers.necctl import nec_path
 from localcluster.controlplane import ControlPlane
 from tests.integration.ipamd_harness import AgentStandIn, Kube, cloud_ips, ipamd_inprocess, wait_for
-from vpcsim.testing import EmulatorHandle, run_emulator
+from vpcsim.testing import EmulatorHandle
 
 NO_WARM = ("--min-prebind", "0", "--max-prebind", "0")
 PER_ENI = 9  # S5.LARGE8: 4 ENIs (the primary one included) x 10 IPs
@@ -41,12 +41,6 @@ def kube(control_plane: ControlPlane) -> Iterator[Kube]:
     k.add_node("n1", "ins-sim00001")
     yield k
     k.wipe()
-
-
-@pytest.fixture
-def emu() -> Iterator[EmulatorHandle]:
-    with run_emulator(SPEC) as handle:
-        yield handle
 
 
 def eni_pod(kube: Kube, name: str, node: str = "n1") -> dict[str, Any]:

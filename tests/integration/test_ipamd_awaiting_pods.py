@@ -20,13 +20,13 @@ from typing import Any
 import pytest
 
 from core import names
-from harness.ipamd_world import POD_SUBNET3, SPEC, pod_manifest
+from harness.ipamd_world import POD_SUBNET3, pod_manifest
 from ipamd.app import App
 from ipamd.controllers.necctl import nec_path
 from ipamd.rules.warm import ANN_MAX_WARM, ANN_MIN_WARM
 from localcluster.controlplane import ControlPlane
 from tests.integration.ipamd_harness import AgentStandIn, Kube, cloud_ips, ipamd_inprocess, wait_for
-from vpcsim.testing import EmulatorHandle, run_emulator
+from vpcsim.testing import EmulatorHandle
 
 NO_WARM = ("--min-prebind", "0", "--max-prebind", "0")
 FIVE_WARM = ("--min-prebind", "5", "--max-prebind", "5")
@@ -42,12 +42,6 @@ def kube(control_plane: ControlPlane) -> Iterator[Kube]:
     k.add_node("n1", "ins-sim00001")
     yield k
     k.wipe()
-
-
-@pytest.fixture
-def emu() -> Iterator[EmulatorHandle]:
-    with run_emulator(SPEC) as handle:
-        yield handle
 
 
 def eni_pod(

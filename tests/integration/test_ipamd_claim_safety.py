@@ -22,7 +22,7 @@ import pytest
 from core import models as m
 from core import names
 from core.ids import EniId
-from harness.ipamd_world import POD_SUBNET3, SPEC, VPC
+from harness.ipamd_world import POD_SUBNET3, VPC
 from ipamd.controllers.enis import ip_spec
 from ipamd.kube import paths
 from ipamd.kube.api import KubeApi, KubeError, load_configuration
@@ -39,7 +39,7 @@ from tests.integration.ipamd_harness import (
     now3339,
     wait_for,
 )
-from vpcsim.testing import EmulatorHandle, run_emulator
+from vpcsim.testing import EmulatorHandle
 
 OTHER_SUBNET3 = "subnet-sim00035"
 CONFLICT = "StaticIPConflict"
@@ -55,12 +55,6 @@ def kube(control_plane: ControlPlane) -> Iterator[Kube]:
     k.add_node("n3", "ins-sim00003")  # same zone (ap-guangzhou-3)
     yield k
     k.wipe()
-
-
-@pytest.fixture
-def emu() -> Iterator[EmulatorHandle]:
-    with run_emulator(SPEC) as handle:
-        yield handle
 
 
 def _phase(kube: Kube, name: str) -> str:

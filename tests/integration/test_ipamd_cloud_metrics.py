@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from harness.ipamd_process import IpamdProcess
-from harness.ipamd_world import POD_SUBNET3, SPEC
+from harness.ipamd_world import POD_SUBNET3
 from localcluster.controlplane import ControlPlane
 from tests.integration.ipamd_harness import Kube, wait_for
-from vpcsim.testing import EmulatorHandle, run_emulator
+from vpcsim.testing import EmulatorHandle
 
 
 @pytest.fixture
@@ -26,12 +26,6 @@ def kube(control_plane: ControlPlane) -> Iterator[Kube]:
     k.set_subnets(POD_SUBNET3)
     yield k
     k.wipe()
-
-
-@pytest.fixture
-def emu() -> Iterator[EmulatorHandle]:
-    with run_emulator(SPEC) as handle:
-        yield handle
 
 
 def free_port() -> int:

@@ -8,7 +8,7 @@ import json
 
 from core import eip as ce
 from tests.integration.ipamd_harness import Kube, ipamd_inprocess, wait_for
-from tests.integration.test_ipamd_rbac import emu, kube, sa_api  # noqa: F401 - fixtures
+from tests.integration.test_ipamd_rbac import kube, sa_api  # noqa: F401 - fixtures
 from vpcsim.testing import EmulatorHandle
 
 

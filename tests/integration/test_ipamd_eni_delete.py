@@ -25,7 +25,7 @@ import pytest
 
 from core import names
 from core.ids import EniId, InstanceId, SubnetId, VpcId
-from harness.ipamd_world import CLUSTER, POD_SUBNET3, SPEC, VPC, pod_manifest
+from harness.ipamd_world import CLUSTER, POD_SUBNET3, VPC, pod_manifest
 from ipamd.controllers.enis import EniOps
 from ipamd.deps import Deps
 from ipamd.kube import paths
@@ -33,7 +33,7 @@ from localcluster.controlplane import ControlPlane
 from tests.emulator_client import cloud_for
 from tests.integration.ipamd_harness import AgentStandIn, Kube, cloud_ips, ipamd_inprocess, wait_for
 from tests.integration.ipamd_recording import ipamd_recording
-from vpcsim.testing import EmulatorHandle, run_emulator
+from vpcsim.testing import EmulatorHandle
 
 NODES = {"n1": "ins-sim00001", "n3": "ins-sim00003"}
 NO_WARM = ("--min-prebind", "0", "--max-prebind", "0")
@@ -47,12 +47,6 @@ def kube(control_plane: ControlPlane) -> Iterator[Kube]:
     k.set_subnets(POD_SUBNET3)
     yield k
     k.wipe()
-
-
-@pytest.fixture
-def emu() -> Iterator[EmulatorHandle]:
-    with run_emulator(SPEC) as handle:
-        yield handle
 
 
 def our_enis(emu: EmulatorHandle, instance: str | None = None) -> list[dict[str, Any]]:

@@ -32,7 +32,7 @@ import pytest
 
 from core import models as m
 from harness.ipamd_process import IpamdProcess
-from harness.ipamd_world import POD_SUBNET3, SPEC
+from harness.ipamd_world import POD_SUBNET3
 from ipamd.kube import paths
 from localcluster.apifaults import FaultPlan
 from localcluster.controlplane import ControlPlane
@@ -50,7 +50,7 @@ from tests.integration.ipamd_churn import (
 )
 from tests.integration.ipamd_harness import GRANT, AgentStandIn, Kube, wait_for
 from tests.integration.podnetns import PodNetns, require_root, sweep
-from vpcsim.testing import EmulatorHandle, run_emulator
+from vpcsim.testing import EmulatorHandle
 
 LEASE_FLAGS = (
     "--leader-elect-lease-duration",
@@ -70,12 +70,6 @@ def kube(control_plane: ControlPlane) -> Iterator[Kube]:
     k.set_subnets(POD_SUBNET3)
     yield k
     k.wipe()
-
-
-@pytest.fixture
-def emu() -> Iterator[EmulatorHandle]:
-    with run_emulator(SPEC) as handle:
-        yield handle
 
 
 @pytest.fixture

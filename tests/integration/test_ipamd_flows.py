@@ -10,11 +10,11 @@ import pytest
 
 from core import models as m
 from core import names
-from harness.ipamd_world import POD_SUBNET3, POD_SUBNET4, SPEC, VPC, ZONE3, ZONE4
+from harness.ipamd_world import POD_SUBNET3, POD_SUBNET4, VPC, ZONE3, ZONE4
 from localcluster.controlplane import ControlPlane
 from tests.emulator_client import cloud_for
 from tests.integration.ipamd_harness import AgentStandIn, Kube, cloud_ips, ipamd_inprocess, wait_for
-from vpcsim.testing import EmulatorHandle, run_emulator
+from vpcsim.testing import EmulatorHandle
 
 
 @pytest.fixture
@@ -24,12 +24,6 @@ def kube(control_plane: ControlPlane) -> Iterator[Kube]:
     k.wipe()
     yield k
     k.wipe()
-
-
-@pytest.fixture
-def emu() -> Iterator[EmulatorHandle]:
-    with run_emulator(SPEC) as handle:
-        yield handle
 
 
 def attached(emu: EmulatorHandle, instance: str) -> list[dict]:  # type: ignore[type-arg]

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from core import models as m
-from harness.ipamd_world import POD_SUBNET3, SPEC
+from harness.ipamd_world import POD_SUBNET3
 from localcluster.controlplane import ControlPlane
 from tests.integration.ipamd_churn import waits_for_old_pod
 from tests.integration.ipamd_harness import (
@@ -24,7 +24,7 @@ from tests.integration.ipamd_harness import (
     ipamd_inprocess,
     wait_for,
 )
-from vpcsim.testing import EmulatorHandle, run_emulator
+from vpcsim.testing import EmulatorHandle
 
 OTHER_SUBNET3 = "subnet-sim00035"  # pod-3b, same zone
 
@@ -37,12 +37,6 @@ def kube(control_plane: ControlPlane) -> Iterator[Kube]:
     k.set_subnets(POD_SUBNET3)
     yield k
     k.wipe()
-
-
-@pytest.fixture
-def emu() -> Iterator[EmulatorHandle]:
-    with run_emulator(SPEC) as handle:
-        yield handle
 
 
 def vip(kube: Kube, ip: str) -> dict | None:  # type: ignore[type-arg]

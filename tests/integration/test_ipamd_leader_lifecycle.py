@@ -22,7 +22,7 @@ from urllib.parse import urlparse
 
 import pytest
 
-from harness.ipamd_world import POD_SUBNET3, SPEC
+from harness.ipamd_world import POD_SUBNET3
 from ipamd import metrics
 from ipamd.kube import paths
 from ipamd.kube.api import KubeApi, load_configuration
@@ -31,7 +31,7 @@ from ipamd.leader import LeaderElector
 from localcluster.controlplane import ControlPlane
 from tests.integration.ipamd_harness import Kube, wait_for
 from tests.integration.ipamd_recording import GatedCloud, TcpProxy, ipamd_recording
-from vpcsim.testing import EmulatorHandle, run_emulator
+from vpcsim.testing import EmulatorHandle
 
 NS, NAME = "kube-system", "tke-eni-ipamd"
 
@@ -43,12 +43,6 @@ def kube(control_plane: ControlPlane) -> Iterator[Kube]:
     k.wipe()
     yield k
     k.wipe()
-
-
-@pytest.fixture
-def emu() -> Iterator[EmulatorHandle]:
-    with run_emulator(SPEC) as handle:
-        yield handle
 
 
 @pytest.fixture

@@ -17,13 +17,13 @@ import pytest
 
 from core import names
 from core.ids import InstanceId, SubnetId, VpcId
-from harness.ipamd_world import CLUSTER, POD_SUBNET3, SPEC, VPC
+from harness.ipamd_world import CLUSTER, POD_SUBNET3, VPC
 from ipamd import metrics
 from localcluster.controlplane import ControlPlane
 from tests.emulator_client import cloud_for
 from tests.integration.ipamd_harness import Kube, wait_for
 from tests.integration.ipamd_recording import ipamd_recording
-from vpcsim.testing import EmulatorHandle, run_emulator
+from vpcsim.testing import EmulatorHandle
 
 OTHER_VPC, OTHER_SUBNET = "vpc-sim00002", "subnet-sim00099"
 NOT_OUR_NODE = "ins-sim00003"  # exists in the cloud, is no node of this cluster
@@ -36,12 +36,6 @@ def kube(control_plane: ControlPlane) -> Iterator[Kube]:
     k.wipe()
     yield k
     k.wipe()
-
-
-@pytest.fixture
-def emu() -> Iterator[EmulatorHandle]:
-    with run_emulator(SPEC) as handle:
-        yield handle
 
 
 def make_enis(emu: EmulatorHandle) -> dict[str, str]:

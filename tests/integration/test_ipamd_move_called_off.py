@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import pytest
 
 from core import models as m
-from harness.ipamd_world import POD_SUBNET3, SPEC
+from harness.ipamd_world import POD_SUBNET3
 from localcluster.controlplane import ControlPlane
 from tests.integration.ipamd_harness import (
     GRANT,
@@ -27,7 +27,7 @@ from tests.integration.ipamd_harness import (
     wait_for,
 )
 from tests.integration.test_ipamd_grants import move, start_static, vip
-from vpcsim.testing import EmulatorHandle, run_emulator
+from vpcsim.testing import EmulatorHandle
 
 
 @pytest.fixture
@@ -40,12 +40,6 @@ def kube(control_plane: ControlPlane) -> Iterator[Kube]:
     k.add_node("n3", "ins-sim00003")  # same zone
     yield k
     k.wipe()
-
-
-@pytest.fixture
-def emu() -> Iterator[EmulatorHandle]:
-    with run_emulator(SPEC) as handle:
-        yield handle
 
 
 def test_pod_deleted_while_its_ip_is_asked_back_for_a_move_calls_the_move_off(

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from harness.ipamd_world import POD_SUBNET3, SPEC
+from harness.ipamd_world import POD_SUBNET3
 from ipamd.app import App
 from ipamd.controllers.necctl import nec_path
 from ipamd.kube import paths
@@ -28,7 +28,7 @@ from ipamd.rules.warm import ANN_MAX_WARM, ANN_MIN_WARM
 from localcluster.controlplane import ControlPlane
 from tests.integration.ipamd_harness import AgentStandIn, Kube, cloud_ips, ipamd_inprocess, wait_for
 from tests.integration.test_ipamd_static_ips import start_static
-from vpcsim.testing import EmulatorHandle, run_emulator
+from vpcsim.testing import EmulatorHandle
 
 KUBECTL = Path("/var/cache/tke-vpc-cni/k8s/v1.33.13/bin/kubectl")
 TWO_WARM = ("--min-prebind", "2", "--max-prebind", "2")
@@ -44,12 +44,6 @@ def kube(control_plane: ControlPlane) -> Iterator[Kube]:
     k.add_node("n3", "ins-sim00003")  # the same zone as n1
     yield k
     k.wipe()
-
-
-@pytest.fixture
-def emu() -> Iterator[EmulatorHandle]:
-    with run_emulator(SPEC) as handle:
-        yield handle
 
 
 def nec(kube: Kube, node: str) -> dict[str, Any] | None:

@@ -21,13 +21,13 @@ from typing import Any
 import pytest
 
 from core import names
-from harness.ipamd_world import POD_SUBNET3, SPEC
+from harness.ipamd_world import POD_SUBNET3
 from ipamd.controllers.necctl import NECS, nec_path
 from ipamd.kube.api import JSON, KubeApi, KubeError, load_configuration
 from ipamd.rules.warm import ANN_MAX_WARM, ANN_MIN_WARM
 from localcluster.controlplane import ControlPlane
 from tests.integration.ipamd_harness import Kube, cloud_ips, ipamd_inprocess, wait_for
-from vpcsim.testing import EmulatorHandle, run_emulator
+from vpcsim.testing import EmulatorHandle
 
 TWO_WARM = ("--min-prebind", "2", "--max-prebind", "2")
 G = [f"sg-0000000{i}" for i in range(1, 7)]  # six well-formed group ids
@@ -43,12 +43,6 @@ def kube(control_plane: ControlPlane) -> Iterator[Kube]:
     k.add_node("n3", "ins-sim00003")  # the same zone as n1
     yield k
     k.wipe()
-
-
-@pytest.fixture
-def emu() -> Iterator[EmulatorHandle]:
-    with run_emulator(SPEC) as handle:
-        yield handle
 
 
 def nec(kube: Kube, node: str) -> dict[str, Any] | None:

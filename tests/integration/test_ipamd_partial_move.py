@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from core.ids import EniId
-from harness.ipamd_world import CLUSTER, POD_SUBNET3, SPEC
+from harness.ipamd_world import CLUSTER, POD_SUBNET3
 from ipamd.kube import paths
 from localcluster.apifaults import rule
 from localcluster.controlplane import ControlPlane
@@ -26,7 +26,7 @@ from localcluster.faultproxy import FaultProxy
 from tests.emulator_client import cloud_for
 from tests.integration.ipamd_churn import Ledger, Running, step_violations
 from tests.integration.ipamd_harness import AgentStandIn, Kube, cloud_ips, ipamd_inprocess, wait_for
-from vpcsim.testing import EmulatorHandle, run_emulator
+from vpcsim.testing import EmulatorHandle
 
 NODES = {"n1": "ins-sim00001", "n3": "ins-sim00003"}
 
@@ -39,12 +39,6 @@ def kube(control_plane: ControlPlane) -> Iterator[Kube]:
     k.set_subnets(POD_SUBNET3)
     yield k
     k.wipe()
-
-
-@pytest.fixture
-def emu() -> Iterator[EmulatorHandle]:
-    with run_emulator(SPEC) as handle:
-        yield handle
 
 
 def test_pod_back_on_the_old_node_after_a_half_done_move_keeps_a_working_ip(

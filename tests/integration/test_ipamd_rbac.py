@@ -14,13 +14,13 @@ import pytest
 import yaml
 
 from core import models as m
-from harness.ipamd_world import POD_SUBNET3, SPEC
+from harness.ipamd_world import POD_SUBNET3
 from ipamd.controllers.necctl import nec_path
 from ipamd.kube import paths
 from ipamd.kube.api import KubeApi, KubeError, load_configuration
 from localcluster.controlplane import ControlPlane
 from tests.integration.ipamd_harness import ROOT, AgentStandIn, Kube, ipamd_inprocess, wait_for
-from vpcsim.testing import EmulatorHandle, run_emulator
+from vpcsim.testing import EmulatorHandle
 
 RBAC_FILES = ("serviceaccount.yaml", "rbac.yaml")
 
@@ -63,12 +63,6 @@ def kube(control_plane: ControlPlane) -> Iterator[Kube]:
     k.wipe()
     for d in reversed(docs):
         k.api.delete(f"{_collection(d)}/{d['metadata']['name']}")
-
-
-@pytest.fixture
-def emu() -> Iterator[EmulatorHandle]:
-    with run_emulator(SPEC) as handle:
-        yield handle
 
 
 def sa_api(kubeconfig: Path, admin: KubeApi) -> KubeApi:

@@ -10,13 +10,13 @@ from collections.abc import Iterator
 import pytest
 
 from core.ids import EniId, SubnetId, VpcId
-from harness.ipamd_world import CLUSTER, POD_SUBNET3, SPEC, VPC
+from harness.ipamd_world import CLUSTER, POD_SUBNET3, VPC
 from ipamd.kube import paths
 from localcluster.controlplane import ControlPlane
 from tests.emulator_client import cloud_for
 from tests.integration.ipamd_harness import Kube, wait_for
 from tests.integration.ipamd_recording import ipamd_recording
-from vpcsim.testing import EmulatorHandle, run_emulator
+from vpcsim.testing import EmulatorHandle
 
 
 @pytest.fixture
@@ -27,12 +27,6 @@ def kube(control_plane: ControlPlane) -> Iterator[Kube]:
     k.set_subnets(POD_SUBNET3)
     yield k
     k.wipe()
-
-
-@pytest.fixture
-def emu() -> Iterator[EmulatorHandle]:
-    with run_emulator(SPEC) as handle:
-        yield handle
 
 
 def reconciled(seen: list[str], times: int) -> None:

@@ -16,12 +16,12 @@ import pytest
 
 from core import models as m
 from core import names
-from harness.ipamd_world import POD_SUBNET3, SPEC
+from harness.ipamd_world import POD_SUBNET3
 from ipamd.kube import paths
 from localcluster.controlplane import ControlPlane
 from tests.integration.ipamd_harness import Kube, cloud_ips, ipamd_inprocess, wait_for
 from tests.integration.ipamd_recording import ipamd_recording
-from vpcsim.testing import EmulatorHandle, run_emulator
+from vpcsim.testing import EmulatorHandle
 
 INSTANCE = "ins-sim00001"
 
@@ -33,12 +33,6 @@ def kube(control_plane: ControlPlane) -> Iterator[Kube]:
     k.wipe()
     yield k
     k.wipe()
-
-
-@pytest.fixture
-def emu() -> Iterator[EmulatorHandle]:
-    with run_emulator(SPEC) as handle:
-        yield handle
 
 
 def pool_of(kube: Kube, emu: EmulatorHandle) -> dict[str, Any]:

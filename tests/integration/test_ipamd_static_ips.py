@@ -11,11 +11,11 @@ import pytest
 
 from core import models as m
 from core import names
-from harness.ipamd_world import POD_SUBNET3, SPEC
+from harness.ipamd_world import POD_SUBNET3
 from ipamd.kube import paths
 from localcluster.controlplane import ControlPlane
 from tests.integration.ipamd_harness import AgentStandIn, Kube, cloud_ips, ipamd_inprocess, wait_for
-from vpcsim.testing import EmulatorHandle, run_emulator
+from vpcsim.testing import EmulatorHandle
 
 
 @pytest.fixture
@@ -28,12 +28,6 @@ def kube(control_plane: ControlPlane) -> Iterator[Kube]:
     k.add_node("n3", "ins-sim00003")  # same zone (ap-guangzhou-3)
     yield k
     k.wipe()
-
-
-@pytest.fixture
-def emu() -> Iterator[EmulatorHandle]:
-    with run_emulator(SPEC) as handle:
-        yield handle
 
 
 def bound(kube: Kube, name: str, uid: str) -> dict | None:  # type: ignore[type-arg]

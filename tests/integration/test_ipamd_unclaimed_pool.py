@@ -16,12 +16,12 @@ from typing import Any
 import pytest
 
 from core import models as m
-from harness.ipamd_world import POD_SUBNET3, SPEC
+from harness.ipamd_world import POD_SUBNET3
 from ipamd.kube import paths
 from localcluster.controlplane import ControlPlane
 from tests.integration.ipamd_harness import AgentStandIn, Kube, cloud_ips, ipamd_inprocess, wait_for
 from tests.integration.test_ipamd_static_ips import start_static
-from vpcsim.testing import EmulatorHandle, run_emulator
+from vpcsim.testing import EmulatorHandle
 
 OTHER_SUBNET3 = "subnet-sim00035"  # pod-3b, same zone
 ONE_WARM = ("--min-prebind", "1", "--max-prebind", "1")
@@ -37,12 +37,6 @@ def kube(control_plane: ControlPlane) -> Iterator[Kube]:
     k.add_node("n1", "ins-sim00001")
     yield k
     k.wipe()
-
-
-@pytest.fixture
-def emu() -> Iterator[EmulatorHandle]:
-    with run_emulator(SPEC) as handle:
-        yield handle
 
 
 def vpcip(kube: Kube, ip: str) -> dict[str, Any] | None:

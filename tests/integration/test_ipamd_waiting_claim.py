@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from harness.ipamd_world import POD_SUBNET3, SPEC
+from harness.ipamd_world import POD_SUBNET3
 from localcluster.controlplane import ControlPlane
 from tests.integration.ipamd_harness import AgentStandIn, Kube, ipamd_inprocess, wait_for
-from vpcsim.testing import EmulatorHandle, run_emulator
+from vpcsim.testing import EmulatorHandle
 
 
 @pytest.fixture
@@ -27,12 +27,6 @@ def kube(control_plane: ControlPlane) -> Iterator[Kube]:
     k.add_node("n1", "ins-sim00001")
     yield k
     k.wipe()
-
-
-@pytest.fixture
-def emu() -> Iterator[EmulatorHandle]:
-    with run_emulator(SPEC) as handle:
-        yield handle
 
 
 def _waiting(kube: Kube, name: str) -> list[dict[str, Any]]:

@@ -370,6 +370,7 @@ def cycle_part(n: int = 200, cycles: int = 1000) -> None:
 # --- part 2: real scheduler ---------------------------------------------------
 PLAIN, BARE, WITH = "plain", "bare", "eni"  # part 2's three kinds of run
 
+
 def scheduler_part(pods: int, nodes_per_zone: int, rounds: int = 3) -> None:
     from kubernetes import client, watch
 
@@ -539,7 +540,7 @@ def cpu_per_pod(
     first: tuple[int, dict[str, float]], last: tuple[int, dict[str, float]]
 ) -> str:
     """Where the CPU went between the first bind seen and the last: ms per pod bound
-    in between, per process, with the machine's two-core budget beside it."""
+    in between, per process (busiest first), and their total."""
     pods = last[0] - first[0]
     used = {n: (last[1][n] - first[1][n]) * 1000 / pods for n in last[1] if n in first[1]}
     busy = sorted(used.items(), key=lambda kv: -kv[1])

@@ -73,6 +73,7 @@ class _NodeFactsArgs(msgspec.Struct):
 _ARGS = msgspec.json.Decoder(_Args)
 _NODE_FACTS = msgspec.json.Decoder(_NodeFactsArgs)
 _ENCODER = msgspec.json.Encoder()
+_TOO_DEEP = "request body is not valid JSON: nested too deeply"
 
 
 class _HostPriority(msgspec.Struct, gc=False):
@@ -81,7 +82,6 @@ class _HostPriority(msgspec.Struct, gc=False):
 
     Host: str
     Score: int
-_TOO_DEEP = "request body is not valid JSON: nested too deeply"
 
 
 class NeedsStdlib(Exception):  # noqa: N818 (a signal, not an error)
